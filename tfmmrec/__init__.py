@@ -1,0 +1,45 @@
+"""tfmmrec: multimodal recommendation with TensorFlow, TFRS and TF-Hub.
+
+TFRS 0.7.7 and ``hub.KerasLayer`` need Keras 2 (``tf_keras``), while TF >= 2.16 makes
+``tf.keras`` Keras 3. Setting ``TF_USE_LEGACY_KERAS=1`` before anything touches ``tf.keras``
+selects Keras 2; it is set here, first thing. If your program touched ``tf.keras`` before
+importing tfmmrec, set the variable yourself at the very top (or in the shell):
+``import os; os.environ["TF_USE_LEGACY_KERAS"] = "1"``.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tfmmrec._keras_check import check_keras_version  # noqa: E402
+
+check_keras_version()
+
+from tfmmrec.config import RankingConfig, RetrievalConfig, RunConfig, SplitConfig  # noqa: E402
+from tfmmrec.data.demo import write_demo_catalog  # noqa: E402
+from tfmmrec.data.loader import Dataset, load_dataset  # noqa: E402
+from tfmmrec.data.manifest import DatasetError, Manifest, ModalitySpec  # noqa: E402
+from tfmmrec.data.mmrec import import_mmrec  # noqa: E402
+from tfmmrec.data.movielens import download_movielens_100k, import_movielens_100k, import_movielens_csv  # noqa: E402
+from tfmmrec.data.splits import split_interactions  # noqa: E402
+from tfmmrec.encoders.encode import ItemContent, encode_catalog  # noqa: E402
+from tfmmrec.encoders.registry import ENCODERS, EncoderSpec, load_encoder  # noqa: E402
+from tfmmrec.evaluate.ranking import auc, rmse  # noqa: E402
+from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
+from tfmmrec.fusion.concat import ConcatFusion  # noqa: E402
+from tfmmrec.models.ranking import DeepFM  # noqa: E402
+from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
+from tfmmrec.models.towers import ItemTower, QueryTower  # noqa: E402
+from tfmmrec.pipeline import RunResult, run  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConcatFusion", "Dataset", "DatasetError", "DeepFM", "ENCODERS", "EncoderSpec", "ItemContent", "ItemTower",
+    "Manifest", "ModalitySpec", "QueryTower", "RankingConfig", "RetrievalConfig", "RunConfig", "RunResult",
+    "SplitConfig", "TwoTowerRetrieval", "auc", "download_movielens_100k", "encode_catalog", "evaluate_retrieval",
+    "import_mmrec", "import_movielens_100k", "import_movielens_csv", "load_dataset", "load_encoder", "rmse", "run",
+    "split_interactions", "write_demo_catalog",
+]

@@ -1,0 +1,44 @@
+"""Write SavedModels into ``BASE/NAME/<integer version>/`` the way TF Serving expects.
+
+TF Serving watches ``BASE/NAME`` and loads the highest integer-named directory. A half-written
+version would be picked up and fail, so a model is written to a hidden temporary directory
+(which TF Serving ignores: its name is not an integer) and renamed into place in one step.
+An existing version is never overwritten.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(model_dir: Path) -> int:
+    versions = existing_versions(model_dir)
+    return versions[-1] + 1 if versions else 1
+
+
+def save_versioned(module: tf.Module, base: str | Path, name: str, signatures: dict[str, Any],
+                   version: int | None = None, options: tf.saved_model.SaveOptions | None = None) -> Path:
+    """Save ``module`` as ``base/name/version`` atomically; returns the version directory."""
+    model_dir = Path(base) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    version = version if version is not None else next_version(model_dir)
+    final = model_dir / str(version)
+    if final.exists():
+        raise FileExistsError(f"{final} already exists; exports never overwrite a version")
+    tmp = model_dir / f".tmp-{version}-{os.getpid()}"
+    try:
+        tf.saved_model.save(module, str(tmp), signatures=signatures, options=options)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

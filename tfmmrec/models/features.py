@@ -1,0 +1,128 @@
+"""Static per-item inputs of the models, as one table indexed by model item index.
+
+Index convention used by every model and export: item index 0 means "unknown item", and
+dataset row r is index r + 1 (likewise users: 0 unknown, 1..U known). A ``StringLookup`` with
+one OOV bucket maps raw ids to exactly these indices, so exported SavedModels take raw ids.
+
+The table holds frozen content embeddings (z-scored per dimension, so 4096-d CNN features and
+64-d text features enter the MLP on one scale), presence masks, categorical codes, numeric
+fields, and each item's id-embedding slot: items never seen in training get slot 0, whose
+embedding is forced to zero, so an unseen item is represented by its content alone instead of by
+an untrained random vector.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tf_keras as keras
+
+from tfmmrec.data.loader import Dataset
+from tfmmrec.encoders.encode import ItemContent
+
+
+@dataclass
+class ItemFeatures:
+    content: dict[str, np.ndarray]   # [n + 1, dim], row 0 zeros
+    masks: dict[str, np.ndarray]     # [n + 1] float32, row 0 zero
+    id_slot: np.ndarray              # [n + 1] int32, 0 = no trained id embedding
+    categorical: np.ndarray          # [n + 1, fields] int32, 0 = unknown value
+    cardinalities: list[int]         # per categorical field, including the unknown code 0
+    numeric: np.ndarray              # [n + 1, numeric fields] float32, z-scored
+
+    @property
+    def num_id_slots(self) -> int:
+        return int(self.id_slot.max()) + 1
+
+    @property
+    def modality_dims(self) -> dict[str, int]:
+        return {m: int(v.shape[1]) for m, v in self.content.items()}
+
+
+def _zscore(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    if present.any():
+        mean = values[present].mean(axis=0)
+        std = values[present].std(axis=0) + 1e-6
+        values = (values - mean) / std
+    return np.where(present[:, None], values, 0.0).astype(np.float32)
+
+
+def build_item_features(dataset: Dataset, content: ItemContent | None, train_rows: np.ndarray) -> ItemFeatures:
+    """Assemble the item table; ``train_rows`` are dataset rows with training interactions."""
+    n = dataset.num_items
+    pad = lambda a: np.concatenate([np.zeros((1, *a.shape[1:]), a.dtype), a])  # noqa: E731
+    contents, masks = {}, {}
+    for m in (content.modalities if content else []):
+        present = content.masks[m].astype(bool)
+        contents[m] = pad(_zscore(content.embeddings[m].astype(np.float32), present))
+        masks[m] = pad(present.astype(np.float32))
+    id_slot = np.zeros(n + 1, np.int32)
+    seen = np.unique(train_rows)
+    id_slot[seen + 1] = np.arange(1, len(seen) + 1, dtype=np.int32)
+    codes, cards = [], []
+    for column in dataset.manifest.categorical:
+        values = dataset.items[column].astype(str)
+        vocab = pd.Index(sorted(set(values) - {""}))
+        codes.append(vocab.get_indexer(values) + 1)  # "" and unknown -> 0
+        cards.append(len(vocab) + 1)
+    categorical = pad(np.stack(codes, axis=1).astype(np.int32)) if codes else np.zeros((n + 1, 0), np.int32)
+    if dataset.manifest.numeric:
+        raw = dataset.items[dataset.manifest.numeric].to_numpy(np.float32)
+        numeric = pad(_zscore(raw, np.isfinite(raw).all(axis=1)))
+    else:
+        numeric = np.zeros((n + 1, 0), np.float32)
+    return ItemFeatures(contents, masks, id_slot, categorical, cards, numeric)
+
+
+@keras.utils.register_keras_serializable(package="tfmmrec")
+class ItemFeatureTable(keras.layers.Layer):
+    """Gathers an item's static features by model item index (non-trainable weights).
+
+    The config holds only shapes; the values travel as weights, so a saved model carries them.
+    """
+
+    def __init__(self, modality_dims: dict[str, int], num_rows: int, num_categorical: int = 0,
+                 num_numeric: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.modality_dims = dict(modality_dims)
+        self.num_rows, self.num_categorical, self.num_numeric = num_rows, num_categorical, num_numeric
+        zeros = keras.initializers.Zeros()
+        self.content = {m: self.add_weight(name=f"content_{m}", shape=(num_rows, d), initializer=zeros,
+                                           trainable=False) for m, d in sorted(self.modality_dims.items())}
+        self.masks = {m: self.add_weight(name=f"mask_{m}", shape=(num_rows,), initializer=zeros, trainable=False)
+                      for m in sorted(self.modality_dims)}
+        self.id_slot = self.add_weight(name="id_slot", shape=(num_rows,), dtype=tf.int32, initializer=zeros,
+                                       trainable=False)
+        self.categorical = self.add_weight(name="categorical", shape=(num_rows, num_categorical), dtype=tf.int32,
+                                           initializer=zeros, trainable=False)
+        self.numeric = self.add_weight(name="numeric", shape=(num_rows, num_numeric), initializer=zeros,
+                                       trainable=False)
+
+    @classmethod
+    def from_features(cls, features: ItemFeatures, **kwargs: Any) -> "ItemFeatureTable":
+        table = cls(features.modality_dims, len(features.id_slot), features.categorical.shape[1],
+                    features.numeric.shape[1], **kwargs)
+        for m in table.content:
+            table.content[m].assign(features.content[m])
+            table.masks[m].assign(features.masks[m])
+        table.id_slot.assign(features.id_slot)
+        table.categorical.assign(features.categorical)
+        table.numeric.assign(features.numeric)
+        return table
+
+    def call(self, item: tf.Tensor) -> dict[str, Any]:
+        item = tf.cast(item, tf.int32)
+        return {
+            "content": {m: tf.gather(v, item) for m, v in self.content.items()},
+            "masks": {m: tf.gather(v, item) for m, v in self.masks.items()},
+            "id_slot": tf.gather(self.id_slot, item),
+            "categorical": tf.gather(self.categorical, item),
+            "numeric": tf.gather(self.numeric, item),
+        }
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "modality_dims": self.modality_dims, "num_rows": self.num_rows,
+                "num_categorical": self.num_categorical, "num_numeric": self.num_numeric}

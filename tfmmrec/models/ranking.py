@@ -1,0 +1,89 @@
+"""DeepFM ranking over sparse id fields and dense modality embeddings.
+
+Guo et al. 2017, "DeepFM: A Factorization-Machine based Neural Network for CTR Prediction".
+Every input becomes a field vector of size ``field_dim``: user id, item id, each categorical
+column, and each modality embedding projected by its own Dense layer (zero when the item lacks
+it). The score is first-order terms + FM pairwise interactions + an MLP over all fields.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfmmrec.models.features import ItemFeatureTable
+
+
+@keras.utils.register_keras_serializable(package="tfmmrec")
+class DeepFM(keras.Model):
+    """``{"user": int, "item": int}`` (model indices) -> score ``[batch]`` (a logit, or a rating).
+
+    Args:
+      use_content: include modality, categorical and numeric fields (False: ids only).
+    """
+
+    def __init__(self, table: ItemFeatureTable, num_users: int, num_id_slots: int,
+                 categorical_cardinalities: tuple[int, ...] = (), field_dim: int = 16,
+                 hidden_units: tuple[int, ...] = (64, 32), dropout: float = 0.1, use_content: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.num_users, self.num_id_slots, self.field_dim = num_users, num_id_slots, field_dim
+        self.categorical_cardinalities = tuple(categorical_cardinalities)
+        self.hidden_units, self.dropout, self.use_content = tuple(hidden_units), dropout, use_content
+        emb = lambda n, d, name: keras.layers.Embedding(  # noqa: E731
+            n, d, name=name, embeddings_regularizer=keras.regularizers.l2(1e-6))
+        self.user_vec, self.user_bias = emb(num_users + 1, field_dim, "user_field"), emb(num_users + 1, 1, "user_bias")
+        self.item_vec, self.item_bias = emb(num_id_slots, field_dim, "item_field"), emb(num_id_slots, 1, "item_bias")
+        self.cat_vec = [emb(c, field_dim, f"cat{i}_field") for i, c in enumerate(self.categorical_cardinalities)]
+        self.cat_bias = [emb(c, 1, f"cat{i}_bias") for i, c in enumerate(self.categorical_cardinalities)]
+        self.dense_names = sorted(table.modality_dims) + (["_numeric"] if table.num_numeric else [])
+        self.dense_vec = {m: keras.layers.Dense(field_dim, name=f"{m.lstrip('_')}_field") for m in self.dense_names}
+        self.dense_bias = {m: keras.layers.Dense(1, name=f"{m.lstrip('_')}_bias") for m in self.dense_names}
+        self.deep = keras.Sequential(
+            [layer for units in self.hidden_units
+             for layer in (keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(dropout))]
+            + [keras.layers.Dense(1)])
+        self.global_bias = self.add_weight(name="global_bias", shape=(), initializer="zeros")
+
+    def fields(self, features: dict[str, tf.Tensor]) -> tuple[list[tf.Tensor], list[tf.Tensor], list[str]]:
+        """Field vectors ``[batch, field_dim]``, first-order terms ``[batch, 1]`` and field names."""
+        feats = self.table(features["item"])
+        user = features["user"]
+        known = tf.cast(feats["id_slot"] > 0, tf.float32)[:, None]
+        vecs = [self.user_vec(user), self.item_vec(feats["id_slot"]) * known]
+        firsts = [self.user_bias(user), self.item_bias(feats["id_slot"]) * known]
+        names = ["user", "item"]
+        if self.use_content:
+            for i in range(len(self.cat_vec)):
+                vecs.append(self.cat_vec[i](feats["categorical"][:, i]))
+                firsts.append(self.cat_bias[i](feats["categorical"][:, i]))
+                names.append(f"categorical_{i}")
+            for m in self.dense_names:
+                x = feats["numeric"] if m == "_numeric" else feats["content"][m]
+                mask = tf.ones_like(known) if m == "_numeric" else feats["masks"][m][:, None]
+                vecs.append(self.dense_vec[m](x) * mask)
+                firsts.append(self.dense_bias[m](x) * mask)
+                names.append(m)
+        return vecs, firsts, names
+
+    def call(self, features: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
+        vecs, firsts, _ = self.fields(features)
+        stacked = tf.stack(vecs, axis=1)  # [b, fields, k]
+        fm = 0.5 * tf.reduce_sum(tf.square(tf.reduce_sum(stacked, 1)) - tf.reduce_sum(tf.square(stacked), 1),
+                                 axis=-1, keepdims=True)
+        deep = self.deep(tf.reshape(stacked, [-1, len(vecs) * self.field_dim]), training=training)
+        return tf.squeeze(tf.add_n(firsts) + fm + deep, axis=-1) + self.global_bias
+
+    def get_config(self) -> dict[str, Any]:
+        return {"table": keras.layers.serialize(self.table), "num_users": self.num_users,
+                "num_id_slots": self.num_id_slots, "categorical_cardinalities": list(self.categorical_cardinalities),
+                "field_dim": self.field_dim, "hidden_units": list(self.hidden_units), "dropout": self.dropout,
+                "use_content": self.use_content, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "DeepFM":
+        config = dict(config)
+        config["table"] = keras.layers.deserialize(config["table"])
+        return cls(**config)

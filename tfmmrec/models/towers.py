@@ -1,0 +1,85 @@
+"""The two towers of a retrieval model, on model indices (see ``models.features``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfmmrec.fusion.concat import ConcatFusion
+from tfmmrec.models.features import ItemFeatureTable
+
+
+@keras.utils.register_keras_serializable(package="tfmmrec")
+class QueryTower(keras.Model):
+    """User index -> L2-normalised embedding. Index 0 (unknown user) is a learned fallback row."""
+
+    def __init__(self, num_users: int, embedding_dim: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_users, self.embedding_dim = num_users, embedding_dim
+        self.user_embedding = keras.layers.Embedding(num_users + 1, embedding_dim, name="user_embedding")
+
+    def call(self, user: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        return tf.math.l2_normalize(self.user_embedding(user), axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"num_users": self.num_users, "embedding_dim": self.embedding_dim, "name": self.name}
+
+
+@keras.utils.register_keras_serializable(package="tfmmrec")
+class ItemTower(keras.Model):
+    """Item index -> L2-normalised embedding = id embedding + content embedding.
+
+    The id part memorises what content cannot say about a popular item; the content part
+    (fused modalities, categorical and numeric fields) generalises to items with few or no
+    interactions. ``id_dropout`` hides the id part for a random share of training examples,
+    which forces the content part to carry the item on its own, as it must for cold items.
+    With ``use_content=False`` this is the plain ID-only tower used as a baseline.
+    """
+
+    def __init__(self, table: ItemFeatureTable, num_id_slots: int, embedding_dim: int,
+                 categorical_cardinalities: tuple[int, ...] = (), use_content: bool = True,
+                 fusion_hidden: tuple[int, ...] = (128,), id_dropout: float = 0.2,
+                 modality_dropout: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.num_id_slots, self.embedding_dim = num_id_slots, embedding_dim
+        self.categorical_cardinalities = tuple(categorical_cardinalities)
+        self.use_content, self.fusion_hidden = use_content, tuple(fusion_hidden)
+        self.id_dropout, self.modality_dropout = id_dropout, modality_dropout
+        self.id_embedding = keras.layers.Embedding(num_id_slots, embedding_dim, name="item_id_embedding")
+        if use_content:
+            self.fusion = ConcatFusion(embedding_dim, fusion_hidden, modality_dropout=modality_dropout)
+            self.categorical_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"categorical_{i}")
+                                           for i, c in enumerate(self.categorical_cardinalities)]
+
+    def call(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        feats = self.table(item)
+        slot = feats["id_slot"]
+        keep = tf.cast(slot > 0, tf.float32)
+        if training and self.use_content and self.id_dropout > 0:
+            keep *= tf.cast(tf.random.uniform(tf.shape(keep)) >= self.id_dropout, tf.float32)
+        out = self.id_embedding(slot) * keep[:, None]
+        if self.use_content:
+            embeddings, masks = dict(feats["content"]), dict(feats["masks"])
+            if self.table.num_numeric:
+                embeddings["_numeric"] = feats["numeric"]
+                masks["_numeric"] = tf.ones_like(keep)
+            if embeddings:
+                out += self.fusion(embeddings, masks, training=training)
+            for i, layer in enumerate(self.categorical_embeddings):
+                out += layer(feats["categorical"][:, i])
+        return tf.math.l2_normalize(out, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"table": keras.layers.serialize(self.table), "num_id_slots": self.num_id_slots,
+                "embedding_dim": self.embedding_dim,
+                "categorical_cardinalities": list(self.categorical_cardinalities),
+                "use_content": self.use_content, "fusion_hidden": list(self.fusion_hidden),
+                "id_dropout": self.id_dropout, "modality_dropout": self.modality_dropout, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "ItemTower":
+        config = dict(config)
+        config["table"] = keras.layers.deserialize(config["table"])
+        return cls(**config)

@@ -1,0 +1,134 @@
+"""One run end to end: load -> split -> encode -> train -> evaluate -> export.
+
+This is the public API behind ``tfmmrec train`` and ``tfmmrec demo``; notebooks call it too.
+Each stage is also usable on its own (see the modules it imports).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfmmrec.config import RunConfig
+from tfmmrec.data.loader import Dataset, load_dataset
+from tfmmrec.data.splits import split_interactions
+from tfmmrec.encoders.encode import ItemContent, encode_catalog
+from tfmmrec.evaluate.ranking import auc, log_loss, rmse
+from tfmmrec.evaluate.retrieval import evaluate_retrieval
+from tfmmrec.export.serving import RankingServing, RetrievalServing, export_ranking, export_retrieval
+from tfmmrec.models.features import build_item_features
+from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
+from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, Any]
+    exports: dict[str, Path] = field(default_factory=dict)
+    run_dir: Path | None = None
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def retrieval_metrics(model: Any, data: EncodedInteractions, ks: list[int]) -> dict[str, dict[str, float]]:
+    """Test-split full-catalog metrics (train + valid items excluded), all/warm/cold items."""
+    user_emb, item_emb = embed_all(model, data)
+    warm = np.zeros(data.num_items, bool)
+    warm[data.train_item_rows] = True
+    test_known = data.test.user > 0  # users without training history have no query embedding to rank for
+    heldout = (data.test.user[test_known], data.test.item[test_known] - 1)
+    exclude = (np.concatenate([data.train.user, data.valid.user]),
+               np.concatenate([data.train.item, data.valid.item]) - 1)
+    return evaluate_retrieval(user_emb, item_emb, heldout, exclude,
+                              item_groups={"warm": warm, "cold": ~warm}, ks=tuple(ks))
+
+
+def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None = None, *,
+        export_dir: str | Path | None = "saved_models", dataset: Dataset | None = None,
+        verbose: int = 2) -> RunResult:
+    """Train and evaluate on a dataset in the standard layout; write metrics.json and exports.
+
+    Args:
+      run_dir: receives ``metrics.json`` and ``config.yaml``.
+      export_dir: base directory of the SavedModels (``NAME/VERSION``); ``None`` skips export.
+    """
+    cfg = config or RunConfig()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.to_yaml(run_dir / "config.yaml")
+    started = time.perf_counter()
+    tf.keras.utils.set_random_seed(cfg.seed)
+
+    ds = dataset or load_dataset(dataset_dir, on_unknown_items=cfg.on_unknown_items)  # type: ignore[arg-type]
+    for line in ds.report.lines():
+        _log(f"[data] {line}")
+    s = cfg.split
+    inter = split_interactions(ds.interactions, s.strategy, valid_frac=s.valid_frac, test_frac=s.test_frac,  # type: ignore[arg-type]
+                               cold_item_frac=s.cold_item_frac, seed=s.seed)
+    target = "rating" if "rating" in inter.columns else ("label" if "label" in inter.columns else None)
+    mode = target or "implicit"
+    positives = inter[inter["label"] > 0] if mode == "label" else inter  # retrieval learns from positives
+    data = encode_interactions(positives, ds.num_items, target)
+    _log(f"[data] {ds.manifest.name}: {ds.num_items} items, {data.num_users} users with training data, "
+         f"interactions train/valid/test = {len(data.train)}/{len(data.valid)}/{len(data.test)}")
+
+    content: ItemContent | None = None
+    if ds.manifest.modalities:
+        _log(f"[encode] modalities: {', '.join(ds.manifest.modalities)}")
+        content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0)
+        for report in content.reports:
+            _log(f"[decode] {report.summary()}")
+    features = build_item_features(ds, content, data.train_item_rows)
+    has_content = bool(features.content) or features.categorical.shape[1] > 0 or features.numeric.shape[1] > 0
+
+    metrics: dict[str, Any] = {"dataset": ds.manifest.name, "items": ds.num_items, "users": data.num_users,
+                               "interactions": {"train": len(data.train), "valid": len(data.valid),
+                                                "test": len(data.test)},
+                               "decode": [r.__dict__ | {"missing": r.missing, "failed": r.failed}
+                                          for r in (content.reports if content else [])],
+                               "retrieval": {}}
+    variants = [("multimodal", True)] if has_content else []
+    if cfg.train_id_only or not has_content:
+        variants.append(("id_only", False))
+    retrieval_models = {}
+    for variant, use_content in variants:
+        _log(f"[train] retrieval, {variant}")
+        model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=use_content)
+        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose)
+        metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
+        retrieval_models[variant] = model
+
+    if cfg.train_ranking:
+        _log(f"[train] ranking (DeepFM on {mode} feedback)")
+        rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
+        ranker = build_ranking(features, rank_data.num_users, cfg.ranking, use_content=has_content)
+        train_ranking(ranker, rank_data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose)
+        inputs, labels = ranking_eval_set(rank_data, "test", cfg.ranking.negatives, cfg.seed, mode != "implicit")
+        preds = ranker.predict(inputs, batch_size=8192, verbose=0)
+        metrics["ranking"] = ({"rmse": rmse(labels, preds), "examples": len(labels)} if mode == "rating" else
+                              {"auc": auc(labels, preds), "log_loss": log_loss(labels, preds),
+                               "examples": len(labels)})
+
+    result = RunResult(metrics, run_dir=run_dir)
+    if export_dir is not None:
+        best = "multimodal" if "multimodal" in retrieval_models else "id_only"
+        model = retrieval_models[best]
+        _, item_emb = embed_all(model, data)
+        serving = RetrievalServing(data.user_ids, model.query_tower, ds.item_ids, item_emb, cfg.export_top_k)
+        result.exports["retrieval"] = export_retrieval(export_dir, f"{ds.manifest.name}_retrieval", serving)
+        if cfg.train_ranking:
+            rank_serving = RankingServing(rank_data.user_ids, ds.item_ids, ranker, binary=mode != "rating")
+            result.exports["ranking"] = export_ranking(export_dir, f"{ds.manifest.name}_ranking", rank_serving)
+        for kind, path in result.exports.items():
+            _log(f"[export] {kind}: {path}")
+    metrics["exports"] = {k: str(v) for k, v in result.exports.items()}
+    metrics["seconds"] = round(time.perf_counter() - started, 1)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    return result

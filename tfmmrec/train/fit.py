@@ -1,0 +1,68 @@
+"""Build and train the models with Keras ``compile``/``fit``."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfmmrec.config import RankingConfig, RetrievalConfig
+from tfmmrec.models.features import ItemFeatures, ItemFeatureTable
+from tfmmrec.models.ranking import DeepFM
+from tfmmrec.models.retrieval import TwoTowerRetrieval
+from tfmmrec.models.towers import ItemTower, QueryTower
+from tfmmrec.train.inputs import EncodedInteractions, ranking_dataset, retrieval_dataset
+
+
+def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
+                    use_content: bool = True) -> TwoTowerRetrieval:
+    table = ItemFeatureTable.from_features(features, name="item_features")
+    item_tower = ItemTower(table, features.num_id_slots, cfg.embedding_dim,
+                           tuple(features.cardinalities), use_content=use_content,
+                           fusion_hidden=tuple(cfg.fusion_hidden), id_dropout=cfg.id_dropout,
+                           modality_dropout=cfg.modality_dropout, name="item_tower")
+    query_tower = QueryTower(num_users, cfg.embedding_dim, name="query_tower")
+    return TwoTowerRetrieval(query_tower, item_tower, temperature=cfg.temperature, logq=cfg.logq,
+                             remove_accidental_hits=cfg.remove_accidental_hits)
+
+
+def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig, *,
+                    seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None
+                    ) -> keras.callbacks.History:
+    tf.random.set_seed(seed)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+    return model.fit(retrieval_dataset(data, cfg.batch_size, seed), epochs=cfg.epochs, verbose=verbose,
+                     callbacks=callbacks)
+
+
+def embed_all(model: TwoTowerRetrieval, data: EncodedInteractions, batch_size: int = 4096
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Query embeddings for user indices 0..U and item embeddings for dataset rows 0..n-1."""
+    users = np.arange(data.num_users + 1, dtype=np.int32)
+    items = np.arange(1, data.num_items + 1, dtype=np.int32)
+    u = np.concatenate([model.query_tower(users[i:i + batch_size]).numpy()
+                        for i in range(0, len(users), batch_size)])
+    v = np.concatenate([model.item_tower(items[i:i + batch_size]).numpy()
+                        for i in range(0, len(items), batch_size)])
+    return u, v
+
+
+def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *, use_content: bool = True) -> DeepFM:
+    table = ItemFeatureTable.from_features(features, name="item_features")
+    return DeepFM(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
+                  tuple(cfg.hidden_units), cfg.dropout, use_content=use_content, name="deepfm")
+
+
+def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, *, mode: str,
+                  seed: int = 0, verbose: int = 2) -> keras.callbacks.History:
+    """``mode``: ``rating`` (MSE on ratings), ``label`` (BCE on given 0/1 labels) or ``implicit``
+    (BCE on positives and sampled negatives)."""
+    tf.random.set_seed(seed)
+    if mode == "rating":
+        loss = keras.losses.MeanSquaredError()
+        metrics = [keras.metrics.RootMeanSquaredError(name="rmse")]
+    else:
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+        metrics = [keras.metrics.AUC(from_logits=True, name="auc")]
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
+    ds = ranking_dataset(data, cfg.batch_size, cfg.negatives, seed, explicit=mode != "implicit")
+    return model.fit(ds, epochs=cfg.epochs, verbose=verbose)

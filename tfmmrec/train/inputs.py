@@ -1,0 +1,111 @@
+"""Map raw ids to model indices once, and build the tf.data pipelines that feed ``fit``.
+
+Ids are looked up here, in numpy, one time; the training steps see only integer tensors
+(string lookups on every step are a large share of a naive pipeline's time).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+
+@dataclass
+class SplitArrays:
+    """One split's interactions as model indices (users: 0 = not in training; items: row + 1)."""
+
+    user: np.ndarray
+    item: np.ndarray
+    target: np.ndarray | None  # rating or label, when the log has one
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+@dataclass
+class EncodedInteractions:
+    user_ids: np.ndarray         # user_ids[i] has model index i + 1
+    num_items: int
+    train: SplitArrays
+    valid: SplitArrays
+    test: SplitArrays
+    item_prob: np.ndarray        # [num_items + 1]: share of training interactions per item index
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def train_item_rows(self) -> np.ndarray:
+        return self.train.item - 1
+
+
+def encode_interactions(interactions: pd.DataFrame, num_items: int, target: str | None = None) -> EncodedInteractions:
+    """``interactions`` has user_id, item_idx (dataset row) and split columns."""
+    train_df = interactions[interactions["split"] == "train"]
+    user_ids = np.sort(train_df["user_id"].unique())
+    vocab = pd.Index(user_ids)
+
+    def arrays(df: pd.DataFrame) -> SplitArrays:
+        return SplitArrays(user=(vocab.get_indexer(df["user_id"]) + 1).astype(np.int32),
+                           item=(df["item_idx"].to_numpy() + 1).astype(np.int32),
+                           target=df[target].to_numpy(np.float32) if target else None)
+
+    train = arrays(train_df)
+    counts = np.bincount(train.item, minlength=num_items + 1).astype(np.float64)
+    prob = (counts / max(counts.sum(), 1.0)).astype(np.float32)
+    prob[prob == 0] = 1.0 / max(counts.sum(), 1.0)  # never log(0); such items never appear as candidates
+    return EncodedInteractions(user_ids, num_items, train, arrays(interactions[interactions["split"] == "valid"]),
+                               arrays(interactions[interactions["split"] == "test"]), prob)
+
+
+def retrieval_dataset(data: EncodedInteractions, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Shuffled batches of ``{"user", "item", "item_prob"}`` positive pairs."""
+    tensors = {"user": data.train.user, "item": data.train.item, "item_prob": data.item_prob[data.train.item]}
+    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    return ds.shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2)
+
+
+def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, seed: int,
+                    explicit: bool) -> tf.data.Dataset:
+    """Ratings as they are (``explicit``), or positives plus ``negatives`` uniformly sampled items
+    per positive, drawn afresh every epoch, labelled 1 and 0."""
+    train = data.train
+    if explicit:
+        ds = tf.data.Dataset.from_tensor_slices(({"user": train.user, "item": train.item}, train.target))
+        return ds.shuffle(len(train), seed=seed).batch(batch_size).prefetch(2)
+    n_items = data.num_items
+
+    def with_negatives(user: tf.Tensor, item: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        neg = tf.random.uniform([negatives], 1, n_items + 1, dtype=tf.int32)
+        users = tf.fill([negatives + 1], user)
+        items = tf.concat([[item], neg], 0)
+        labels = tf.concat([[1.0], tf.zeros([negatives])], 0)
+        return {"user": users, "item": items}, labels
+
+    tf.random.set_seed(seed)
+    ds = tf.data.Dataset.from_tensor_slices((train.user, train.item))
+    ds = ds.shuffle(len(train), seed=seed).map(with_negatives, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.unbatch().batch(batch_size).prefetch(2)
+
+
+def ranking_eval_set(data: EncodedInteractions, split: str, negatives: int, seed: int,
+                     explicit: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Held-out pairs to score: the split's interactions (with ratings), or its positives plus
+    ``negatives`` sampled items per positive that the user never interacted with."""
+    part = getattr(data, split)
+    if explicit:
+        return {"user": part.user, "item": part.item}, part.target
+    rng = np.random.default_rng(seed)
+    seen = set(zip(np.concatenate([data.train.user, data.valid.user, data.test.user]).tolist(),
+                   np.concatenate([data.train.item, data.valid.item, data.test.item]).tolist()))
+    users, items, labels = [part.user], [part.item], [np.ones(len(part), np.float32)]
+    cand_u = np.repeat(part.user, negatives)
+    cand_i = rng.integers(1, data.num_items + 1, size=len(cand_u)).astype(np.int32)
+    keep = np.array([(u, i) not in seen for u, i in zip(cand_u.tolist(), cand_i.tolist())], bool)
+    users.append(cand_u[keep])
+    items.append(cand_i[keep])
+    labels.append(np.zeros(int(keep.sum()), np.float32))
+    return {"user": np.concatenate(users), "item": np.concatenate(items)}, np.concatenate(labels)
