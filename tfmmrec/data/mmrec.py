@@ -96,8 +96,8 @@ def _read_inter(path: Path) -> pd.DataFrame:
             bad |= ~values.isin(list(SPLITS))
         if bad.any():
             i = bad.idxmax()
-            want = {"x_label": "0, 1 or 2", "rating": "a number"}.get(col, "a non-negative "
-                                                                     "integer")
+            want = {"x_label": "0, 1 or 2", "rating": "a number"}.get(
+                col, "a non-negative integer")
             raise DatasetError(f"{path}, line {i + 2}: {col} must be {want}, got "
                                f"{df.at[i, col]!r}")
         df[col] = values.astype("float64" if col == "rating" else "int64")
