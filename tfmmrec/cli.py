@@ -87,7 +87,8 @@ def demo_table(metrics: dict[str, Any]) -> str:
                     f"{c['recall@20']:9.4f} | {c['ndcg@20']:9.4f}")
     if "ranking" in metrics:
         rank = metrics["ranking"]
-        rows.append("ranking (DeepFM): " + ", ".join(f"{k.upper()} {v:.4f}" for k, v in rank.items() if k != "examples"))
+        rows.append("ranking (DeepFM, test): " + ", ".join(
+            f"{k.replace('_', ' ').upper()} {v:.4f}" for k, v in rank.items() if k != "examples"))
     return "\n".join(rows)
 
 

@@ -53,6 +53,7 @@ class RankingConfig:
     field_dim: int = 16
     hidden_units: list[int] = field(default_factory=lambda: [64, 32])
     dropout: float = 0.1
+    id_dropout: float = 0.3
     negatives: int = 4
     learning_rate: float = 0.002
     batch_size: int = 1024

@@ -50,6 +50,22 @@ def retrieval_metrics(model: Any, data: EncodedInteractions, ks: list[int]) -> d
                               item_groups={"warm": warm, "cold": ~warm}, ks=tuple(ks))
 
 
+def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mode: str) -> dict[str, float]:
+    """RMSE for ratings, else AUC and log-loss; each also for warm and cold items alone."""
+    out: dict[str, float] = {}
+    for suffix, sel in (("", np.ones(len(labels), bool)), ("_warm", warm), ("_cold", ~warm)):
+        if not sel.any():
+            continue
+        if mode == "rating":
+            out[f"rmse{suffix}"] = rmse(labels[sel], preds[sel])
+        else:
+            out[f"auc{suffix}"] = auc(labels[sel], preds[sel])
+            if mode == "label":
+                out[f"log_loss{suffix}"] = log_loss(labels[sel], preds[sel])
+    out["examples"] = int(len(labels))
+    return out
+
+
 def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None = None, *,
         export_dir: str | Path | None = "saved_models", dataset: Dataset | None = None,
         verbose: int = 2) -> RunResult:
@@ -110,11 +126,10 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
         ranker = build_ranking(features, rank_data.num_users, cfg.ranking, use_content=has_content)
         train_ranking(ranker, rank_data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose)
-        inputs, labels = ranking_eval_set(rank_data, "test", cfg.ranking.negatives, cfg.seed, mode != "implicit")
+        inputs, labels, warm = ranking_eval_set(rank_data, "test", cfg.ranking.negatives, cfg.seed,
+                                                explicit=mode != "implicit")
         preds = ranker.predict(inputs, batch_size=8192, verbose=0)
-        metrics["ranking"] = ({"rmse": rmse(labels, preds), "examples": len(labels)} if mode == "rating" else
-                              {"auc": auc(labels, preds), "log_loss": log_loss(labels, preds),
-                               "examples": len(labels)})
+        metrics["ranking"] = ranking_metrics(labels, preds, warm, mode)
 
     result = RunResult(metrics, run_dir=run_dir)
     if export_dir is not None:

@@ -21,17 +21,19 @@ class DeepFM(keras.Model):
 
     Args:
       use_content: include modality, categorical and numeric fields (False: ids only).
+      id_dropout: share of training examples whose item-id field is hidden.
     """
 
     def __init__(self, table: ItemFeatureTable, num_users: int, num_id_slots: int,
                  categorical_cardinalities: tuple[int, ...] = (), field_dim: int = 16,
                  hidden_units: tuple[int, ...] = (64, 32), dropout: float = 0.1, use_content: bool = True,
-                 **kwargs: Any) -> None:
+                 id_dropout: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.table = table
         self.num_users, self.num_id_slots, self.field_dim = num_users, num_id_slots, field_dim
         self.categorical_cardinalities = tuple(categorical_cardinalities)
         self.hidden_units, self.dropout, self.use_content = tuple(hidden_units), dropout, use_content
+        self.id_dropout = id_dropout
         emb = lambda n, d, name: keras.layers.Embedding(  # noqa: E731
             n, d, name=name, embeddings_regularizer=keras.regularizers.l2(1e-6))
         self.user_vec, self.user_bias = emb(num_users + 1, field_dim, "user_field"), emb(num_users + 1, 1, "user_bias")
@@ -47,11 +49,18 @@ class DeepFM(keras.Model):
             + [keras.layers.Dense(1)])
         self.global_bias = self.add_weight(name="global_bias", shape=(), initializer="zeros")
 
-    def fields(self, features: dict[str, tf.Tensor]) -> tuple[list[tf.Tensor], list[tf.Tensor], list[str]]:
-        """Field vectors ``[batch, field_dim]``, first-order terms ``[batch, 1]`` and field names."""
+    def fields(self, features: dict[str, tf.Tensor], training: bool | None = None
+               ) -> tuple[list[tf.Tensor], list[tf.Tensor], list[str]]:
+        """Field vectors ``[batch, field_dim]``, first-order terms ``[batch, 1]`` and field names.
+
+        As in the item tower, ``id_dropout`` hides the item-id field for a random share of
+        training examples so that the content fields learn to score items on their own.
+        """
         feats = self.table(features["item"])
         user = features["user"]
         known = tf.cast(feats["id_slot"] > 0, tf.float32)[:, None]
+        if training and self.use_content and self.id_dropout > 0:
+            known *= tf.cast(tf.random.uniform(tf.shape(known)) >= self.id_dropout, tf.float32)
         vecs = [self.user_vec(user), self.item_vec(feats["id_slot"]) * known]
         firsts = [self.user_bias(user), self.item_bias(feats["id_slot"]) * known]
         names = ["user", "item"]
@@ -69,7 +78,7 @@ class DeepFM(keras.Model):
         return vecs, firsts, names
 
     def call(self, features: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
-        vecs, firsts, _ = self.fields(features)
+        vecs, firsts, _ = self.fields(features, training=training)
         stacked = tf.stack(vecs, axis=1)  # [b, fields, k]
         fm = 0.5 * tf.reduce_sum(tf.square(tf.reduce_sum(stacked, 1)) - tf.reduce_sum(tf.square(stacked), 1),
                                  axis=-1, keepdims=True)
@@ -80,7 +89,7 @@ class DeepFM(keras.Model):
         return {"table": keras.layers.serialize(self.table), "num_users": self.num_users,
                 "num_id_slots": self.num_id_slots, "categorical_cardinalities": list(self.categorical_cardinalities),
                 "field_dim": self.field_dim, "hidden_units": list(self.hidden_units), "dropout": self.dropout,
-                "use_content": self.use_content, "name": self.name}
+                "use_content": self.use_content, "id_dropout": self.id_dropout, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "DeepFM":

@@ -49,7 +49,8 @@ def embed_all(model: TwoTowerRetrieval, data: EncodedInteractions, batch_size: i
 def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *, use_content: bool = True) -> DeepFM:
     table = ItemFeatureTable.from_features(features, name="item_features")
     return DeepFM(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
-                  tuple(cfg.hidden_units), cfg.dropout, use_content=use_content, name="deepfm")
+                  tuple(cfg.hidden_units), cfg.dropout, use_content=use_content, id_dropout=cfg.id_dropout,
+                  name="deepfm")
 
 
 def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, *, mode: str,

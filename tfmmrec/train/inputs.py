@@ -70,16 +70,19 @@ def retrieval_dataset(data: EncodedInteractions, batch_size: int, seed: int) -> 
 
 def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, seed: int,
                     explicit: bool) -> tf.data.Dataset:
-    """Ratings as they are (``explicit``), or positives plus ``negatives`` uniformly sampled items
-    per positive, drawn afresh every epoch, labelled 1 and 0."""
+    """Ratings as they are (``explicit``), or positives plus ``negatives`` uniformly sampled
+    training items per positive, drawn afresh every epoch, labelled 1 and 0."""
     train = data.train
     if explicit:
         ds = tf.data.Dataset.from_tensor_slices(({"user": train.user, "item": train.item}, train.target))
         return ds.shuffle(len(train), seed=seed).batch(batch_size).prefetch(2)
-    n_items = data.num_items
+    # Negatives come from items with training interactions only: sampling held-out (cold) items
+    # as negatives would teach the model that exactly those items are bad.
+    train_items = tf.constant(np.unique(train.item))
 
     def with_negatives(user: tf.Tensor, item: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        neg = tf.random.uniform([negatives], 1, n_items + 1, dtype=tf.int32)
+        picks = tf.random.uniform([negatives], 0, tf.shape(train_items)[0], dtype=tf.int32)
+        neg = tf.gather(train_items, picks)
         users = tf.fill([negatives + 1], user)
         items = tf.concat([[item], neg], 0)
         labels = tf.concat([[1.0], tf.zeros([negatives])], 0)
@@ -92,20 +95,29 @@ def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, 
 
 
 def ranking_eval_set(data: EncodedInteractions, split: str, negatives: int, seed: int,
-                     explicit: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Held-out pairs to score: the split's interactions (with ratings), or its positives plus
-    ``negatives`` sampled items per positive that the user never interacted with."""
+                     explicit: bool) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Held-out pairs to score, and whether each pair's item is warm (has training interactions).
+
+    Explicit feedback: the split's interactions with their ratings. Implicit: the split's
+    positives plus ``negatives`` sampled items per positive that the user never interacted with,
+    drawn from the positive's own group (warm or cold). Drawing them from the whole catalog would
+    mostly measure that cold items lack the popularity bias warm items learned, not whether the
+    model ranks a user's items above others.
+    """
     part = getattr(data, split)
+    warm_items = np.unique(data.train.item)
     if explicit:
-        return {"user": part.user, "item": part.item}, part.target
+        return {"user": part.user, "item": part.item}, part.target, np.isin(part.item, warm_items)
     rng = np.random.default_rng(seed)
+    cold_items = np.setdiff1d(np.arange(1, data.num_items + 1), warm_items)
     seen = set(zip(np.concatenate([data.train.user, data.valid.user, data.test.user]).tolist(),
                    np.concatenate([data.train.item, data.valid.item, data.test.item]).tolist()))
-    users, items, labels = [part.user], [part.item], [np.ones(len(part), np.float32)]
+    pos_warm = np.isin(part.item, warm_items)
     cand_u = np.repeat(part.user, negatives)
-    cand_i = rng.integers(1, data.num_items + 1, size=len(cand_u)).astype(np.int32)
-    keep = np.array([(u, i) not in seen for u, i in zip(cand_u.tolist(), cand_i.tolist())], bool)
-    users.append(cand_u[keep])
-    items.append(cand_i[keep])
-    labels.append(np.zeros(int(keep.sum()), np.float32))
-    return {"user": np.concatenate(users), "item": np.concatenate(items)}, np.concatenate(labels)
+    cand_warm = np.repeat(pos_warm, negatives)
+    cand_i = np.where(cand_warm, rng.choice(warm_items, len(cand_u)),
+                      rng.choice(cold_items, len(cand_u)) if len(cold_items) else 0).astype(np.int32)
+    keep = np.array([(u, i) not in seen for u, i in zip(cand_u.tolist(), cand_i.tolist())], bool) & (cand_i > 0)
+    inputs = {"user": np.concatenate([part.user, cand_u[keep]]), "item": np.concatenate([part.item, cand_i[keep]])}
+    labels = np.concatenate([np.ones(len(part), np.float32), np.zeros(int(keep.sum()), np.float32)])
+    return inputs, labels, np.concatenate([pos_warm, cand_warm[keep]])

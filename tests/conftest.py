@@ -1,0 +1,27 @@
+"""Shared fixtures. TensorFlow is imported once per test session, so expensive things (a
+small demo catalog, one trained run with exports) are built once and shared where sharing is
+honest: tests that read them never modify them."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import tfmmrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads Keras)
+
+SMALL_DEMO = dict(n_items=150, n_users=100, n_interactions=3000, seed=3)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Built-in encoders are written under TFMMREC_HOME: build them fresh for the test session."""
+    os.environ["TFMMREC_HOME"] = str(tmp_path_factory.mktemp("tfmmrec_home"))
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo catalog (real PNG/WAV files, one corrupt PNG, one truncated WAV). Read-only."""
+    from tfmmrec.data.demo import write_demo_catalog
+
+    return write_demo_catalog(tmp_path_factory.mktemp("demo"), **SMALL_DEMO)
