@@ -28,9 +28,15 @@ from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranki
 
 @dataclass
 class RunResult:
+    """What a run produced: metrics, export paths, and the trained models with the id mapping
+    they were trained on (``data``), for inspection in notebooks and tests."""
+
     metrics: dict[str, Any]
     exports: dict[str, Path] = field(default_factory=dict)
     run_dir: Path | None = None
+    models: dict[str, Any] = field(default_factory=dict)
+    data: EncodedInteractions | None = None
+    item_ids: np.ndarray | None = None  # catalog ids in row order (item index = row + 1)
 
 
 def _log(msg: str) -> None:
@@ -131,7 +137,9 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         preds = ranker.predict(inputs, batch_size=8192, verbose=0)
         metrics["ranking"] = ranking_metrics(labels, preds, warm, mode)
 
-    result = RunResult(metrics, run_dir=run_dir)
+    result = RunResult(metrics, run_dir=run_dir, models=dict(retrieval_models), data=data, item_ids=ds.item_ids)
+    if cfg.train_ranking:
+        result.models["ranking"] = ranker
     if export_dir is not None:
         best = "multimodal" if "multimodal" in retrieval_models else "id_only"
         model = retrieval_models[best]

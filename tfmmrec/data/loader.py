@@ -174,8 +174,9 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
     users = None
     if m.users:
         users_path = root / m.users
-        users = read_table(users_path, [m.user_id]).rename(columns={m.user_id: "user_id"})
-        _require_columns(users, ["user_id"], users_path)
+        users = read_table(users_path, [m.user_id])
+        _require_columns(users, [m.user_id], users_path)
+        users = users.rename(columns={m.user_id: "user_id"})
         unknown_u = ~inter["user_id"].isin(users["user_id"]).to_numpy()
         if unknown_u.any():
             if on_unknown_items == "error":
@@ -212,11 +213,19 @@ def _load_vectors(root: Path, name: str, npy: str | None, parquet: str | None,
         known = rows >= 0
         if (~known).any():
             report.vectors_unknown_ids[name] = int((~known).sum())
-        vecs = np.stack(table["vector"].to_numpy()[known]).astype(np.float32)
+        cells = table["vector"].to_numpy()
+        usable = known & np.array([c is not None and np.size(c) > 0 for c in cells], bool)
+        if not usable.any():
+            raise DatasetError(f"{path}: no usable vector for any item of the catalog "
+                               f"({int(known.sum())} rows with known item ids)")
+        lengths = {int(np.size(c)) for c in cells[usable]}
+        if len(lengths) > 1:
+            raise DatasetError(f"{path}: vectors of modality {name!r} have different lengths {sorted(lengths)}")
+        vecs = np.stack([np.asarray(c, np.float32) for c in cells[usable]])
         arr = np.zeros((n, vecs.shape[1]), np.float32)
-        arr[rows[known]] = vecs
+        arr[rows[usable]] = vecs
         present = np.zeros(n, bool)
-        present[rows[known]] = True
+        present[rows[usable]] = True
         present &= np.isfinite(arr).all(axis=1)
     arr = np.where(present[:, None], arr, 0.0).astype(np.float32)
     if (~present).any():

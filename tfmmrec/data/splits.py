@@ -62,13 +62,15 @@ def _random_labels(n: int, valid_frac: float, test_frac: float, rng: np.random.G
 
 def _leave_last_out(df: pd.DataFrame) -> np.ndarray:
     # Stable sort keeps file order among equal timestamps, so ties split deterministically.
-    order = df.sort_values(["user_id", "timestamp"], kind="stable")
+    # Work on positions, not index labels: a caller's frame may have a repeated index.
+    positional = df[["user_id", "timestamp"]].reset_index(drop=True)
+    order = positional.sort_values(["user_id", "timestamp"], kind="stable")
     rank_from_end = order.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
     count = order.groupby("user_id", sort=False)["user_id"].transform("size").to_numpy()
     labels = np.where((rank_from_end == 0) & (count >= 3), "test",
                       np.where((rank_from_end == 1) & (count >= 3), "valid", "train"))
     out = np.empty(len(df), dtype=object)
-    out[df.index.get_indexer(order.index)] = labels
+    out[order.index.to_numpy()] = labels
     return out.astype(str)
 
 

@@ -60,7 +60,11 @@ def evaluate_retrieval(user_embeddings: np.ndarray, item_embeddings: np.ndarray,
         if len(ex_rows):
             scores = tf.tensor_scatter_nd_update(
                 scores, np.stack([ex_rows, ex_cols], 1), tf.fill([len(ex_rows)], -np.inf))
-        top = tf.math.top_k(scores, k=max_k).indices.numpy()
+        top_k = tf.math.top_k(scores, k=max_k)
+        top = top_k.indices.numpy()
+        # When K exceeds a user's candidates, top_k fills the tail with excluded (-inf) items;
+        # they are not recommendations and never count as hits.
+        recommended = np.isfinite(top_k.values.numpy())
         relevant = np.zeros((len(users), num_items), bool)
         relevant[_rows_cols(users, h_ptr, h_items)] = True
         for g, members in groups.items():
@@ -69,7 +73,7 @@ def evaluate_retrieval(user_embeddings: np.ndarray, item_embeddings: np.ndarray,
             has = n_rel > 0
             if not has.any():
                 continue
-            hits = np.take_along_axis(rel, top, axis=1)[has]
+            hits = (np.take_along_axis(rel, top, axis=1) & recommended)[has]
             n_rel = n_rel[has]
             counts[g] += int(has.sum())
             for k in ks:

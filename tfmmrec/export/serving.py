@@ -8,7 +8,7 @@ and in the standard TF Serving binary.
 Signatures:
 
 - retrieval ``serving_default``: ``user_id`` string [batch] -> ``item_ids`` string [batch, k],
-  ``scores`` float32 [batch, k] (cosine / temperature ordering; higher is better).
+  ``scores`` float32 [batch, k] (cosine similarity of the two towers' embeddings; higher is better).
 - retrieval ``embed_query``: ``user_id`` string [batch] -> ``embedding`` float32 [batch, d].
 - ranking ``serving_default``: ``user_id``, ``item_id`` string [batch] -> ``score`` float32
   [batch] (probability of interaction for implicit/binary feedback, else predicted rating).

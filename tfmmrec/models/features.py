@@ -12,6 +12,7 @@ an untrained random vector.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,12 @@ class ItemFeatures:
     categorical: np.ndarray          # [n + 1, fields] int32, 0 = unknown value
     cardinalities: list[int]         # per categorical field, including the unknown code 0
     numeric: np.ndarray              # [n + 1, numeric fields] float32, z-scored
+
+    def with_full_id_vocabulary(self) -> "ItemFeatures":
+        """Every catalog item gets its own id row, trained or not, as in an ID-only TFRS model
+        whose vocabulary is the whole catalog: an untrained row is a random vector, so such a
+        model ranks unseen items at random, rather than all at one arbitrary score."""
+        return dataclasses.replace(self, id_slot=np.arange(len(self.id_slot), dtype=np.int32))
 
     @property
     def num_id_slots(self) -> int:

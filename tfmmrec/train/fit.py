@@ -15,6 +15,8 @@ from tfmmrec.train.inputs import EncodedInteractions, ranking_dataset, retrieval
 
 def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
                     use_content: bool = True) -> TwoTowerRetrieval:
+    if not use_content:
+        features = features.with_full_id_vocabulary()
     table = ItemFeatureTable.from_features(features, name="item_features")
     item_tower = ItemTower(table, features.num_id_slots, cfg.embedding_dim,
                            tuple(features.cardinalities), use_content=use_content,
