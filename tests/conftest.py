@@ -10,7 +10,7 @@ import pytest
 
 import tfmmrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads Keras)
 
-SMALL_DEMO = dict(n_items=400, n_users=250, n_interactions=8000, seed=3)
+SMALL_DEMO = dict(n_items=800, n_users=600, n_interactions=20000, seed=3)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,7 +34,7 @@ def trained_run(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from tfmmrec.pipeline import run
 
     cfg = RunConfig().with_overrides([
-        "split.strategy=cold_start", "split.cold_item_frac=0.2", "retrieval.epochs=15",
-        "retrieval.batch_size=256", "ranking.epochs=3", "ranking.batch_size=512", "export_top_k=10"])
+        "split.strategy=cold_start", "split.cold_item_frac=0.2",
+        "retrieval.batch_size=512", "ranking.epochs=3", "ranking.batch_size=512", "export_top_k=10"])
     out = tmp_path_factory.mktemp("run")
     return run(demo_dir, out, cfg, export_dir=out / "saved_models", verbose=0)

@@ -36,7 +36,8 @@ class RetrievalConfig:
 
     embedding_dim: int = 64
     fusion_hidden: list[int] = field(default_factory=lambda: [128])
-    temperature: float = 0.1
+    fusion_dropout: float = 0.0
+    temperature: float = 0.2
     logq: bool = True
     remove_accidental_hits: bool = True
     id_dropout: float = 0.3

@@ -10,6 +10,7 @@ import pytest
 
 from tfmmrec.data.loader import load_dataset
 from tfmmrec.data.manifest import DatasetError, Manifest, ModalitySpec
+from conftest import SMALL_DEMO
 
 ITEMS = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "title": ["Ant", "Bee", "Cat", "Dog"],
                       "price": [1.5, 2.0, 3.25, 4.0]})
@@ -45,8 +46,8 @@ def test_loads_demo(demo_dir: Path) -> None:
     ds = load_dataset(demo_dir)
     raw_items = pd.read_csv(demo_dir / "items.csv", dtype=str, keep_default_na=False)
     raw_inter = pd.read_csv(demo_dir / "interactions.csv", dtype=str, keep_default_na=False)
-    assert ds.num_items == len(raw_items) == 150
-    assert len(ds.users) == 100
+    assert ds.num_items == len(raw_items) == SMALL_DEMO["n_items"]
+    assert len(ds.users) == SMALL_DEMO["n_users"]
     assert len(ds.interactions) == len(raw_inter)
     assert list(ds.item_ids) == list(raw_items["item_id"])  # file row order is item index order
     assert ds.report.lines() == []

@@ -23,7 +23,7 @@ class TwoTowerRetrieval(tfrs.Model):
       remove_accidental_hits: don't count another row's copy of the positive item as a negative.
     """
 
-    def __init__(self, query_tower: QueryTower, item_tower: ItemTower, *, temperature: float = 0.1,
+    def __init__(self, query_tower: QueryTower, item_tower: ItemTower, *, temperature: float = 0.2,
                  logq: bool = True, remove_accidental_hits: bool = True) -> None:
         super().__init__()
         self.query_tower, self.item_tower = query_tower, item_tower

@@ -39,17 +39,18 @@ class ItemTower(keras.Model):
 
     def __init__(self, table: ItemFeatureTable, num_id_slots: int, embedding_dim: int,
                  categorical_cardinalities: tuple[int, ...] = (), use_content: bool = True,
-                 fusion_hidden: tuple[int, ...] = (128,), id_dropout: float = 0.2,
+                 fusion_hidden: tuple[int, ...] = (128,), fusion_dropout: float = 0.0, id_dropout: float = 0.2,
                  modality_dropout: float = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.table = table
         self.num_id_slots, self.embedding_dim = num_id_slots, embedding_dim
         self.categorical_cardinalities = tuple(categorical_cardinalities)
-        self.use_content, self.fusion_hidden = use_content, tuple(fusion_hidden)
+        self.use_content, self.fusion_hidden, self.fusion_dropout = use_content, tuple(fusion_hidden), fusion_dropout
         self.id_dropout, self.modality_dropout = id_dropout, modality_dropout
         self.id_embedding = keras.layers.Embedding(num_id_slots, embedding_dim, name="item_id_embedding")
         if use_content:
-            self.fusion = ConcatFusion(embedding_dim, fusion_hidden, modality_dropout=modality_dropout)
+            self.fusion = ConcatFusion(embedding_dim, fusion_hidden, dropout=fusion_dropout,
+                                       modality_dropout=modality_dropout)
             self.categorical_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"categorical_{i}")
                                            for i, c in enumerate(self.categorical_cardinalities)]
 
@@ -76,6 +77,7 @@ class ItemTower(keras.Model):
                 "embedding_dim": self.embedding_dim,
                 "categorical_cardinalities": list(self.categorical_cardinalities),
                 "use_content": self.use_content, "fusion_hidden": list(self.fusion_hidden),
+                "fusion_dropout": self.fusion_dropout,
                 "id_dropout": self.id_dropout, "modality_dropout": self.modality_dropout, "name": self.name}
 
     @classmethod

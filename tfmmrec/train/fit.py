@@ -20,7 +20,8 @@ def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
     table = ItemFeatureTable.from_features(features, name="item_features")
     item_tower = ItemTower(table, features.num_id_slots, cfg.embedding_dim,
                            tuple(features.cardinalities), use_content=use_content,
-                           fusion_hidden=tuple(cfg.fusion_hidden), id_dropout=cfg.id_dropout,
+                           fusion_hidden=tuple(cfg.fusion_hidden), fusion_dropout=cfg.fusion_dropout,
+                           id_dropout=cfg.id_dropout,
                            modality_dropout=cfg.modality_dropout, name="item_tower")
     query_tower = QueryTower(num_users, cfg.embedding_dim, name="query_tower")
     return TwoTowerRetrieval(query_tower, item_tower, temperature=cfg.temperature, logq=cfg.logq,
