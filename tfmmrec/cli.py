@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from tfmmrec.pipeline import run
+    from tfmmrec.pipeline import run, write_json
 
     verbose = 0 if getattr(args, "quiet", False) else 2
     if args.command == "data" and args.data_command == "demo":
@@ -126,8 +125,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         export_dir = None if args.no_export else (args.export_dir or (run_dir / "saved_models" if args.out
                                                                       else Path("saved_models")))
         result = run(args.dataset, run_dir, cfg, export_dir=export_dir, verbose=verbose)
-        print(json.dumps({k: result.metrics[k] for k in ("retrieval", "ranking") if k in result.metrics},
-                         indent=2, default=float))
+        print((run_dir / "metrics.json").read_text())
         print(f"metrics written to {run_dir / 'metrics.json'}")
         return 0
     # demo
@@ -137,13 +135,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     data_dir = args.workdir / "data"
     print(f"[demo] writing the demo catalog ({args.size}) to {data_dir}", flush=True)
     _write_demo(data_dir, args.size, args.seed)
-    result = run(data_dir, args.workdir, cfg, export_dir=None if args.no_export else (args.export_dir or "saved_models"),
-                 verbose=verbose)
+    export_dir = None if args.no_export else (args.export_dir or Path("saved_models"))
+    result = run(data_dir, args.workdir, cfg, export_dir=export_dir, verbose=verbose)
     table = demo_table(result.metrics)
     result.metrics["table"] = table
     result.metrics["seconds"] = round(time.perf_counter() - started, 1)
     result.metrics["peak_rss_gb"] = round(_peak_rss_gb(), 2)
-    (args.workdir / "metrics.json").write_text(json.dumps(result.metrics, indent=2, default=float))
+    write_json(args.workdir / "metrics.json", result.metrics)
     print("\n" + table)
     print(f"\n[demo] done in {result.metrics['seconds']:.0f}s, peak memory {result.metrics['peak_rss_gb']:.2f} GB; "
           f"metrics in {args.workdir / 'metrics.json'}")

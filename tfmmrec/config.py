@@ -86,14 +86,14 @@ class RunConfig:
         return text
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
         return _build(cls, raw or {}, "")
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "RunConfig":
+    def from_yaml(cls, path: str | Path) -> RunConfig:
         return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
 
-    def with_overrides(self, assignments: list[str]) -> "RunConfig":
+    def with_overrides(self, assignments: list[str]) -> RunConfig:
         """Apply ``key.sub=value`` overrides (values parsed as YAML)."""
         raw = self.to_dict()
         for assignment in assignments:

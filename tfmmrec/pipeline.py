@@ -39,6 +39,23 @@ class RunResult:
     item_ids: np.ndarray | None = None  # catalog ids in row order (item index = row + 1)
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN (a metric with no users, e.g. no cold items) becomes null: metrics.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False))
+
+
 def _log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -153,5 +170,5 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
             _log(f"[export] {kind}: {path}")
     metrics["exports"] = {k: str(v) for k, v in result.exports.items()}
     metrics["seconds"] = round(time.perf_counter() - started, 1)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    write_json(run_dir / "metrics.json", metrics)
     return result

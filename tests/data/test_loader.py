@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SMALL_DEMO
 
 from tfmmrec.data.loader import load_dataset
 from tfmmrec.data.manifest import DatasetError, Manifest, ModalitySpec
-from conftest import SMALL_DEMO
 
 ITEMS = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "title": ["Ant", "Bee", "Cat", "Dog"],
                       "price": [1.5, 2.0, 3.25, 4.0]})

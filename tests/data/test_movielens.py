@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from tfmmrec.data.manifest import DatasetError, Manifest
-from tfmmrec.data.movielens import (download_movielens_100k, import_movielens_100k,
-                                    import_movielens_csv)
+from tfmmrec.data.movielens import download_movielens_100k, import_movielens_100k, import_movielens_csv
 
 GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
           "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",

@@ -14,7 +14,8 @@ import tensorflow as tf
 LOAD_AND_QUERY = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
-    retrieval_dir, ranking_dir, users, items = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+    retrieval_dir, ranking_dir = sys.argv[1], sys.argv[2]
+    users, items = json.loads(sys.argv[3]), json.loads(sys.argv[4])
     out = {"signatures": {}}
     for name, path in (("retrieval", retrieval_dir), ("ranking", ranking_dir)):
         model = tf.saved_model.load(path)
@@ -30,7 +31,8 @@ LOAD_AND_QUERY = textwrap.dedent("""
         else:
             res = model.signatures["serving_default"](user_id=tf.constant(users), item_id=tf.constant(items))
             out["ranking_scores"] = res["score"].numpy().tolist()
-    out["foreign_modules"] = sorted(m for m in sys.modules if m.split(".")[0] in ("tfmmrec", "tensorflow_recommenders", "tf_keras", "tensorflow_hub"))
+    foreign = ("tfmmrec", "tensorflow_recommenders", "tf_keras", "tensorflow_hub")
+    out["foreign_modules"] = sorted(m for m in sys.modules if m.split(".")[0] in foreign)
     print(json.dumps(out))
 """)
 

@@ -106,7 +106,7 @@ class Manifest:
         return out
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "manifest") -> "Manifest":
+    def from_dict(cls, raw: dict[str, Any], source: str = "manifest") -> Manifest:
         if not isinstance(raw, dict):
             raise DatasetError(f"{source}: expected a mapping at the top level")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -135,7 +135,7 @@ class Manifest:
         return path
 
     @classmethod
-    def load(cls, root: str | Path) -> "Manifest":
+    def load(cls, root: str | Path) -> Manifest:
         path = Path(root) / MANIFEST_NAME
         if not path.is_file():
             raise DatasetError(f"{path}: no manifest; a dataset directory needs a {MANIFEST_NAME}")

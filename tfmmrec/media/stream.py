@@ -12,9 +12,9 @@ loop below notices the early end and resumes after the culprit, so no row is eve
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf

@@ -34,7 +34,7 @@ class ItemFeatures:
     cardinalities: list[int]         # per categorical field, including the unknown code 0
     numeric: np.ndarray              # [n + 1, numeric fields] float32, z-scored
 
-    def with_full_id_vocabulary(self) -> "ItemFeatures":
+    def with_full_id_vocabulary(self) -> ItemFeatures:
         """Every catalog item gets its own id row, trained or not, as in an ID-only TFRS model
         whose vocabulary is the whole catalog: an untrained row is a random vector, so such a
         model ranks unseen items at random, rather than all at one arbitrary score."""
@@ -109,7 +109,7 @@ class ItemFeatureTable(keras.layers.Layer):
                                        trainable=False)
 
     @classmethod
-    def from_features(cls, features: ItemFeatures, **kwargs: Any) -> "ItemFeatureTable":
+    def from_features(cls, features: ItemFeatures, **kwargs: Any) -> ItemFeatureTable:
         table = cls(features.modality_dims, len(features.id_slot), features.categorical.shape[1],
                     features.numeric.shape[1], **kwargs)
         for m in table.content:

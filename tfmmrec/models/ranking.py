@@ -92,7 +92,7 @@ class DeepFM(keras.Model):
                 "use_content": self.use_content, "id_dropout": self.id_dropout, "name": self.name}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "DeepFM":
+    def from_config(cls, config: dict[str, Any]) -> DeepFM:
         config = dict(config)
         config["table"] = keras.layers.deserialize(config["table"])
         return cls(**config)

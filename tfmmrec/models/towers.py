@@ -81,7 +81,7 @@ class ItemTower(keras.Model):
                 "id_dropout": self.id_dropout, "modality_dropout": self.modality_dropout, "name": self.name}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "ItemTower":
+    def from_config(cls, config: dict[str, Any]) -> ItemTower:
         config = dict(config)
         config["table"] = keras.layers.deserialize(config["table"])
         return cls(**config)

@@ -1,0 +1,78 @@
+"""The ``tfmmrec`` command on an MMRec-layout dataset with precomputed vectors."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfmmrec.cli import main
+from tfmmrec.data.manifest import Manifest
+
+
+@pytest.fixture(scope="module")
+def mmrec_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MMRec directory: 60 users, 90 items in 3 clusters that the vectors reveal, x_label splits."""
+    src = tmp_path_factory.mktemp("mmrec_src")
+    rng = np.random.default_rng(0)
+    n_items, n_users = 90, 60
+    cluster = np.arange(n_items) % 3
+    centers = rng.normal(size=(3, 16))
+    np.save(src / "image_feat.npy", (centers[cluster] + 0.3 * rng.normal(size=(n_items, 16))).astype(np.float32))
+    np.save(src / "text_feat.npy", rng.normal(size=(n_items, 8)).astype(np.float32))
+    lines = ["userID\titemID\trating\ttimestamp\tx_label"]
+    for user in range(n_users):
+        liked = rng.choice(np.flatnonzero(cluster == user % 3), size=8, replace=False)
+        for k, item in enumerate(liked):
+            split = 0 if k < 6 else (1 if k == 6 else 2)
+            lines.append(f"{user}\t{item}\t{rng.integers(3, 6)}.0\t{1600000000 + k}\t{split}")
+    (src / "toy.inter").write_text("\n".join(lines) + "\n")
+    out = tmp_path_factory.mktemp("mmrec") / "toy"
+    assert main(["data", "import", "mmrec", str(src), "--out", str(out)]) == 0
+    return out
+
+
+def test_train_on_mmrec_layout_writes_metrics_and_exports(mmrec_dataset: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    code = main(["train", str(mmrec_dataset), "--out", str(run_dir), "--quiet",
+                 "--set", "retrieval.epochs=20", "--set", "retrieval.batch_size=64", "--set", "ranking.epochs=2"])
+    assert code == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())  # strict JSON: no NaN
+    assert metrics["interactions"] == {"train": 360, "valid": 60, "test": 60}
+    assert set(metrics["retrieval"]) == {"multimodal", "id_only"}
+    assert metrics["retrieval"]["multimodal"]["cold"]["users"] == 0  # MMRec splits hold out no items
+    assert metrics["retrieval"]["multimodal"]["cold"]["recall@20"] is None
+    # Users like one cluster and the image vectors reveal it: far better than the 20/90 of chance.
+    assert metrics["retrieval"]["multimodal"]["all"]["recall@20"] > 0.5
+    assert "rmse" in metrics["ranking"]  # the .inter has ratings
+    assert (run_dir / "saved_models" / "toy_retrieval" / "1" / "saved_model.pb").is_file()
+    assert (run_dir / "saved_models" / "toy_ranking" / "1" / "saved_model.pb").is_file()
+
+
+def test_unknown_items_stop_the_run_with_the_file_named_unless_dropped(mmrec_dataset: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(mmrec_dataset, broken)
+    with open(broken / "interactions.csv", "a") as f:
+        f.write("0,999,train,4.0,1600000000\n")
+    args = ["train", str(broken), "--out", str(tmp_path / "run"), "--quiet", "--no-export",
+            "--set", "retrieval.epochs=1", "--set", "ranking.epochs=1", "--set", "train_id_only=false"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "interactions.csv" in err and "1 interactions reference item ids" in err and "--drop-unknown" in err
+    assert main(args + ["--drop-unknown"]) == 0
+    assert "dropped 1 interactions" in capsys.readouterr().out
+
+
+def test_console_script_writes_the_demo_catalog(tmp_path: Path) -> None:
+    script = shutil.which("tfmmrec") or str(Path(sys.executable).parent / "tfmmrec")
+    out = tmp_path / "demo"
+    proc = subprocess.run([script, "data", "demo", "--out", str(out), "--size", "small"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert Manifest.load(out).name == "demo"
+    assert len(list((out / "images").glob("*.png"))) > 250
