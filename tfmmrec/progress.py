@@ -17,9 +17,14 @@ class Progress:
     def update(self, n: int) -> None:
         self.done += n
         now = time.perf_counter()
-        if self.enabled and (now - self._last >= self.every or self.done >= self.total):
+        if self.enabled and now - self._last >= self.every and self.done < self.total:
             self._last = now
             self._print(now)
+
+    def close(self) -> None:
+        """Print the final count and rate (always, even when the loop was too short to report)."""
+        if self.enabled:
+            self._print(time.perf_counter())
 
     def _print(self, now: float) -> None:
         elapsed = max(now - self.start, 1e-9)

@@ -90,13 +90,13 @@ def _encode_modality(root: Path, modality: str, kind: str, inputs: list[str], sp
                      batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray, DecodeReport | None]:
     layer = load_encoder(spec)
     n = len(inputs)
-    bar = Progress(f"encoding {modality} ({spec.name})", n, enabled=progress)
     if kind == "text":
         mask = np.array([bool(t) for t in inputs])
         text_rows = np.flatnonzero(mask)
         chunks = ((text_rows[i:i + batch_size], tf.constant([inputs[r] for r in text_rows[i:i + batch_size]]))
                   for i in range(0, len(text_rows), batch_size))
         report = None
+        to_encode = len(text_rows)
     else:
         decode: Callable[[tf.Tensor], tf.Tensor]
         if kind == "image":
@@ -105,6 +105,8 @@ def _encode_modality(root: Path, modality: str, kind: str, inputs: list[str], sp
             decode = lambda b: decode_wav(b, spec.audio_seconds)  # noqa: E731
         chunks, report = stream_decoded(root, inputs, decode, modality=modality, batch_size=batch_size)
         mask = np.zeros(n, bool)
+        to_encode = report.total - report.absent - len(report.missing)
+    bar = Progress(f"encoding {modality} ({spec.name})", to_encode, enabled=progress)
     emb: np.ndarray | None = None
     for rows, batch in chunks:
         out = layer(batch).numpy().astype(np.float32)
@@ -115,5 +117,5 @@ def _encode_modality(root: Path, modality: str, kind: str, inputs: list[str], sp
         bar.update(len(rows))
     if emb is None:  # nothing decodable: keep the modality with every item masked
         emb = np.zeros((n, 1), np.float32)
-    bar.update(0)
+    bar.close()
     return emb, mask, report
