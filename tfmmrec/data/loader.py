@@ -161,15 +161,8 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
 
     item_index = pd.Index(items["item_id"])
     inter["item_idx"] = item_index.get_indexer(inter["item_id"])
-    unknown = (inter["item_idx"] < 0).to_numpy()
-    if unknown.any():
-        example = inter.loc[unknown, "item_id"].iloc[0]
-        if on_unknown_items == "error":
-            raise DatasetError(f"{inter_path}: {int(unknown.sum())} interactions reference item ids not in "
-                               f"{items_path.name} (first: {example!r} in row {_first_rows(unknown, 1)}); "
-                               "pass on_unknown_items='drop' (CLI: --drop-unknown) to drop and count them")
-        report.dropped_unknown_items = int(unknown.sum())
-        inter = inter.loc[~unknown]
+    inter, report.dropped_unknown_items = _handle_unknown(
+        inter, (inter["item_idx"] < 0).to_numpy(), "item_id", inter_path, items_path, on_unknown_items)
 
     users = None
     if m.users:
@@ -177,20 +170,28 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
         users = read_table(users_path, [m.user_id])
         _require_columns(users, [m.user_id], users_path)
         users = users.rename(columns={m.user_id: "user_id"})
-        unknown_u = ~inter["user_id"].isin(users["user_id"]).to_numpy()
-        if unknown_u.any():
-            if on_unknown_items == "error":
-                raise DatasetError(f"{inter_path}: {int(unknown_u.sum())} interactions reference user ids not in "
-                                   f"{users_path.name} (first: {inter.loc[unknown_u, 'user_id'].iloc[0]!r}); "
-                                   "pass on_unknown_items='drop' to drop and count them")
-            report.dropped_unknown_users = int(unknown_u.sum())
-            inter = inter.loc[~unknown_u]
+        inter, report.dropped_unknown_users = _handle_unknown(
+            inter, ~inter["user_id"].isin(users["user_id"]).to_numpy(), "user_id", inter_path, users_path,
+            on_unknown_items)
     inter = inter.reset_index(drop=True)
 
     vectors, masks = {}, {}
     for name, spec in m.modalities_of("vector").items():
         vectors[name], masks[name] = _load_vectors(root, name, spec.npy, spec.parquet, item_index, report)
     return Dataset(root, m, items, inter, users, vectors, masks, report)
+
+
+def _handle_unknown(inter: pd.DataFrame, unknown: np.ndarray, column: str, inter_path: Path, table_path: Path,
+                    policy: OnUnknown) -> tuple[pd.DataFrame, int]:
+    """Stop on interactions whose ``column`` id is not in ``table_path`` or drop and count them."""
+    if not unknown.any():
+        return inter, 0
+    if policy == "error":
+        raise DatasetError(f"{inter_path}: {int(unknown.sum())} interactions reference {column.split('_')[0]} ids "
+                           f"not in {table_path.name} (first: {inter.loc[unknown, column].iloc[0]!r} in row "
+                           f"{_first_rows(unknown, 1)}); pass on_unknown_items='drop' (CLI: --drop-unknown) "
+                           "to drop and count them")
+    return inter.loc[~unknown], int(unknown.sum())
 
 
 def _load_vectors(root: Path, name: str, npy: str | None, parquet: str | None,
