@@ -110,14 +110,14 @@ def ranking_eval_set(data: EncodedInteractions, split: str, negatives: int, seed
         return {"user": part.user, "item": part.item}, part.target, np.isin(part.item, warm_items)
     rng = np.random.default_rng(seed)
     cold_items = np.setdiff1d(np.arange(1, data.num_items + 1), warm_items)
-    seen = set(zip(np.concatenate([data.train.user, data.valid.user, data.test.user]).tolist(),
-                   np.concatenate([data.train.item, data.valid.item, data.test.item]).tolist()))
+    pair_key = lambda u, i: u.astype(np.int64) * (data.num_items + 1) + i  # noqa: E731
+    seen = np.unique(np.concatenate([pair_key(s.user, s.item) for s in (data.train, data.valid, data.test)]))
     pos_warm = np.isin(part.item, warm_items)
     cand_u = np.repeat(part.user, negatives)
     cand_warm = np.repeat(pos_warm, negatives)
     cand_i = np.where(cand_warm, rng.choice(warm_items, len(cand_u)),
                       rng.choice(cold_items, len(cand_u)) if len(cold_items) else 0).astype(np.int32)
-    keep = np.array([(u, i) not in seen for u, i in zip(cand_u.tolist(), cand_i.tolist())], bool) & (cand_i > 0)
+    keep = ~np.isin(pair_key(cand_u, cand_i), seen, assume_unique=False) & (cand_i > 0)
     inputs = {"user": np.concatenate([part.user, cand_u[keep]]), "item": np.concatenate([part.item, cand_i[keep]])}
     labels = np.concatenate([np.ones(len(part), np.float32), np.zeros(int(keep.sum()), np.float32)])
     return inputs, labels, np.concatenate([pos_warm, cand_warm[keep]])

@@ -1,0 +1,59 @@
+"""Id mapping and input pipelines: what the models are fed."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfmmrec.train.inputs import encode_interactions, ranking_dataset, ranking_eval_set, retrieval_dataset
+
+
+@pytest.fixture()
+def log() -> pd.DataFrame:
+    """10 items; items 8 and 9 only in test (cold); user 'z' only in test."""
+    rows = [("a", i, "train") for i in (0, 1, 2, 3)] + [("b", i, "train") for i in (2, 3, 4, 5, 6, 7)] + \
+           [("a", 5, "valid"), ("a", 8, "test"), ("b", 9, "test"), ("b", 1, "test"), ("z", 0, "test")]
+    return pd.DataFrame(rows, columns=["user_id", "item_idx", "split"])
+
+
+def test_ids_map_to_model_indices_and_frequencies(log: pd.DataFrame) -> None:
+    data = encode_interactions(log, num_items=10)
+    assert data.user_ids.tolist() == ["a", "b"]  # vocabulary = users with training data
+    assert data.test.user.tolist() == [1, 2, 2, 0]  # unknown user -> 0
+    assert data.test.item.tolist() == [9, 10, 2, 1]  # dataset row + 1
+    assert data.item_prob[3] == pytest.approx(2 / 10)  # row 2 appears twice among 10 training pairs
+    assert data.item_prob[1:9].sum() == pytest.approx(1.0)  # rows 0..7 are all the training items
+    assert (data.item_prob > 0).all()  # never log(0) in the logQ correction
+
+
+def test_retrieval_batches_carry_each_items_probability(log: pd.DataFrame) -> None:
+    data = encode_interactions(log, num_items=10)
+    batch = next(iter(retrieval_dataset(data, batch_size=100, seed=0)))
+    assert sorted(batch["item"].numpy().tolist()) == sorted(data.train.item.tolist())
+    np.testing.assert_allclose(batch["item_prob"].numpy(), data.item_prob[batch["item"].numpy()])
+
+
+def test_ranking_negatives_come_only_from_training_items(log: pd.DataFrame) -> None:
+    data = encode_interactions(log, num_items=10)
+    features, labels = [], []
+    for x, y in ranking_dataset(data, batch_size=7, negatives=20, seed=0, explicit=False):
+        features.append(x["item"].numpy())
+        labels.append(y.numpy())
+    items, labels = np.concatenate(features), np.concatenate(labels)
+    assert (labels == 1).sum() == len(data.train) and (labels == 0).sum() == 20 * len(data.train)
+    assert set(items[labels == 0]) <= set(data.train.item)  # cold items 9, 10 are never negatives
+
+
+def test_ranking_eval_negatives_are_unseen_and_from_the_positives_group(log: pd.DataFrame) -> None:
+    data = encode_interactions(log, num_items=10)
+    inputs, labels, warm = ranking_eval_set(data, "test", negatives=50, seed=0, explicit=False)
+    assert labels[:4].tolist() == [1, 1, 1, 1] and (labels[4:] == 0).all()
+    seen = {(u, i) for s in (data.train, data.valid, data.test) for u, i in zip(s.user, s.item)}
+    negatives = list(zip(inputs["user"][4:], inputs["item"][4:]))
+    assert negatives and not any(pair in seen for pair in negatives)
+    train_items = set(data.train.item)
+    assert all((item in train_items) == is_warm for item, is_warm in zip(inputs["item"], warm))
+    assert warm[:4].tolist() == [False, False, True, True]
+    # Each positive's negatives are of its own kind: cold positives get cold negatives.
+    cold_neg_users = set(inputs["user"][4:][~warm[4:]])
+    assert cold_neg_users <= {1, 2}
