@@ -76,3 +76,22 @@ def test_console_script_writes_the_demo_catalog(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert Manifest.load(out).name == "demo"
     assert len(list((out / "images").glob("*.png"))) > 250
+
+
+def test_demo_command_prints_the_table_and_the_decode_report(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    workdir = tmp_path / "demo"
+    code = main(["demo", "--workdir", str(workdir), "--size", "small", "--quiet",
+                 "--export-dir", str(tmp_path / "saved_models"),
+                 "--set", "retrieval.epochs=2", "--set", "ranking.epochs=1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "model        | warm R@20 | warm N@20 | cold R@20 | cold N@20" in out
+    assert "decode report, image:" in out and "1 failed to decode (images/" in out
+    assert "decode report, audio:" in out and "1 failed to decode (audio/" in out
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["table"] in out
+    assert set(metrics["retrieval"]) == {"multimodal", "id_only"}
+    assert 0 < metrics["peak_rss_gb"] < 4
+    assert (tmp_path / "saved_models" / "demo_retrieval" / "1" / "saved_model.pb").is_file()
+    assert (tmp_path / "saved_models" / "demo_ranking" / "1" / "saved_model.pb").is_file()

@@ -91,6 +91,17 @@ def demo_table(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _print_decode_report(metrics: dict[str, Any]) -> None:
+    """Repeat at the end what media could not be decoded: it is easy to miss mid-run."""
+    for r in metrics.get("decode", []):
+        bad = r["missing"] + r["failed"]
+        if bad or r["absent"]:
+            print(f"decode report, {r['modality']}: {r['decoded']}/{r['total']} decoded, {r['absent']} without a file, "
+                  f"{len(r['missing'])} missing ({', '.join(r['missing'][:5]) or '-'}), "
+                  f"{len(r['failed'])} failed to decode ({', '.join(r['failed'][:5]) or '-'}); "
+                  "those items are served by their other modalities")
+
+
 def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
@@ -126,6 +137,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                                                                       else Path("saved_models")))
         result = run(args.dataset, run_dir, cfg, export_dir=export_dir, verbose=verbose)
         print((run_dir / "metrics.json").read_text())
+        _print_decode_report(result.metrics)
         print(f"metrics written to {run_dir / 'metrics.json'}")
         return 0
     # demo
@@ -143,6 +155,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     result.metrics["peak_rss_gb"] = round(_peak_rss_gb(), 2)
     write_json(args.workdir / "metrics.json", result.metrics)
     print("\n" + table)
+    _print_decode_report(result.metrics)
     print(f"\n[demo] done in {result.metrics['seconds']:.0f}s, peak memory {result.metrics['peak_rss_gb']:.2f} GB; "
           f"metrics in {args.workdir / 'metrics.json'}")
     return 0

@@ -5,6 +5,7 @@ Each stage is also usable on its own (see the modules it imports).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -130,8 +131,7 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     metrics: dict[str, Any] = {"dataset": ds.manifest.name, "items": ds.num_items, "users": data.num_users,
                                "interactions": {"train": len(data.train), "valid": len(data.valid),
                                                 "test": len(data.test)},
-                               "decode": [r.__dict__ | {"missing": r.missing, "failed": r.failed}
-                                          for r in (content.reports if content else [])],
+                               "decode": [dataclasses.asdict(r) for r in (content.reports if content else [])],
                                "retrieval": {}}
     variants = [("multimodal", True)] if has_content else []
     if cfg.train_id_only or not has_content:
