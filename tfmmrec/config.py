@@ -56,9 +56,9 @@ class RankingConfig:
     dropout: float = 0.1
     id_dropout: float = 0.3
     negatives: int = 4
-    learning_rate: float = 0.002
+    learning_rate: float = 0.005
     batch_size: int = 1024
-    epochs: int = 5
+    epochs: int = 20
 
 
 @dataclass

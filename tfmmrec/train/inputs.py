@@ -79,19 +79,17 @@ def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, 
     # Negatives come from items with training interactions only: sampling held-out (cold) items
     # as negatives would teach the model that exactly those items are bad.
     train_items = tf.constant(np.unique(train.item))
+    group = negatives + 1
 
     def with_negatives(user: tf.Tensor, item: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        picks = tf.random.uniform([negatives], 0, tf.shape(train_items)[0], dtype=tf.int32)
-        neg = tf.gather(train_items, picks)
-        users = tf.fill([negatives + 1], user)
-        items = tf.concat([[item], neg], 0)
-        labels = tf.concat([[1.0], tf.zeros([negatives])], 0)
-        return {"user": users, "item": items}, labels
+        # Vectorised over a batch of positives: one op per batch, not per example.
+        picks = tf.random.uniform([tf.shape(user)[0], negatives], 0, tf.shape(train_items)[0], dtype=tf.int32)
+        items = tf.concat([item[:, None], tf.gather(train_items, picks)], axis=1)
+        labels = tf.tile(tf.concat([[1.0], tf.zeros([negatives])], 0)[None], [tf.shape(user)[0], 1])
+        return {"user": tf.repeat(user, group), "item": tf.reshape(items, [-1])}, tf.reshape(labels, [-1])
 
-    tf.random.set_seed(seed)
-    ds = tf.data.Dataset.from_tensor_slices((train.user, train.item))
-    ds = ds.shuffle(len(train), seed=seed).map(with_negatives, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.unbatch().batch(batch_size).prefetch(2)
+    ds = tf.data.Dataset.from_tensor_slices((train.user, train.item)).shuffle(len(train), seed=seed)
+    return ds.batch(max(1, batch_size // group)).map(with_negatives, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
 def ranking_eval_set(data: EncodedInteractions, split: str, negatives: int, seed: int,
