@@ -52,3 +52,33 @@ def test_content_ranks_cold_items_that_ids_cannot(trained_run) -> None:
     assert multimodal > id_only + 0.08, (multimodal, id_only)
     cold = {v: trained_run.metrics["retrieval"][v]["cold"]["recall@20"] for v in ("multimodal", "id_only")}
     assert cold["multimodal"] > 1.5 * cold["id_only"], cold
+
+
+def test_binary_labels_train_retrieval_on_positives_and_ranking_on_both(tmp_path) -> None:
+    """A log with explicit 0/1 labels (e.g. click / no click) and precomputed item vectors."""
+    import pandas as pd
+
+    from tfmmrec.data.manifest import Manifest, ModalitySpec
+    from tfmmrec.pipeline import run
+
+    rng = np.random.default_rng(0)
+    n_items, n_users = 60, 40
+    group = np.arange(n_items) % 2
+    np.save(tmp_path / "vec.npy", (np.eye(2)[group] + 0.1 * rng.normal(size=(n_items, 2))).astype(np.float32))
+    pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)]}).to_csv(tmp_path / "items.csv", index=False)
+    rows = [(f"u{u}", f"i{i}", int(group[i] == u % 2)) for u in range(n_users)
+            for i in rng.choice(n_items, 20, replace=False)]
+    pd.DataFrame(rows, columns=["user_id", "item_id", "clicked"]).to_csv(tmp_path / "interactions.csv", index=False)
+    Manifest(items="items.csv", interactions="interactions.csv", name="clicks", label="clicked",
+             modalities={"vec": ModalitySpec(kind="vector", npy="vec.npy")}).save(tmp_path)
+
+    cfg = RunConfig().with_overrides(["retrieval.epochs=5", "ranking.epochs=10", "train_id_only=false"])
+    result = run(tmp_path, tmp_path / "run", cfg, export_dir=None, verbose=0)
+    positives = sum(label for *_, label in rows)
+    assert sum(result.metrics["interactions"].values()) == positives  # retrieval saw positives only
+    ranking = result.metrics["ranking"]
+    assert {"auc", "log_loss"} <= set(ranking)
+    test_positives = result.metrics["interactions"]["test"]
+    # The test split's 0s and 1s (about half are 1s), not positives plus 4 sampled negatives each:
+    assert test_positives < ranking["examples"] < 3 * test_positives
+    assert ranking["auc"] > 0.8  # the vector says which group a user clicks

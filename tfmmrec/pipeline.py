@@ -90,6 +90,32 @@ def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mod
     return out
 
 
+def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mode: str, has_content: bool,
+                   verbose: int) -> tuple[Any, dict[str, float]]:
+    _log(f"[train] ranking (DeepFM on {mode} feedback)")
+    ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
+    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose)
+    inputs, labels, warm = ranking_eval_set(data, "test", cfg.ranking.negatives, cfg.seed, explicit=mode != "implicit")
+    preds = ranker.predict(inputs, batch_size=8192, verbose=0)
+    return ranker, ranking_metrics(labels, preds, warm, mode)
+
+
+def _export(result: RunResult, name: str, export_dir: str | Path, cfg: RunConfig, mode: str,
+            rank_data: EncodedInteractions | None) -> None:
+    """Export the multimodal retrieval model (ID-only if that is all there is) and the ranker."""
+    model = result.models.get("multimodal") or result.models["id_only"]
+    assert result.data is not None and result.item_ids is not None
+    _, item_emb = embed_all(model, result.data)
+    serving = RetrievalServing(result.data.user_ids, model.query_tower, result.item_ids, item_emb, cfg.export_top_k)
+    result.exports["retrieval"] = export_retrieval(export_dir, f"{name}_retrieval", serving)
+    if rank_data is not None:
+        rank_serving = RankingServing(rank_data.user_ids, result.item_ids, result.models["ranking"],
+                                      binary=mode != "rating")
+        result.exports["ranking"] = export_ranking(export_dir, f"{name}_ranking", rank_serving)
+    for kind, path in result.exports.items():
+        _log(f"[export] {kind}: {path}")
+
+
 def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None = None, *,
         export_dir: str | Path | None = "saved_models", dataset: Dataset | None = None,
         verbose: int = 2) -> RunResult:
@@ -144,30 +170,15 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
         retrieval_models[variant] = model
 
-    if cfg.train_ranking:
-        _log(f"[train] ranking (DeepFM on {mode} feedback)")
-        rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
-        ranker = build_ranking(features, rank_data.num_users, cfg.ranking, use_content=has_content)
-        train_ranking(ranker, rank_data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose)
-        inputs, labels, warm = ranking_eval_set(rank_data, "test", cfg.ranking.negatives, cfg.seed,
-                                                explicit=mode != "implicit")
-        preds = ranker.predict(inputs, batch_size=8192, verbose=0)
-        metrics["ranking"] = ranking_metrics(labels, preds, warm, mode)
-
     result = RunResult(metrics, run_dir=run_dir, models=dict(retrieval_models), data=data, item_ids=ds.item_ids)
+    rank_data = None
     if cfg.train_ranking:
-        result.models["ranking"] = ranker
+        # Retrieval learns from positives only; ranking with 0/1 labels also learns from the 0s.
+        rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
+        result.models["ranking"], metrics["ranking"] = _train_ranking(features, rank_data, cfg, mode, has_content,
+                                                                      verbose)
     if export_dir is not None:
-        best = "multimodal" if "multimodal" in retrieval_models else "id_only"
-        model = retrieval_models[best]
-        _, item_emb = embed_all(model, data)
-        serving = RetrievalServing(data.user_ids, model.query_tower, ds.item_ids, item_emb, cfg.export_top_k)
-        result.exports["retrieval"] = export_retrieval(export_dir, f"{ds.manifest.name}_retrieval", serving)
-        if cfg.train_ranking:
-            rank_serving = RankingServing(rank_data.user_ids, ds.item_ids, ranker, binary=mode != "rating")
-            result.exports["ranking"] = export_ranking(export_dir, f"{ds.manifest.name}_ranking", rank_serving)
-        for kind, path in result.exports.items():
-            _log(f"[export] {kind}: {path}")
+        _export(result, ds.manifest.name, export_dir, cfg, mode, rank_data)
     metrics["exports"] = {k: str(v) for k, v in result.exports.items()}
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     write_json(run_dir / "metrics.json", metrics)
