@@ -127,7 +127,7 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
     items_path = root / m.items
     items = read_table(items_path, [m.item_id])
     text_cols = [c for spec in m.modalities_of("text").values() for c in spec.columns]
-    path_cols = [spec.column for k in ("image", "audio") for spec in m.modalities_of(k).values()]
+    path_cols = [str(spec.column) for k in ("image", "audio") for spec in m.modalities_of(k).values()]
     _require_columns(items, [m.item_id, *text_cols, *path_cols, *m.categorical, *m.numeric], items_path)
     items = items.rename(columns={m.item_id: "item_id"})
     if (items["item_id"] == "").any():
@@ -207,7 +207,7 @@ def _load_vectors(root: Path, name: str, npy: str | None, parquet: str | None,
         arr = np.asarray(arr, dtype=np.float32)
         present = np.isfinite(arr).all(axis=1)
     else:
-        path = root / parquet
+        path = root / str(parquet)
         table = read_table(path, ["item_id"])
         _require_columns(table, ["item_id", "vector"], path)
         rows = item_index.get_indexer(table["item_id"])

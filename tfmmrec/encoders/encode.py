@@ -90,6 +90,7 @@ def _encode_modality(root: Path, modality: str, kind: str, inputs: list[str], sp
                      batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray, DecodeReport | None]:
     layer = load_encoder(spec)
     n = len(inputs)
+    chunks: Iterator[tuple[np.ndarray, tf.Tensor]]
     if kind == "text":
         mask = np.array([bool(t) for t in inputs])
         text_rows = np.flatnonzero(mask)

@@ -62,9 +62,9 @@ def build_item_features(dataset: Dataset, content: ItemContent | None, train_row
     n = dataset.num_items
     pad = lambda a: np.concatenate([np.zeros((1, *a.shape[1:]), a.dtype), a])  # noqa: E731
     contents, masks = {}, {}
-    for m in (content.modalities if content else []):
-        present = content.masks[m].astype(bool)
-        contents[m] = pad(_zscore(content.embeddings[m].astype(np.float32), present))
+    for m, embeddings in (content.embeddings if content else {}).items():
+        present = content.masks[m].astype(bool)  # type: ignore[union-attr]
+        contents[m] = pad(_zscore(embeddings.astype(np.float32), present))
         masks[m] = pad(present.astype(np.float32))
     id_slot = np.zeros(n + 1, np.int32)
     seen = np.unique(train_rows)
