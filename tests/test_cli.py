@@ -95,3 +95,14 @@ def test_demo_command_prints_the_table_and_the_decode_report(tmp_path: Path,
     assert 0 < metrics["peak_rss_gb"] < 4
     assert (tmp_path / "saved_models" / "demo_retrieval" / "1" / "saved_model.pb").is_file()
     assert (tmp_path / "saved_models" / "demo_ranking" / "1" / "saved_model.pb").is_file()
+
+
+def test_train_on_a_directory_without_manifest_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(tmp_path), "--no-export"]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.yaml" in err and str(tmp_path) in err and "Traceback" not in err
+
+
+def test_bad_override_names_the_key(mmrec_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", str(mmrec_dataset), "--out", str(tmp_path), "--set", "retrieval.temprature=0.3"]) == 2
+    assert "retrieval.temprature" in capsys.readouterr().err

@@ -77,18 +77,23 @@ def _write_demo(out: Path, size: str, seed: int) -> Path:
 
 
 def demo_table(metrics: dict[str, Any]) -> str:
-    """The demo's summary: Recall@20/NDCG@20 on warm and cold test items, per model."""
+    """A run's summary: Recall@20/NDCG@20 on warm and cold test items per model, and ranking."""
     rows = ["model        | warm R@20 | warm N@20 | cold R@20 | cold N@20",
             "-------------|-----------|-----------|-----------|----------"]
     for variant, groups in metrics["retrieval"].items():
         w, c = groups["warm"], groups["cold"]
-        rows.append(f"{variant:<12} | {w['recall@20']:9.4f} | {w['ndcg@20']:9.4f} | "
-                    f"{c['recall@20']:9.4f} | {c['ndcg@20']:9.4f}")
+        cells = [_fmt(g[m]) for g in (w, c) for m in ("recall@20", "ndcg@20")]
+        rows.append(f"{variant:<12} | " + " | ".join(cells))
     if "ranking" in metrics:
         rank = metrics["ranking"]
         rows.append("ranking (DeepFM, test): " + ", ".join(
-            f"{k.replace('_', ' ').upper()} {v:.4f}" for k, v in rank.items() if k != "examples"))
+            f"{k.replace('_', ' ').upper()} {_fmt(v).strip()}" for k, v in rank.items() if k != "examples"))
     return "\n".join(rows)
+
+
+def _fmt(value: float | None) -> str:
+    """A metric in a 9-wide cell; '-' where it is undefined (e.g. no cold items in the test split)."""
+    return "        -" if value is None or value != value else f"{value:9.4f}"
 
 
 def _print_decode_report(metrics: dict[str, Any]) -> None:
@@ -136,7 +141,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         export_dir = None if args.no_export else (args.export_dir or (run_dir / "saved_models" if args.out
                                                                       else Path("saved_models")))
         result = run(args.dataset, run_dir, cfg, export_dir=export_dir, verbose=verbose)
-        print((run_dir / "metrics.json").read_text())
+        print("\n" + demo_table(result.metrics))
         _print_decode_report(result.metrics)
         print(f"metrics written to {run_dir / 'metrics.json'}")
         return 0

@@ -36,9 +36,15 @@ def save_versioned(module: tf.Module, base: str | Path, name: str, signatures: d
     if final.exists():
         raise FileExistsError(f"{final} already exists; exports never overwrite a version")
     tmp = model_dir / f".tmp-{version}-{os.getpid()}"
+    logger = tf.get_logger()
+    level = logger.level
+    # Keras warns that wrapper models (e.g. TFRS BruteForce) have no get_config; a SavedModel
+    # export does not need one, so the warning would only be noise here.
+    logger.setLevel("ERROR")
     try:
         tf.saved_model.save(module, str(tmp), signatures=signatures, options=options)
         os.rename(tmp, final)
     finally:
+        logger.setLevel(level)
         shutil.rmtree(tmp, ignore_errors=True)
     return final
