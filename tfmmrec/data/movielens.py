@@ -30,7 +30,8 @@ import pandas as pd
 from tfmmrec.data.manifest import DatasetError, Manifest, ModalitySpec
 
 ML_100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
-# Published by GroupLens in ml-100k.zip.md5; the archive has not changed since 1998.
+# The md5 GroupLens publishes in ml-100k.zip.md5 (the archive has not changed since 1998). Taken from
+# public projects that pin it; it could not be re-fetched from GroupLens on the offline build machine.
 ML_100K_MD5 = "0e33842e24a9c977be4e0107933c0723"
 _CHUNK = 1 << 16
 _YEAR_IN_TITLE = r"\((\d{4})\)\s*$"
