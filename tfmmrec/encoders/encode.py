@@ -36,9 +36,6 @@ class ItemContent:
     def modalities(self) -> list[str]:
         return list(self.embeddings)
 
-    def dims(self) -> dict[str, int]:
-        return {m: int(e.shape[1]) for m, e in self.embeddings.items()}
-
 
 def item_texts(dataset: Dataset, columns: list[str]) -> list[str]:
     """An item's text: its text columns joined by spaces (empty when all are empty)."""
