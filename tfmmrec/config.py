@@ -49,7 +49,8 @@ class RetrievalConfig:
 
 @dataclass
 class RankingConfig:
-    """DeepFM ranking. ``negatives``: sampled negatives per positive for implicit feedback."""
+    """DeepFM ranking. ``negatives``: sampled negatives per positive for implicit feedback.
+    Training stops early on the validation split's AUC (RMSE for ratings), see ``patience``."""
 
     field_dim: int = 16
     hidden_units: list[int] = field(default_factory=lambda: [64, 32])
@@ -59,6 +60,7 @@ class RankingConfig:
     learning_rate: float = 0.005
     batch_size: int = 1024
     epochs: int = 20
+    patience: int = 3  # epochs without a better validation AUC / RMSE before stopping (best weights kept)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from tfmmrec.models.features import ItemFeatures, ItemFeatureTable
 from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.models.towers import ItemTower, QueryTower
-from tfmmrec.train.inputs import EncodedInteractions, ranking_dataset, retrieval_dataset
+from tfmmrec.train.inputs import EncodedInteractions, ranking_dataset, ranking_eval_set, retrieval_dataset
 
 
 def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
@@ -69,4 +69,14 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
         metrics = [keras.metrics.AUC(from_logits=True, name="auc")]
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
     ds = ranking_dataset(data, cfg.batch_size, cfg.negatives, seed, explicit=mode != "implicit")
-    return model.fit(ds, epochs=cfg.epochs, verbose=verbose)
+    validation, callbacks = None, []
+    if len(data.valid):
+        # Stop when the validation metric stops improving and keep the best epoch: ratings overfit
+        # within a few epochs, implicit feedback with fresh negatives every epoch much later.
+        inputs, targets, _ = ranking_eval_set(data, "valid", cfg.negatives, seed, explicit=mode != "implicit")
+        validation = (inputs, targets)
+        monitor, direction = ("val_rmse", "min") if mode == "rating" else ("val_auc", "max")
+        callbacks.append(keras.callbacks.EarlyStopping(monitor, mode=direction, patience=cfg.patience,
+                                                       restore_best_weights=True))
+    return model.fit(ds, epochs=cfg.epochs, verbose=verbose, validation_data=validation,
+                     validation_batch_size=8192, callbacks=callbacks)
