@@ -84,6 +84,18 @@ def build_item_features(dataset: Dataset, content: ItemContent | None, train_row
     return ItemFeatures(contents, masks, id_slot, categorical, cards, numeric)
 
 
+def id_keep_mask(id_slot: tf.Tensor, id_dropout: float, training: bool | None) -> tf.Tensor:
+    """Float ``[batch, 1]``: 1 where an item's id embedding is used, 0 where it is not.
+
+    Slot 0 (no trained id) is always off. In training, ``id_dropout`` turns off a random share
+    more, so that the content path learns to carry an item alone, as it must for cold items.
+    """
+    keep = tf.cast(id_slot > 0, tf.float32)[:, None]
+    if training and id_dropout > 0:
+        keep *= tf.cast(tf.random.uniform(tf.shape(keep)) >= id_dropout, tf.float32)
+    return keep
+
+
 @keras.utils.register_keras_serializable(package="tfmmrec")
 class ItemFeatureTable(keras.layers.Layer):
     """Gathers an item's static features by model item index (non-trainable weights).

@@ -12,7 +12,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
-from tfmmrec.models.features import ItemFeatureTable
+from tfmmrec.models.features import ItemFeatureTable, id_keep_mask
 
 
 @keras.utils.register_keras_serializable(package="tfmmrec")
@@ -58,9 +58,7 @@ class DeepFM(keras.Model):
         """
         feats = self.table(features["item"])
         user = features["user"]
-        known = tf.cast(feats["id_slot"] > 0, tf.float32)[:, None]
-        if training and self.use_content and self.id_dropout > 0:
-            known *= tf.cast(tf.random.uniform(tf.shape(known)) >= self.id_dropout, tf.float32)
+        known = id_keep_mask(feats["id_slot"], self.id_dropout if self.use_content else 0.0, training)
         vecs = [self.user_vec(user), self.item_vec(feats["id_slot"]) * known]
         firsts = [self.user_bias(user), self.item_bias(feats["id_slot"]) * known]
         names = ["user", "item"]

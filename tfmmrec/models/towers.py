@@ -7,7 +7,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.fusion.concat import ConcatFusion
-from tfmmrec.models.features import ItemFeatureTable
+from tfmmrec.models.features import ItemFeatureTable, id_keep_mask
 
 
 @keras.utils.register_keras_serializable(package="tfmmrec")
@@ -56,16 +56,13 @@ class ItemTower(keras.Model):
 
     def call(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         feats = self.table(item)
-        slot = feats["id_slot"]
-        keep = tf.cast(slot > 0, tf.float32)
-        if training and self.use_content and self.id_dropout > 0:
-            keep *= tf.cast(tf.random.uniform(tf.shape(keep)) >= self.id_dropout, tf.float32)
-        out = self.id_embedding(slot) * keep[:, None]
+        keep = id_keep_mask(feats["id_slot"], self.id_dropout if self.use_content else 0.0, training)
+        out = self.id_embedding(feats["id_slot"]) * keep
         if self.use_content:
             embeddings, masks = dict(feats["content"]), dict(feats["masks"])
             if self.table.num_numeric:
                 embeddings["_numeric"] = feats["numeric"]
-                masks["_numeric"] = tf.ones_like(keep)
+                masks["_numeric"] = tf.ones_like(keep[:, 0])
             if embeddings:
                 out += self.fusion(embeddings, masks, training=training)
             for i, layer in enumerate(self.categorical_embeddings):
