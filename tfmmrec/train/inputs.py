@@ -89,7 +89,9 @@ def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, 
         return {"user": tf.repeat(user, group), "item": tf.reshape(items, [-1])}, tf.reshape(labels, [-1])
 
     ds = tf.data.Dataset.from_tensor_slices((train.user, train.item)).shuffle(len(train), seed=seed)
-    return ds.batch(max(1, batch_size // group)).map(with_negatives, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+    # A sequential map (one cheap op per batch): parallel calls would draw from the stateful RNG
+    # in a varying order and make runs irreproducible.
+    return ds.batch(max(1, batch_size // group)).map(with_negatives).prefetch(2)
 
 
 def ranking_eval_set(data: EncodedInteractions, split: str, negatives: int, seed: int,
