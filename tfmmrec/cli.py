@@ -4,6 +4,8 @@
   tfmmrec data demo --out DIR         write the demo catalog only
   tfmmrec data import KIND SRC --out DIR   movielens-100k | movielens | mmrec -> standard layout
   tfmmrec train DATASET_DIR [--out RUN_DIR]
+  tfmmrec encode DATASET_DIR [--encoder KIND=NAME]   bring the embedding store up to date (incremental)
+  tfmmrec pretrain DATASET_DIR                       align the modalities (InfoNCE) on the whole catalog
 """
 from __future__ import annotations
 
@@ -56,7 +58,73 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--drop-unknown", action="store_true",
                        help="drop (and count) interactions with unknown item/user ids instead of stopping")
     _add_run_options(train)
+    _add_encode_parser(sub)
+    _add_pretrain_parser(sub)
     return parser
+
+
+def _add_encoder_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--encoder", dest="encoders", action="append", default=[], metavar="KIND=NAME",
+                   help="encoder per modality kind, e.g. --encoder text=small-bert or "
+                        "--encoder audio=yamnet@/models/yamnet (see tfmmrec.encoders.registry.ENCODERS)")
+    p.add_argument("--cache", type=Path, help="embedding store directory (default DATASET_DIR/.tfmmrec_cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _encoders_arg(values: list[str]) -> dict[str, str]:
+    from tfmmrec.config import ConfigError
+
+    out = {}
+    for value in values:
+        kind, sep, name = value.partition("=")
+        if not sep or kind not in ("text", "image", "audio"):
+            raise ConfigError(f"--encoder {value!r}: expected KIND=NAME with KIND text, image or audio")
+        out[kind] = name
+    return out
+
+
+def _add_encode_parser(sub: Any) -> None:
+    p = sub.add_parser("encode", help="encode a dataset's media into the embedding store (only new or changed "
+                                      "items; resumes an interrupted run)")
+    _add_encoder_options(p)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--chunk-size", type=int, default=1024, help="items per store chunk (the unit of resume)")
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from tfmmrec.encoders.encode import encode_dataset
+
+    plans = encode_dataset(args.dataset, encoders=_encoders_arg(args.encoders), cache_dir=args.cache,
+                           batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.quiet)
+    for p in plans:
+        items = sum(bool(k) for k in p.keys)
+        print(f"{p.modality} ({p.spec.name}): {p.computed} encoded now, {items - p.computed} already stored"
+              + (f"; {p.report.summary()}" if p.report else ""))
+    return 0
+
+
+def _add_pretrain_parser(sub: Any) -> None:
+    p = sub.add_parser("pretrain", help="contrastive (InfoNCE) alignment of every item's modalities; "
+                                        "train with --set pretrain.enabled=true to use it")
+    _add_encoder_options(p)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a pretrain setting, e.g. --set epochs=20 (see tfmmrec.config.PretrainConfig)")
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from tfmmrec.config import RunConfig
+    from tfmmrec.train.pretrain import pretrain_dataset
+
+    cfg = RunConfig().with_overrides([f"pretrain.{o}" for o in args.overrides]).pretrain
+    result = pretrain_dataset(args.dataset, cfg, encoders=_encoders_arg(args.encoders), cache_dir=args.cache,
+                              verbose=not args.quiet)
+    print(f"aligned {int(result.mask.sum())}/{len(result.mask)} items into {result.embeddings.shape[1]} dimensions")
+    for pair, after in result.match_after.items():
+        before = result.match_before.get(pair)
+        print(f"  {pair}: an item's nearest {pair.split('-')[1]} is its own in {after:.1%} of items"
+              + (f" (raw embeddings: {before:.1%})" if before is not None else ""))
+    return 0
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -128,6 +196,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     from tfmmrec.pipeline import run, write_json
 
     verbose = 0 if getattr(args, "quiet", False) else 2
+    if args.command in ("encode", "pretrain"):
+        return _cmd_encode(args) if args.command == "encode" else _cmd_pretrain(args)
     if args.command == "data" and args.data_command == "demo":
         print(f"wrote the demo catalog to {_write_demo(args.out, args.size, args.seed)}")
         return 0

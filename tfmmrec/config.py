@@ -64,6 +64,24 @@ class RankingConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Self-supervised cross-modal alignment (``tfmmrec pretrain``, see ``train.pretrain``).
+
+    ``enabled``: add each item's aligned joint embedding as one more content modality
+    (``aligned``) for the models. The rest shapes the small projection heads trained with a
+    CLIP-style InfoNCE loss over the frozen embeddings of all catalog items."""
+
+    enabled: bool = False
+    dim: int = 64
+    hidden: int = 128
+    temperature: float = 0.1
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 0.002
+    seed: int = 0
+
+
+@dataclass
 class RunConfig:
     """A whole run: data split, encoders, models, evaluation and export."""
 
@@ -77,6 +95,7 @@ class RunConfig:
     export_top_k: int = 100
     on_unknown_items: str = "error"
     seed: int = 0
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

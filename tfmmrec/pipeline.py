@@ -25,6 +25,7 @@ from tfmmrec.export.serving import RankingServing, RetrievalServing, export_rank
 from tfmmrec.models.features import build_item_features
 from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
+from tfmmrec.train.pretrain import add_aligned_modality
 
 
 @dataclass
@@ -151,6 +152,8 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0)
         for report in content.reports:
             _log(f"[decode] {report.summary()}")
+        if cfg.pretrain.enabled:  # cross-modal alignment -> one more content modality, "aligned"
+            content = add_aligned_modality(ds, content, cfg.pretrain, verbose=verbose > 0)[0]
     features = build_item_features(ds, content, data.train_item_rows)
     has_content = bool(features.content) or features.categorical.shape[1] > 0 or features.numeric.shape[1] > 0
 

@@ -1,11 +1,15 @@
-"""Encode a catalog's modalities into one frozen embedding matrix per modality.
+"""Encode a catalog's modalities with frozen encoders, through the embedding store.
 
-Media are streamed in batches (never all in memory), each batch goes through the encoder,
-and the result is cached in the ``EmbeddingStore``: a second run on the same catalog reads
-the cache and costs nothing.
+``update_store`` is the streaming part (``tfmmrec encode``): for each modality it keys every
+item by id + content hash, asks the store which keys it already has, and streams only the
+rest through decode (parallel, in ``tf.data``) and the encoder, writing chunks as it goes; it
+never holds more than a batch of media and one chunk of embeddings. ``encode_catalog`` runs
+it and then reads the matrices ``train`` needs (one ``[num_items, dim]`` array per modality).
 """
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +18,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfmmrec.data.loader import Dataset
-from tfmmrec.encoders.registry import DEFAULT_ENCODERS, EncoderSpec, get_encoder_spec, load_encoder
-from tfmmrec.encoders.store import EmbeddingStore, content_hash, file_fingerprints
+from tfmmrec.encoders.registry import DEFAULT_ENCODERS, EncoderSpec, get_encoder_spec
+from tfmmrec.encoders.store import EmbeddingStore, StoreSection, content_hash, file_hash, item_key
 from tfmmrec.media.audio import decode_wav
 from tfmmrec.media.image import decode_image
 from tfmmrec.media.stream import DecodeReport, stream_decoded
 from tfmmrec.progress import Progress
+
+#: Seconds to sleep after each encoded batch; only for testing interruption and resume.
+DELAY_ENV = "TFMMREC_ENCODE_DELAY"
 
 
 @dataclass
@@ -31,10 +38,25 @@ class ItemContent:
     masks: dict[str, np.ndarray]
     reports: list[DecodeReport] = field(default_factory=list)
     encoders: dict[str, str] = field(default_factory=dict)
+    computed: dict[str, int] = field(default_factory=dict)  # items encoded by this call (not from the store)
 
     @property
     def modalities(self) -> list[str]:
         return list(self.embeddings)
+
+
+@dataclass
+class ModalityPlan:
+    """One modality's items as store keys ("" = nothing to encode), and where they stand."""
+
+    modality: str
+    encoder: str               # as configured: a registry name, or NAME@HANDLE
+    spec: EncoderSpec
+    keys: list[str]
+    inputs: list[str]          # texts, or file paths relative to the dataset root
+    report: DecodeReport | None
+    section: StoreSection
+    computed: int = 0          # items encoded by this run
 
 
 def item_texts(dataset: Dataset, columns: list[str]) -> list[str]:
@@ -43,77 +65,136 @@ def item_texts(dataset: Dataset, columns: list[str]) -> list[str]:
     return [t.strip() for t in joined]
 
 
+def resolve_encoders(encoders: dict[str, str] | None) -> dict[str, str]:
+    """Modality kind -> encoder name, the built-in ones where not given."""
+    return {**DEFAULT_ENCODERS, **(encoders or {})}
+
+
+def plan(dataset: Dataset, store: EmbeddingStore, encoders: dict[str, str] | None = None) -> list[ModalityPlan]:
+    """Key every item of every raw-media modality (reads each file once to hash it)."""
+    names = resolve_encoders(encoders)
+    ids = [str(i) for i in dataset.item_ids]
+    plans = []
+    for modality, mspec in dataset.manifest.modalities.items():
+        if mspec.kind == "vector":
+            continue
+        spec = get_encoder_spec(names[mspec.kind])
+        report: DecodeReport | None = None
+        if mspec.kind == "text":
+            inputs = item_texts(dataset, mspec.columns)
+            keys = [item_key(i, content_hash([t])) if t else "" for i, t in zip(ids, inputs)]
+        else:
+            inputs = dataset.items[mspec.column].fillna("").astype(str).tolist()
+            report = DecodeReport(modality, total=len(inputs))
+            keys = []
+            for item_id, rel in zip(ids, inputs):
+                if not rel:
+                    report.absent += 1
+                    keys.append("")
+                    continue
+                try:
+                    keys.append(item_key(item_id, file_hash(dataset.root / rel)))
+                except OSError:
+                    report.missing.append(rel)
+                    keys.append("")
+        plans.append(ModalityPlan(modality, names[mspec.kind], spec, keys, inputs, report,
+                                  store.section(modality, spec.encoder_id)))
+    return plans
+
+
+def update_store(dataset: Dataset, *, encoders: dict[str, str] | None = None,
+                 cache_dir: str | Path | None = None, batch_size: int = 64, chunk_size: int = 1024,
+                 progress: bool = True) -> list[ModalityPlan]:
+    """Encode every item the store does not have yet (new or changed content); return the plans,
+    whose reports now cover the whole catalog (stored and newly encoded items)."""
+    store = EmbeddingStore(cache_dir or dataset.root / ".tfmmrec_cache")
+    plans = plan(dataset, store, encoders)
+    for p in plans:
+        _encode_missing(dataset.root, p, batch_size, chunk_size, progress)
+    return plans
+
+
+def encode_dataset(dataset_dir: str | Path, *, encoders: dict[str, str] | None = None,
+                   cache_dir: str | Path | None = None, batch_size: int = 64, chunk_size: int = 1024,
+                   progress: bool = True) -> list[ModalityPlan]:
+    """``tfmmrec encode``: load a dataset directory and bring its embedding store up to date."""
+    from tfmmrec.data.loader import load_dataset
+
+    return update_store(load_dataset(dataset_dir, on_unknown_items="drop"), encoders=encoders, cache_dir=cache_dir,
+                        batch_size=batch_size, chunk_size=chunk_size, progress=progress)
+
+
 def encode_catalog(dataset: Dataset, *, encoders: dict[str, str] | None = None,
-                   cache_dir: str | Path | None = None, batch_size: int = 64,
+                   cache_dir: str | Path | None = None, batch_size: int = 64, chunk_size: int = 1024,
                    progress: bool = True) -> ItemContent:
-    """Embed every modality of ``dataset`` with frozen encoders (cached).
+    """Embed every modality of ``dataset`` with frozen encoders, through the store.
 
     Args:
       encoders: modality kind -> encoder name (defaults: the built-in ones).
       cache_dir: embedding store directory; default ``<dataset root>/.tfmmrec_cache``.
     """
-    names = {**DEFAULT_ENCODERS, **(encoders or {})}
-    store = EmbeddingStore(cache_dir or dataset.root / ".tfmmrec_cache")
     content = ItemContent({}, {})
-    for modality, spec in dataset.manifest.modalities.items():
-        if spec.kind == "vector":
+    for modality, mspec in dataset.manifest.modalities.items():
+        if mspec.kind == "vector":
             content.embeddings[modality] = dataset.vectors[modality]
             content.masks[modality] = dataset.vector_masks[modality]
             content.encoders[modality] = "precomputed"
-            continue
-        encoder = get_encoder_spec(names[spec.kind])
-        if spec.kind == "text":
-            inputs = item_texts(dataset, spec.columns)
-            fingerprint = inputs
-        else:
-            inputs = dataset.items[spec.column].tolist()
-            fingerprint = file_fingerprints(dataset.root, inputs)
-        key = f"{modality}-{encoder.name}-{content_hash([*fingerprint, *dataset.item_ids])}"
-        cached = store.get(key)
-        if cached is not None:
-            emb, mask = cached
-        else:
-            emb, mask, report = _encode_modality(dataset.root, modality, spec.kind, inputs, encoder,
-                                                 batch_size, progress)
-            if report is not None:
-                content.reports.append(report)
-            store.put(key, emb, mask)
-        content.embeddings[modality], content.masks[modality] = emb, mask
-        content.encoders[modality] = encoder.name
+    for p in update_store(dataset, encoders=encoders, cache_dir=cache_dir, batch_size=batch_size,
+                          chunk_size=chunk_size, progress=progress):
+        content.embeddings[p.modality], content.masks[p.modality] = p.section.read(p.keys)
+        content.encoders[p.modality] = p.spec.name
+        content.computed[p.modality] = p.computed
+        if p.report is not None:
+            content.reports.append(p.report)
     return content
 
 
-def _encode_modality(root: Path, modality: str, kind: str, inputs: list[str], spec: EncoderSpec,
-                     batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray, DecodeReport | None]:
-    layer = load_encoder(spec)
-    n = len(inputs)
-    chunks: Iterator[tuple[np.ndarray, tf.Tensor]]
-    if kind == "text":
-        mask = np.array([bool(t) for t in inputs])
-        text_rows = np.flatnonzero(mask)
-        chunks = ((text_rows[i:i + batch_size], tf.constant([inputs[r] for r in text_rows[i:i + batch_size]]))
-                  for i in range(0, len(text_rows), batch_size))
-        report = None
-        to_encode = len(text_rows)
-    else:
-        decode: Callable[[tf.Tensor], tf.Tensor]
-        if kind == "image":
-            decode = lambda b: decode_image(b, spec.image_size)  # noqa: E731
-        else:
-            decode = lambda b: decode_wav(b, spec.audio_seconds)  # noqa: E731
-        chunks, report = stream_decoded(root, inputs, decode, modality=modality, batch_size=batch_size)
-        mask = np.zeros(n, bool)
-        to_encode = report.total - report.absent - len(report.missing)
-    bar = Progress(f"encoding {modality} ({spec.name})", to_encode, enabled=progress)
-    emb: np.ndarray | None = None
-    for rows, batch in chunks:
-        out = layer(batch).numpy().astype(np.float32)
-        if emb is None:
-            emb = np.zeros((n, out.shape[1]), np.float32)
-        emb[rows] = out
-        mask[rows] = True
-        bar.update(len(rows))
-    if emb is None:  # nothing decodable: keep the modality with every item masked
-        emb = np.zeros((n, 1), np.float32)
+def _encode_missing(root: Path, p: ModalityPlan, batch_size: int, chunk_size: int, progress: bool) -> None:
+    known = p.section.lookup(p.keys)
+    todo = np.array([i for i, k in enumerate(p.keys) if k and not known.found[i]], np.int64)
+    p.computed = len(todo)
+    if p.report is not None:
+        cached = known.found & np.array([bool(k) for k in p.keys])
+        p.report.decoded = int((cached & known.ok).sum())
+        p.report.failed = [p.inputs[i] for i in np.flatnonzero(cached & ~known.ok)]
+    if not len(todo):
+        return
+    from tfmmrec.encoders.contracts import ContentEncoder  # loads TF-Hub models only when needed
+
+    encoder = ContentEncoder(p.encoder, name="encoder")
+    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+    bar = Progress(f"encoding {p.modality} ({p.spec.name}; {len(p.keys) - len(todo)} already stored)", len(todo),
+                   enabled=progress)
+    done: set[int] = set()
+    with p.section.writer(chunk_size) as writer:
+        for rows, batch in _batches(root, p, todo, batch_size):
+            vectors = encoder(batch).numpy()
+            writer.add([p.keys[r] for r in rows], vectors)
+            done.update(rows.tolist())
+            bar.update(len(rows))
+            if delay:
+                time.sleep(delay)
+        failed = [int(r) for r in todo if int(r) not in done]
+        if failed:  # remembered, so a broken file is not decoded again on every run
+            writer.add([p.keys[r] for r in failed], None, np.zeros(len(failed), bool))
     bar.close()
-    return emb, mask, report
+    if p.report is not None:
+        p.report.decoded += len(done)
+        p.report.failed += [p.inputs[r] for r in failed]
+
+
+def _batches(root: Path, p: ModalityPlan, todo: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, tf.Tensor]]:
+    kind = p.spec.kind
+    if kind == "text":
+        for i in range(0, len(todo), batch_size):
+            rows = todo[i:i + batch_size]
+            yield rows, tf.constant([p.inputs[r] for r in rows])
+        return
+    decode: Callable[[tf.Tensor], tf.Tensor]
+    if kind == "image":
+        decode = lambda b: decode_image(b, p.spec.image_size)  # noqa: E731
+    else:
+        decode = lambda b: decode_wav(b, p.spec.audio_seconds)  # noqa: E731
+    chunks, _ = stream_decoded(root, [p.inputs[r] for r in todo], decode, modality=p.modality, batch_size=batch_size)
+    for sub_rows, batch in chunks:
+        yield todo[sub_rows], batch
