@@ -16,15 +16,22 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from tfmmrec.data.demo import write_demo_catalog
 from tfmmrec.data.loader import load_dataset
 from tfmmrec.encoders.encode import DELAY_ENV, encode_catalog
 
 
 @pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 150-item demo catalog (with its one corrupt PNG and one truncated WAV). Read-only."""
+    return write_demo_catalog(tmp_path_factory.mktemp("demo"), n_items=150, n_users=60, n_interactions=900, seed=2)
+
+
+@pytest.fixture(scope="module")
 def encoded(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The demo catalog encoded once into a fresh store: (store directory, content)."""
+    """The catalog encoded once into a fresh store: (store directory, content)."""
     cache = tmp_path_factory.mktemp("store") / "cache"
-    return cache, encode_catalog(load_dataset(demo_dir), cache_dir=cache, batch_size=32, chunk_size=200,
+    return cache, encode_catalog(load_dataset(demo_dir), cache_dir=cache, batch_size=32, chunk_size=40,
                                  progress=False)
 
 
@@ -62,7 +69,7 @@ def test_store_recomputes_only_changed_items_and_remembers_broken_files(demo_dir
     shutil.copytree(demo_dir, data, ignore=shutil.ignore_patterns(".tfmmrec_cache"))
     shutil.copytree(encoded[0], cache)
     first = encoded[1]
-    again = encode_catalog(load_dataset(data), cache_dir=cache, chunk_size=200, progress=False)
+    again = encode_catalog(load_dataset(data), cache_dir=cache, chunk_size=40, progress=False)
     assert again.computed == {"text": 0, "image": 0, "audio": 0}  # all from the store, broken files included
     assert [(r.decoded, r.failed) for r in again.reports] == [(r.decoded, r.failed) for r in first.reports]
     for m in first.modalities:
@@ -74,7 +81,7 @@ def test_store_recomputes_only_changed_items_and_remembers_broken_files(demo_dir
     items.to_csv(data / "items.csv", index=False)
     row = int(np.flatnonzero(items["image_path"].ne("").to_numpy())[3])
     (data / items.loc[row, "image_path"]).write_bytes(tf.io.encode_png(np.full((16, 16, 3), 200, np.uint8)).numpy())
-    changed = encode_catalog(load_dataset(data), cache_dir=cache, chunk_size=200, progress=False)
+    changed = encode_catalog(load_dataset(data), cache_dir=cache, chunk_size=40, progress=False)
     assert changed.computed == {"text": 1, "image": 1, "audio": 0}
     assert not np.allclose(changed.embeddings["text"][0], first.embeddings["text"][0])
     np.testing.assert_array_equal(changed.embeddings["text"][1:], first.embeddings["text"][1:])
@@ -85,9 +92,9 @@ def test_store_recomputes_only_changed_items_and_remembers_broken_files(demo_dir
 
 def test_a_killed_encode_run_resumes_where_it_stopped(demo_dir: Path, encoded, tmp_path: Path) -> None:
     data, cache = text_only_copy(demo_dir, tmp_path / "data"), tmp_path / "cache"
-    env = {**os.environ, DELAY_ENV: "0.1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    env = {**os.environ, DELAY_ENV: "0.2", "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.Popen([sys.executable, "-m", "tfmmrec.cli", "encode", str(data), "--cache", str(cache),
-                             "--batch-size", "16", "--chunk-size", "32", "--quiet"],
+                             "--batch-size", "8", "--chunk-size", "16", "--quiet"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while len(list(cache.glob("text/*/chunk-*.npz"))) < 3:
@@ -97,7 +104,7 @@ def test_a_killed_encode_run_resumes_where_it_stopped(demo_dir: Path, encoded, t
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     written = sum(len(np.load(p)["keys"]) for p in cache.glob("text/*/chunk-*.npz"))
-    assert 96 <= written < 700  # whole chunks of 32 survived the kill; the run was far from done
+    assert written % 16 == 0 and 48 <= written < 130  # whole chunks of 16 survived; the run was far from done
 
     resumed = encode_catalog(load_dataset(data), cache_dir=cache, progress=False)
     fresh = encoded[1]

@@ -135,13 +135,17 @@ def tfmmrec_home() -> Path:
 
 
 def get_encoder_spec(name: str) -> EncoderSpec:
-    """A registered encoder by name; ``NAME@HANDLE`` replaces its handle (a local directory)."""
-    base, sep, handle = name.partition("@")
+    """A registered encoder by name. ``NAME@HANDLE`` replaces its handle (e.g. a local directory),
+    ``NAME@HANDLE+PREPROCESS`` also the preprocessing model's (BERT)."""
+    base, sep, handles = name.partition("@")
     try:
         spec = ENCODERS[base]
     except KeyError:
         raise KeyError(f"unknown encoder {base!r}; registered: {sorted(ENCODERS)}") from None
-    return dataclasses.replace(spec, handle=handle) if sep else spec
+    if not sep:
+        return spec
+    handle, plus, preprocess = handles.partition("+")
+    return dataclasses.replace(spec, handle=handle, preprocess=preprocess if plus else spec.preprocess)
 
 
 def encoder_handle(spec: EncoderSpec) -> str:
