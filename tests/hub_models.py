@@ -27,6 +27,7 @@ Interfaces (from the model cards):
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -210,17 +211,19 @@ class TRILL(tf.Module):
         return {"embedding": tf.matmul(hidden, self.embedding), "layer19": tf.tile(hidden, [1, 128])}
 
 
-def write_tiny_hub_models(root: Path) -> dict[str, Path]:
+def write_tiny_hub_models(root: Path, names: tuple[str, ...] | None = None) -> dict[str, Path]:
     """Write every stand-in under ``root``; returns registry name -> SavedModel directory
     (``bert-preprocess`` is the preprocessing model shared by both BERTs; BERT-Base differs from
     the small one only in width, so only the small one is written)."""
     root.mkdir(parents=True, exist_ok=True)
-    models: dict[str, object] = {
-        "bert-preprocess": BertPreprocess(), "small-bert": _bert_encoder(512),
-        "use": SentenceEncoder(), "inception-v3": _image_model(299, 2048), "mobilenet-v2": _image_model(224, 1280),
-        "yamnet": YAMNet(), "vggish": VGGish(), "trill": TRILL()}
+    builders: dict[str, Callable[[], object]] = {
+        "bert-preprocess": BertPreprocess, "small-bert": lambda: _bert_encoder(512), "use": SentenceEncoder,
+        "inception-v3": lambda: _image_model(299, 2048), "mobilenet-v2": lambda: _image_model(224, 1280),
+        "yamnet": YAMNet, "vggish": VGGish, "trill": TRILL}
     paths = {}
-    for name, module in models.items():
+    for name, build in builders.items():
+        if names is not None and name not in names:
+            continue
         paths[name] = root / name
-        tf.saved_model.save(module, str(paths[name]))
+        tf.saved_model.save(build(), str(paths[name]))
     return paths

@@ -80,11 +80,11 @@ class ContentEncoder(keras.layers.Layer):
             return self._preprocess(texts)
         return self._pack([self._tokenize(texts)])
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         spec = self.spec
         if spec.contract == "bert":
             encoder_inputs = self._bert_inputs(inputs)
-            outputs = self._model(encoder_inputs)
+            outputs = self._model(encoder_inputs, training=training)
             if spec.pooling == "pooled":
                 return tf.cast(outputs["pooled_output"], tf.float32)
             mask = tf.cast(encoder_inputs["input_mask"], tf.float32)[..., None]
@@ -92,11 +92,11 @@ class ContentEncoder(keras.layers.Layer):
             return summed / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
         if spec.contract == "waveform_frames":
             def one_clip(clip: tf.Tensor) -> tf.Tensor:
-                frames = tf.cast(_pick(self._model(clip), spec.output), tf.float32)
+                frames = tf.cast(_pick(self._model(clip, training=training), spec.output), tf.float32)
                 frames = tf.reshape(frames, [-1, tf.shape(frames)[-1]])  # [frames, dim]
                 return tf.reduce_mean(frames, axis=0)
             return tf.map_fn(one_clip, tf.cast(inputs, tf.float32), fn_output_signature=tf.float32)
-        return tf.cast(_pick(self._model(inputs), spec.output), tf.float32)
+        return tf.cast(_pick(self._model(inputs, training=training), spec.output), tf.float32)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "encoder": self.encoder}

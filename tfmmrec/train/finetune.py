@@ -1,0 +1,130 @@
+"""Fine-tune mode: an encoder inside the item tower, trained with its own (lower) learning rate.
+
+In frozen mode (the default) each modality is encoded once into the embedding store and the
+towers train on cached vectors at the speed of an ID-only model. Fine-tuning moves one
+modality's encoder into the graph: the media pipeline (``tf.data``) reads and decodes each
+batch's raw content -- text, or image/audio files -- and the encoder's weights receive
+gradients from the retrieval loss, through a second optimizer whose learning rate is a
+fraction of the towers' (pretrained weights need small steps, freshly initialised heads do not).
+
+It pays off when the catalog's content differs from what the encoder was pretrained on and
+there are enough interactions to move many weights; it costs a forward and backward pass of
+the encoder per training example on every epoch (see ``benchmarks/``), and raw media in the
+input pipeline. For cold-start items on small data, frozen embeddings are the safer default.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfmmrec.encoders.contracts import ContentEncoder
+from tfmmrec.media.audio import decode_wav
+from tfmmrec.media.image import decode_image
+from tfmmrec.models.retrieval import TwoTowerRetrieval
+from tfmmrec.models.towers import ItemTower, QueryTower
+from tfmmrec.train.inputs import EncodedInteractions
+
+RAW, PRESENT = "raw_content", "raw_present"
+
+
+class FineTuneRetrieval(TwoTowerRetrieval):
+    """Two-tower retrieval whose item embedding adds one modality encoded in the graph.
+
+    item embedding = normalise(item_tower(item) + projection(encoder(raw content)) * present)
+
+    Batches carry ``raw_content`` (strings, decoded images or waveforms, prepared by
+    ``finetune_dataset``) and ``raw_present`` (0 where the item lacks that modality).
+    """
+
+    def __init__(self, query_tower: QueryTower, item_tower: ItemTower, encoder: ContentEncoder, *,
+                 encoder_learning_rate: float = 1e-4, **kwargs: Any) -> None:
+        super().__init__(query_tower, item_tower, **kwargs)
+        self.content_encoder = encoder
+        self.content_projection = keras.layers.Dense(item_tower.embedding_dim, name="content_projection")
+        self.encoder_optimizer = keras.optimizers.Adam(encoder_learning_rate)
+
+    def item_embedding(self, item: tf.Tensor, raw: tf.Tensor, present: tf.Tensor,
+                       training: bool = False) -> tf.Tensor:
+        base = self.item_tower(item, training=training)
+        content = self.content_projection(self.content_encoder(raw, training=training))
+        return tf.math.l2_normalize(base + content * tf.cast(present, tf.float32)[:, None], axis=-1)
+
+    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        queries = self.query_tower(features["user"], training=training)
+        candidates = self.item_embedding(features["item"], features[RAW], features[PRESENT], training)
+        return self.task(queries, candidates, sample_weight=features.get("weight"),
+                         candidate_sampling_probability=features["item_prob"] if self.logq else None,
+                         candidate_ids=features["item"] if self.remove_accidental_hits else None,
+                         compute_metrics=False)
+
+    def train_step(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(features, training=True)
+            total = loss + tf.add_n(self.losses) if self.losses else loss
+        encoder_vars = self.content_encoder.trainable_variables
+        encoder_ids = {id(v) for v in encoder_vars}
+        tower_vars = [v for v in self.trainable_variables if id(v) not in encoder_ids]
+        grads = tape.gradient(total, tower_vars + encoder_vars)
+        self.optimizer.apply_gradients(zip(grads[:len(tower_vars)], tower_vars))
+        if encoder_vars:
+            self.encoder_optimizer.apply_gradients(zip(grads[len(tower_vars):], encoder_vars))
+        return {"loss": loss, "regularization_loss": total - loss, "total_loss": total}
+
+
+def _raw_loader(kind: str, encoder: ContentEncoder, root: Path, inputs: list[str]) -> tuple[tf.Tensor, Callable]:
+    """Per item index (0 = unknown): its raw input, and a function decoding one of them."""
+    table = tf.constant(["", *inputs])
+    if kind == "text":
+        return table, lambda value, present: value
+    paths = tf.constant(["", *[str(root / p) if p else "" for p in inputs]])
+    spec = encoder.spec
+    if kind == "image":
+        def decode(path: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
+            return tf.cond(present > 0, lambda: decode_image(tf.io.read_file(path), spec.image_size),
+                           lambda: tf.zeros([spec.image_size, spec.image_size, 3]))
+    else:
+        length = int(spec.audio_seconds * 16000)
+
+        def decode(path: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
+            return tf.cond(present > 0, lambda: decode_wav(tf.io.read_file(path), spec.audio_seconds),
+                           lambda: tf.zeros([length]))
+    return paths, decode
+
+
+def _with_raw(ds: tf.data.Dataset, kind: str, encoder: ContentEncoder, root: Path, inputs: list[str],
+              present: np.ndarray) -> tf.data.Dataset:
+    values, decode = _raw_loader(kind, encoder, root, inputs)
+    present_table = tf.constant(np.concatenate([[0.0], present.astype(np.float32)]))
+
+    def add(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        flag = tf.gather(present_table, features["item"])
+        return {**features, RAW: decode(tf.gather(values, features["item"]), flag), PRESENT: flag}
+
+    return ds.map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def finetune_dataset(data: EncodedInteractions, kind: str, encoder: ContentEncoder, root: Path, inputs: list[str],
+                     present: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Training batches with each positive item's raw content read and decoded in ``tf.data``.
+
+    Args:
+      inputs: per dataset row, the item's text or its media path relative to ``root``.
+      present: per dataset row, whether that content is usable (e.g. the frozen pass decoded it);
+        absent items get an empty input and a 0 flag instead of a failed read.
+    """
+    tensors = {"user": data.train.user, "item": data.train.item, "item_prob": data.item_prob[data.train.item]}
+    ds = tf.data.Dataset.from_tensor_slices(tensors).shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True)
+    return _with_raw(ds, kind, encoder, root, inputs, present).batch(batch_size).prefetch(2)
+
+
+def embed_items(model: FineTuneRetrieval, kind: str, root: Path, inputs: list[str], present: np.ndarray,
+                batch_size: int = 256) -> np.ndarray:
+    """Item embeddings for dataset rows 0..n-1 (the encoder runs on every item's raw content)."""
+    items = tf.data.Dataset.from_tensor_slices({"item": np.arange(1, len(inputs) + 1, dtype=np.int32)})
+    ds = _with_raw(items, kind, model.content_encoder, root, inputs, present).batch(batch_size)
+    return np.concatenate([model.item_embedding(b["item"], b[RAW], b[PRESENT]).numpy() for b in ds])
