@@ -153,7 +153,7 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         for report in content.reports:
             _log(f"[decode] {report.summary()}")
         if cfg.pretrain.enabled:  # cross-modal alignment -> one more content modality, "aligned"
-            content = add_aligned_modality(ds, content, cfg.pretrain, verbose=verbose > 0)[0]
+            content = add_aligned_modality(ds, content, cfg.pretrain, verbose=verbose > 0, reseed=cfg.seed)[0]
     features = build_item_features(ds, content, data.train_item_rows)
     has_content = bool(features.content) or features.categorical.shape[1] > 0 or features.numeric.shape[1] > 0
 

@@ -57,6 +57,7 @@ class ModalityPlan:
     report: DecodeReport | None
     section: StoreSection
     computed: int = 0          # items encoded by this run
+    seconds: float = 0.0       # wall time of this run's encoding (decode + encoder + store writes)
 
 
 def item_texts(dataset: Dataset, columns: list[str]) -> list[str]:
@@ -162,6 +163,7 @@ def _encode_missing(root: Path, p: ModalityPlan, batch_size: int, chunk_size: in
     from tfmmrec.encoders.contracts import ContentEncoder  # loads TF-Hub models only when needed
 
     encoder = ContentEncoder(p.encoder, name="encoder")
+    started = time.perf_counter()
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     bar = Progress(f"encoding {p.modality} ({p.spec.name}; {len(p.keys) - len(todo)} already stored)", len(todo),
                    enabled=progress)
@@ -178,6 +180,7 @@ def _encode_missing(root: Path, p: ModalityPlan, batch_size: int, chunk_size: in
         if failed:  # remembered, so a broken file is not decoded again on every run
             writer.add([p.keys[r] for r in failed], None, np.zeros(len(failed), bool))
     bar.close()
+    p.seconds = time.perf_counter() - started
     if p.report is not None:
         p.report.decoded += len(done)
         p.report.failed += [p.inputs[r] for r in failed]

@@ -169,7 +169,8 @@ def align_modalities(content: ItemContent, cfg: PretrainConfig, *, verbose: bool
 
 
 def _digest(content: ItemContent, cfg: PretrainConfig) -> str:
-    h = hashlib.sha256(repr(sorted(asdict(cfg).items())).encode())
+    settings = {k: v for k, v in asdict(cfg).items() if k != "enabled"}  # whether to use it changes nothing here
+    h = hashlib.sha256(repr(sorted(settings.items())).encode())
     for m in sorted(m for m in content.modalities if m != ALIGNED):
         h.update(m.encode())
         h.update(np.ascontiguousarray(content.embeddings[m], np.float32).tobytes())
@@ -178,11 +179,14 @@ def _digest(content: ItemContent, cfg: PretrainConfig) -> str:
 
 
 def add_aligned_modality(dataset: Dataset, content: ItemContent, cfg: PretrainConfig, *,
-                         cache_dir: str | Path | None = None, verbose: bool = False) -> tuple[ItemContent, Alignment]:
+                         cache_dir: str | Path | None = None, verbose: bool = False,
+                         reseed: int | None = None) -> tuple[ItemContent, Alignment]:
     """``content`` plus the ``aligned`` modality, trained once per (content, config) and cached.
 
     The cache file is keyed by a digest of every input embedding and of the config, so a changed
-    catalog or encoder retrains the heads and an unchanged one reuses them.
+    catalog or encoder retrains the heads and an unchanged one reuses them. ``reseed``: set the
+    global random seed to this afterwards, so that what follows (model initialisation) is the same
+    whether the heads were trained now or read from the cache.
     """
     directory = Path(cache_dir or dataset.root / ".tfmmrec_cache") / ALIGNED
     path = directory / f"{_digest(content, cfg)}.npz"
@@ -198,6 +202,8 @@ def add_aligned_modality(dataset: Dataset, content: ItemContent, cfg: PretrainCo
         with open(tmp, "wb") as f:
             np.savez(f, embeddings=alignment.embeddings, mask=alignment.mask, losses=np.array(alignment.losses))
         os.replace(tmp, path)
+    if reseed is not None:
+        tf.keras.utils.set_random_seed(reseed)
     out = ItemContent(dict(content.embeddings), dict(content.masks), list(content.reports), dict(content.encoders),
                       dict(content.computed))
     out.embeddings[ALIGNED], out.masks[ALIGNED] = alignment.embeddings, alignment.mask
