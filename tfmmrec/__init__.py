@@ -17,15 +17,18 @@ from tfmmrec._keras_check import check_keras_version  # noqa: E402
 
 check_keras_version()
 
-from tfmmrec.config import RankingConfig, RetrievalConfig, RunConfig, SplitConfig  # noqa: E402
+from tfmmrec.config import PretrainConfig, RankingConfig, RetrievalConfig, RunConfig, SplitConfig  # noqa: E402
 from tfmmrec.data.demo import write_demo_catalog  # noqa: E402
 from tfmmrec.data.loader import Dataset, load_dataset  # noqa: E402
 from tfmmrec.data.manifest import DatasetError, Manifest, ModalitySpec  # noqa: E402
 from tfmmrec.data.mmrec import import_mmrec  # noqa: E402
 from tfmmrec.data.movielens import download_movielens_100k, import_movielens_100k, import_movielens_csv  # noqa: E402
 from tfmmrec.data.splits import split_interactions  # noqa: E402
-from tfmmrec.encoders.encode import ItemContent, encode_catalog  # noqa: E402
-from tfmmrec.encoders.registry import ENCODERS, EncoderSpec, load_encoder  # noqa: E402
+from tfmmrec.encoders.contracts import ContentEncoder  # noqa: E402
+from tfmmrec.encoders.encode import ItemContent, encode_catalog, update_store  # noqa: E402
+from tfmmrec.encoders.handles import EncoderUnavailable  # noqa: E402
+from tfmmrec.encoders.registry import ENCODERS, EncoderSpec, get_encoder_spec, load_encoder, register_encoder  # noqa: E402
+from tfmmrec.encoders.store import EmbeddingStore  # noqa: E402
 from tfmmrec.evaluate.ranking import auc, rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
 from tfmmrec.fusion.concat import ConcatFusion  # noqa: E402
@@ -33,10 +36,14 @@ from tfmmrec.models.ranking import DeepFM  # noqa: E402
 from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
 from tfmmrec.models.towers import ItemTower, QueryTower  # noqa: E402
 from tfmmrec.pipeline import RunResult, run  # noqa: E402
+from tfmmrec.train.finetune import FineTuneRetrieval  # noqa: E402
+from tfmmrec.train.pretrain import add_aligned_modality, align_modalities  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ContentEncoder", "EmbeddingStore", "EncoderUnavailable", "FineTuneRetrieval", "PretrainConfig",
+    "add_aligned_modality", "align_modalities", "get_encoder_spec", "register_encoder", "update_store",
     "ConcatFusion", "Dataset", "DatasetError", "DeepFM", "ENCODERS", "EncoderSpec", "ItemContent", "ItemTower",
     "Manifest", "ModalitySpec", "QueryTower", "RankingConfig", "RetrievalConfig", "RunConfig", "RunResult",
     "SplitConfig", "TwoTowerRetrieval", "auc", "download_movielens_100k", "encode_catalog", "evaluate_retrieval",
