@@ -67,7 +67,7 @@ def info_nce(za: tf.Tensor, zb: tf.Tensor, both: tf.Tensor, temperature: float) 
     labels = tf.range(n)
     loss = (tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
             + tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.transpose(logits)))
-    return tf.cond(n > 1, lambda: tf.reduce_mean(loss) / 2.0, lambda: tf.constant(0.0))
+    return tf.math.divide_no_nan(tf.reduce_sum(loss), 2.0 * tf.cast(n, tf.float32)) * tf.cast(n > 1, tf.float32)
 
 
 class CrossModalAligner(keras.Model):
@@ -131,6 +131,8 @@ def align_modalities(content: ItemContent, cfg: PretrainConfig, *, verbose: bool
     tf.keras.utils.set_random_seed(cfg.seed)
     model = CrossModalAligner(modalities, cfg.dim, cfg.hidden, cfg.temperature, name="aligner")
     optimizer = keras.optimizers.Adam(cfg.learning_rate)
+    model.project({m: tf.constant(v[:2]) for m, v in x.items()})  # create the heads' weights outside tf.function
+    optimizer.build(model.trainable_variables)
 
     @tf.function
     def step(xb: dict[str, tf.Tensor], mb: dict[str, tf.Tensor]) -> tf.Tensor:
