@@ -38,3 +38,11 @@ def trained_run(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         "retrieval.batch_size=512", "ranking.epochs=3", "ranking.batch_size=512", "export_top_k=10"])
     out = tmp_path_factory.mktemp("run")
     return run(demo_dir, out, cfg, export_dir=out / "saved_models", verbose=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_hub(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """SavedModels with the interfaces of the real TF-Hub encoders (tests/hub_models.py). Read-only."""
+    from hub_models import write_tiny_hub_models
+
+    return write_tiny_hub_models(tmp_path_factory.mktemp("hub"))

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_hub as hub
-from hub_models import write_tiny_hub_models
 
 from tfmmrec.config import RunConfig
 from tfmmrec.data.demo import write_demo_catalog
@@ -25,8 +24,8 @@ from tfmmrec.pipeline import run
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return write_tiny_hub_models(tmp_path_factory.mktemp("hub"))
+def tiny(tiny_hub: dict[str, Path]) -> dict[str, Path]:
+    return tiny_hub
 
 
 def local(name: str, tiny: dict[str, Path], **extra: str) -> str:

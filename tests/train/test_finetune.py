@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 import tf_keras as keras
-from hub_models import write_tiny_hub_models
 
 from tfmmrec.config import RetrievalConfig
 from tfmmrec.data.demo import write_demo_catalog
@@ -24,9 +23,9 @@ from tfmmrec.train.inputs import encode_interactions
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory):
+def setup(tmp_path_factory: pytest.TempPathFactory, tiny_hub: dict):
     root = tmp_path_factory.mktemp("finetune")
-    hub = write_tiny_hub_models(root / "hub", names=("bert-preprocess", "small-bert", "mobilenet-v2"))
+    hub = tiny_hub
     data = write_demo_catalog(root / "data", n_items=40, n_users=30, n_interactions=400, seed=4)
     ds = load_dataset(data)
     inter = split_interactions(ds.interactions, "random", valid_frac=0.1, test_frac=0.1, seed=0)
