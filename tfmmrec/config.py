@@ -68,10 +68,12 @@ class PretrainConfig:
     """Self-supervised cross-modal alignment (``tfmmrec pretrain``, see ``train.pretrain``).
 
     ``enabled``: add each item's aligned joint embedding as one more content modality
-    (``aligned``) for the models. The rest shapes the small projection heads trained with a
+    (``aligned``) for the models; ``only_aligned``: give the models that one instead of the
+    per-modality embeddings. The rest shapes the small projection heads trained with a
     CLIP-style InfoNCE loss over the frozen embeddings of all catalog items."""
 
     enabled: bool = False
+    only_aligned: bool = False
     dim: int = 64
     hidden: int = 128
     temperature: float = 0.1

@@ -63,14 +63,19 @@ def test_pretrain_command_caches_the_aligned_modality_that_train_picks_up(tmp_pa
     assert "aligned 120/120 items" in out and "nearest image is its own" in out
     cached = list((data / ".tfmmrec_cache" / ALIGNED).glob("*.npz"))
     assert len(cached) == 1
+    written = cached[0].stat().st_mtime_ns
 
     cfg = RunConfig().with_overrides(["pretrain.enabled=true", "pretrain.epochs=5", "pretrain.batch_size=64"])
     ds = load_dataset(data)
     content = encode_catalog(ds, progress=False)
     with_aligned, alignment = add_aligned_modality(ds, content, cfg.pretrain)
-    assert alignment.match_after == {}  # read from the cache written by the command, not retrained
+    assert cached[0].stat().st_mtime_ns == written  # read from the cache written by the command, not retrained
+    assert alignment.match_after["text-image"] > 0.0  # the command's diagnostics travel with the cache
     np.testing.assert_array_equal(alignment.embeddings, np.load(cached[0])["embeddings"])
     features = build_item_features(ds, with_aligned, np.arange(60))
     assert features.modality_dims[ALIGNED] == 64 and set(features.modality_dims) == {"text", "image", "audio",
                                                                                      ALIGNED}
     assert RunConfig.from_dict(cfg.to_dict()).pretrain == cfg.pretrain
+    cfg.pretrain.only_aligned = True  # the aligned embedding instead of the per-modality ones (same cache)
+    only, again = add_aligned_modality(ds, content, cfg.pretrain)
+    assert only.modalities == [ALIGNED] and cached[0].stat().st_mtime_ns == written

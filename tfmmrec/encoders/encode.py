@@ -85,7 +85,7 @@ def plan(dataset: Dataset, store: EmbeddingStore, encoders: dict[str, str] | Non
             inputs = item_texts(dataset, mspec.columns)
             keys = [item_key(i, content_hash([t])) if t else "" for i, t in zip(ids, inputs)]
         else:
-            inputs = dataset.items[mspec.column].fillna("").astype(str).tolist()
+            inputs = [str(v) for v in dataset.items[mspec.column].fillna("")]
             report = DecodeReport(modality, total=len(inputs))
             keys = []
             for item_id, rel in zip(ids, inputs):

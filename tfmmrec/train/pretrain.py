@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -171,7 +172,7 @@ def align_modalities(content: ItemContent, cfg: PretrainConfig, *, verbose: bool
 
 
 def _digest(content: ItemContent, cfg: PretrainConfig) -> str:
-    settings = {k: v for k, v in asdict(cfg).items() if k != "enabled"}  # whether to use it changes nothing here
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("enabled", "only_aligned")}  # how it is used
     h = hashlib.sha256(repr(sorted(settings.items())).encode())
     for m in sorted(m for m in content.modalities if m != ALIGNED):
         h.update(m.encode())
@@ -194,7 +195,9 @@ def add_aligned_modality(dataset: Dataset, content: ItemContent, cfg: PretrainCo
     path = directory / f"{_digest(content, cfg)}.npz"
     if path.is_file():
         with np.load(path) as data:
-            alignment = Alignment(data["embeddings"], data["mask"], data["losses"].tolist())
+            match = json.loads(str(data["match"])) if "match" in data else {}
+            alignment = Alignment(data["embeddings"], data["mask"], data["losses"].tolist(),
+                                  match.get("before", {}), match.get("after", {}))
         if verbose:
             print(f"  [pretrain] aligned embeddings read from {path}", flush=True)
     else:
@@ -202,12 +205,16 @@ def add_aligned_modality(dataset: Dataset, content: ItemContent, cfg: PretrainCo
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{path.name}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
-            np.savez(f, embeddings=alignment.embeddings, mask=alignment.mask, losses=np.array(alignment.losses))
+            match = json.dumps({"before": alignment.match_before, "after": alignment.match_after})
+            np.savez(f, embeddings=alignment.embeddings, mask=alignment.mask, losses=np.array(alignment.losses),
+                     match=np.array(match))
         os.replace(tmp, path)
     if reseed is not None:
         tf.keras.utils.set_random_seed(reseed)
     out = ItemContent(dict(content.embeddings), dict(content.masks), list(content.reports), dict(content.encoders),
                       dict(content.computed))
+    if cfg.only_aligned:
+        out.embeddings, out.masks = {}, {}
     out.embeddings[ALIGNED], out.masks[ALIGNED] = alignment.embeddings, alignment.mask
     out.encoders[ALIGNED] = f"pretrain-{path.stem}"
     return out, alignment
