@@ -25,6 +25,7 @@ from tfmmrec.export.serving import RankingServing, RetrievalServing, export_rank
 from tfmmrec.models.features import build_item_features
 from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
+from tfmmrec.train.tensorboard import tensorboard_callbacks, write_projector
 
 
 @dataclass
@@ -91,10 +92,10 @@ def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mod
 
 
 def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mode: str, has_content: bool,
-                   verbose: int) -> tuple[Any, dict[str, float]]:
+                   verbose: int, callbacks: list[Any] | None = None) -> tuple[Any, dict[str, float]]:
     _log(f"[train] ranking (DeepFM on {mode} feedback)")
     ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
-    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose)
+    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose, callbacks=callbacks)
     inputs, labels, warm = ranking_eval_set(data, "test", cfg.ranking.negatives, cfg.seed, explicit=mode != "implicit")
     preds = ranker.predict(inputs, batch_size=8192, verbose=0)
     return ranker, ranking_metrics(labels, preds, warm, mode)
@@ -166,20 +167,165 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     for variant, use_content in variants:
         _log(f"[train] retrieval, {variant}")
         model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=use_content)
-        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose)
+        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
+                        callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data))
         metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
         retrieval_models[variant] = model
+        save_run_weights(cfg, run_dir, variant, model)
 
     result = RunResult(metrics, run_dir=run_dir, models=dict(retrieval_models), data=data, item_ids=ds.item_ids)
     rank_data = None
     if cfg.train_ranking:
         # Retrieval learns from positives only; ranking with 0/1 labels also learns from the 0s.
         rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
-        result.models["ranking"], metrics["ranking"] = _train_ranking(features, rank_data, cfg, mode, has_content,
-                                                                      verbose)
+        result.models["ranking"], metrics["ranking"] = _train_ranking(
+            features, rank_data, cfg, mode, has_content, verbose, run_callbacks(cfg, run_dir, "ranking"))
+        save_run_weights(cfg, run_dir, "ranking", result.models["ranking"])
     if export_dir is not None:
         _export(result, ds.manifest.name, export_dir, cfg, mode, rank_data)
     metrics["exports"] = {k: str(v) for k, v in result.exports.items()}
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     write_json(run_dir / "metrics.json", metrics)
+    write_run_state(run_dir, dataset_dir if dataset is None else dataset.root, list(retrieval_models),
+                    "ranking" in result.models)
     return result
+
+
+# --- run directory: TensorBoard, saved weights, re-evaluation (``tfmmrec evaluate RUN_DIR``) ---------
+
+RUN_STATE = "run.json"
+
+
+def tensorboard_dir(cfg: RunConfig, run_dir: str | Path) -> Path:
+    """Where a run's TensorBoard logs go (``tensorboard --logdir`` this)."""
+    return Path(run_dir) / cfg.tensorboard.log_dir
+
+
+def run_callbacks(cfg: RunConfig, run_dir: str | Path, name: str, model: Any = None, ds: Dataset | None = None,
+                  data: EncodedInteractions | None = None) -> list[Any]:
+    """TensorBoard callbacks of one model of a run; with ``model``/``ds``/``data`` (retrieval)
+    also the embedding projector of its item embeddings."""
+    tb = cfg.tensorboard
+    if not tb.enabled:
+        return []
+    log_dir = tensorboard_dir(cfg, run_dir) / name
+    write = None
+    if tb.projector and model is not None and ds is not None and data is not None:
+        def write() -> None:
+            _, item_emb = embed_all(model, data)
+            metadata, images = projector_metadata(ds, tb.metadata_columns, tb.projector_max_items)
+            write_projector(log_dir, item_emb[:len(metadata)], metadata, images, tb.sprite_size)
+    return tensorboard_callbacks(log_dir, histograms=tb.histograms, projector=write)
+
+
+def projector_metadata(ds: Dataset, columns: list[str], max_items: int) -> tuple[Any, list[Path | None] | None]:
+    """The first ``max_items`` items' metadata (default: id, first text column, categorical
+    columns) and image paths (first image modality; None where an item has no image)."""
+    if not columns:
+        texts = [c for spec in ds.manifest.modalities.values() if spec.kind == "text" for c in spec.columns[:1]]
+        columns = ["item_id", *texts[:1], *ds.manifest.categorical]
+    missing = [c for c in columns if c not in ds.items.columns]
+    if missing:
+        from tfmmrec.config import ConfigError
+
+        raise ConfigError(f"tensorboard.metadata_columns: {missing} not in the items table "
+                          f"(columns: {list(ds.items.columns)})")
+    items = ds.items.iloc[:max_items]
+    images = None
+    image_specs = [spec for spec in ds.manifest.modalities.values() if spec.kind == "image"]
+    if image_specs:
+        paths = items[image_specs[0].column].fillna("").astype(str)
+        images = [ds.root / p if p else None for p in paths]
+    return items[columns].reset_index(drop=True), images
+
+
+def save_run_weights(cfg: RunConfig, run_dir: str | Path, name: str, model: Any) -> None:
+    """``RUN_DIR/weights/NAME/ckpt`` (TensorFlow checkpoint format: subclassed models)."""
+    if cfg.training.save_weights:
+        model.save_weights(str(Path(run_dir) / "weights" / name / "ckpt"))
+
+
+def write_run_state(run_dir: str | Path, dataset_dir: str | Path, retrieval: list[str], ranking: bool) -> None:
+    """What ``evaluate_run`` needs besides ``config.yaml`` and the weights."""
+    write_json(Path(run_dir) / RUN_STATE, {"dataset_dir": str(Path(dataset_dir).resolve()),
+                                           "retrieval": retrieval, "ranking": ranking})
+
+
+@dataclass
+class PreparedData:
+    """A dataset loaded, split, encoded and turned into model inputs, as ``run`` does it."""
+
+    dataset: Dataset
+    data: EncodedInteractions        # retrieval (positives)
+    rank_data: EncodedInteractions   # ranking (with 0/1 labels where the log has them)
+    features: Any                    # models.features.ItemFeatures
+    mode: str                        # rating | label | implicit
+    has_content: bool
+
+
+def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | None = None,
+                 verbose: int = 0) -> PreparedData:
+    """Load -> split -> encode -> features with ``cfg``: the same steps, seeds and encoder store
+    as ``run``, so a re-evaluation or a tuning trial sees exactly the run's data."""
+    ds = dataset or load_dataset(dataset_dir, on_unknown_items=cfg.on_unknown_items)  # type: ignore[arg-type]
+    s = cfg.split
+    inter = split_interactions(ds.interactions, s.strategy, valid_frac=s.valid_frac, test_frac=s.test_frac,  # type: ignore[arg-type]
+                               cold_item_frac=s.cold_item_frac, seed=s.seed)
+    target = "rating" if "rating" in inter.columns else ("label" if "label" in inter.columns else None)
+    mode = target or "implicit"
+    positives = inter[inter["label"] > 0] if mode == "label" else inter
+    data = encode_interactions(positives, ds.num_items, target)
+    rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
+    content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0) if ds.manifest.modalities else None
+    features = build_item_features(ds, content, data.train_item_rows)
+    has_content = bool(features.content) or features.categorical.shape[1] > 0 or features.numeric.shape[1] > 0
+    return PreparedData(ds, data, rank_data, features, mode, has_content)
+
+
+def _restore(model: Any, weights: Path, build: Any) -> None:
+    """Load ``weights`` into ``model`` and check that every variable of the model got a value."""
+    if not Path(str(weights) + ".index").is_file():
+        raise FileNotFoundError(f"{weights}.index: no saved weights (was the run trained with "
+                                "training.save_weights=false?)")
+    status = model.load_weights(str(weights))
+    build()  # creates the variables, which the checkpoint restores on creation
+    status.assert_existing_objects_matched().expect_partial()  # the optimizer state is not needed
+
+
+def evaluate_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_dir: str | Path | None = None,
+                 verbose: int = 0) -> dict[str, Any]:
+    """Re-evaluate a trained run from its directory (``config.yaml``, ``run.json``, ``weights/``),
+    without retraining; writes and returns ``RUN_DIR/evaluation.json`` (same layout as the
+    retrieval/ranking parts of ``metrics.json``).
+
+    Args:
+      config: defaults to the run's ``config.yaml``; change only evaluation keys (``ks``, ...):
+        the model keys must match the saved weights.
+      dataset_dir: defaults to the dataset the run was trained on (``run.json``).
+    """
+    run_dir = Path(run_dir)
+    state_path = run_dir / RUN_STATE
+    if not state_path.is_file():
+        raise FileNotFoundError(f"{state_path}: not a run directory (written by `tfmmrec train` / tfmmrec.run)")
+    state = json.loads(state_path.read_text())
+    cfg = config or RunConfig.from_yaml(run_dir / "config.yaml")
+    prep = prepare_data(dataset_dir or state["dataset_dir"], cfg, verbose=verbose)
+    data, features = prep.data, prep.features
+    metrics: dict[str, Any] = {"dataset": prep.dataset.manifest.name, "run_dir": str(run_dir), "retrieval": {}}
+    for variant in state["retrieval"]:
+        model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=variant != "id_only")
+        one = np.ones(1, np.int32)
+        _restore(model, run_dir / "weights" / variant / "ckpt",
+                 lambda m=model: (m.query_tower(one), m.item_tower(one)))
+        metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
+    if state["ranking"]:
+        rd = prep.rank_data
+        ranker = build_ranking(features, rd.num_users, cfg.ranking, use_content=prep.has_content)
+        probe = {"user": np.ones(2, np.int32), "item": np.ones(2, np.int32)}
+        _restore(ranker, run_dir / "weights" / "ranking" / "ckpt", lambda: ranker(probe))
+        inputs, labels, warm = ranking_eval_set(rd, "test", cfg.ranking.negatives, cfg.seed,
+                                                explicit=prep.mode != "implicit")
+        preds = ranker.predict(inputs, batch_size=8192, verbose=0)
+        metrics["ranking"] = ranking_metrics(labels, preds, warm, prep.mode)
+    write_json(run_dir / "evaluation.json", metrics)
+    return metrics
