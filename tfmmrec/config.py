@@ -152,8 +152,20 @@ class RunConfig:
                 if not isinstance(node.get(part), dict):
                     raise ConfigError(f"{key}: {part!r} is not a section")
                 node = node[part]
-            node[parts[-1]] = yaml.safe_load(value)
+            node[parts[-1]] = _override_value(value)
         return RunConfig.from_dict(raw)
+
+
+def _override_value(text: str) -> Any:
+    """A ``--set`` value parsed as YAML, except that ``1e-5`` is a number (YAML 1.1 reads
+    exponents without a dot as strings, a surprise on a command line)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
+        except ValueError:
+            return value
+    return value
 
 
 def _build(cls: type, raw: Any, path: str) -> Any:

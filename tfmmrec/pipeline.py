@@ -329,3 +329,86 @@ def evaluate_run(run_dir: str | Path, config: RunConfig | None = None, *, datase
         metrics["ranking"] = ranking_metrics(labels, preds, warm, prep.mode)
     write_json(run_dir / "evaluation.json", metrics)
     return metrics
+
+
+@dataclass
+class TuneResult:
+    """A finished (or resumed) search: every completed trial in order, and the best config."""
+
+    trials: list[dict[str, Any]]
+    best_config: RunConfig
+    best_path: Path
+    objective: str
+    directory: Path
+
+
+def validation_retrieval_metrics(model: Any, data: EncodedInteractions, k: int) -> dict[str, float]:
+    """Recall/NDCG@k on the validation split over the full catalog, training items excluded."""
+    user_emb, item_emb = embed_all(model, data)
+    known = data.valid.user > 0
+    res = evaluate_retrieval(user_emb, item_emb, (data.valid.user[known], data.valid.item[known] - 1),
+                             (data.train.user, data.train.item - 1), ks=(k,))["all"]
+    return {f"val_recall@{k}": res[f"recall@{k}"], f"val_ndcg@{k}": res[f"ndcg@{k}"]}
+
+
+def tune(dataset_dir: str | Path, out_dir: str | Path, config: RunConfig | None = None, *,
+         dataset: Dataset | None = None, overwrite: bool = False, verbose: int = 0) -> TuneResult:
+    """Search ``config.tune.space`` with keras-tuner (``tfmmrec.train.tune.ConfigTuner``).
+
+    The objective is the validation split's Recall@``tune.objective_k`` (retrieval) or AUC
+    (ranking; -RMSE for ratings), never the test split. The tuner's state lives in
+    ``OUT_DIR/<tune.directory>``: calling again with the same directory resumes the search.
+    Writes ``OUT_DIR/best.yaml`` (train it with ``tfmmrec train --config``) and
+    ``OUT_DIR/trials.json``; HParams logs in ``OUT_DIR/<tune.directory>/hparams``.
+    """
+    from tfmmrec.config import ConfigError
+    from tfmmrec.evaluate.ranking import auc as auc_score
+    from tfmmrec.evaluate.ranking import rmse as rmse_score
+    from tfmmrec.train.tune import ConfigTuner
+
+    cfg = config or RunConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepare_data(dataset_dir, cfg, dataset=dataset, verbose=verbose)
+    task, k = cfg.tune.task, cfg.tune.objective_k
+    if task not in ("retrieval", "ranking"):
+        raise ConfigError(f"tune.task: {task!r} is not one of ['ranking', 'retrieval']")
+    if task == "retrieval":
+        if cfg.tune.variant not in ("multimodal", "id_only"):
+            raise ConfigError(f"tune.variant: {cfg.tune.variant!r} is not one of ['id_only', 'multimodal']")
+        use_content = cfg.tune.variant == "multimodal" and prep.has_content
+        objective, direction = f"val_recall@{k}", "max"
+
+        def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
+            tf.keras.utils.set_random_seed(trial_cfg.seed)
+            model = build_retrieval(prep.features, prep.data.num_users, trial_cfg.retrieval, use_content=use_content)
+            train_retrieval(model, prep.data, trial_cfg.retrieval, seed=trial_cfg.seed, verbose=0)
+            return validation_retrieval_metrics(model, prep.data, k)
+    else:
+        rd, explicit = prep.rank_data, prep.mode != "implicit"
+        objective, direction = ("val_rmse", "min") if prep.mode == "rating" else ("val_auc", "max")
+
+        def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
+            tf.keras.utils.set_random_seed(trial_cfg.seed)
+            ranker = build_ranking(prep.features, rd.num_users, trial_cfg.ranking, use_content=prep.has_content)
+            train_ranking(ranker, rd, trial_cfg.ranking, mode=prep.mode, seed=trial_cfg.seed, verbose=0)
+            inputs, labels, _ = ranking_eval_set(rd, "valid", trial_cfg.ranking.negatives, trial_cfg.seed, explicit)
+            preds = ranker.predict(inputs, batch_size=8192, verbose=0)
+            return {objective: (rmse_score if prep.mode == "rating" else auc_score)(labels, preds)}
+
+    if not len(prep.data.valid):
+        raise ConfigError("tune: the split has no validation interactions (split.valid_frac); "
+                          "tuning on the test split would overfit it")
+    directory = Path(cfg.tune.directory) if Path(cfg.tune.directory).is_absolute() else out_dir / cfg.tune.directory
+    tuner = ConfigTuner(cfg, trial_fn, directory, objective=objective, direction=direction, overwrite=overwrite)
+    _log(f"[tune] {task}: {cfg.tune.algorithm} search over {sorted(cfg.tune.space)}, objective {objective} "
+         f"({direction}), up to {cfg.tune.max_trials} trials; state in {directory}")
+    tuner.search(verbose=verbose)
+    for trial_id, message in tuner.failed_trials():
+        _log(f"[tune] trial {trial_id} failed:\n{message}")
+    trials = tuner.trials()
+    best = tuner.best_config()
+    best_path = out_dir / "best.yaml"
+    best.to_yaml(best_path)
+    (out_dir / "trials.json").write_text(json.dumps(_json_safe(trials), indent=2))
+    return TuneResult(trials, best, best_path, objective, directory)
