@@ -316,7 +316,7 @@ def evaluate_run(run_dir: str | Path, config: RunConfig | None = None, *, datase
         model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=variant != "id_only")
         one = np.ones(1, np.int32)
         _restore(model, run_dir / "weights" / variant / "ckpt",
-                 lambda m=model: (m.query_tower(one), m.item_tower(one)))
+                 lambda m=model, one=one: (m.query_tower(one), m.item_tower(one)))
         metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
     if state["ranking"]:
         rd = prep.rank_data
