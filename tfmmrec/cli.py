@@ -103,9 +103,12 @@ def _add_config_parser(sub: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from tfmmrec.config import RunConfig
+    from tfmmrec.config import ConfigError, RunConfig
 
-    cfg = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+    try:
+        cfg = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+    except ConfigError as err:
+        raise ConfigError(f"{args.config}: {err}") from None
     if getattr(args, "drop_unknown", False):
         cfg.on_unknown_items = "drop"
     return cfg.with_overrides(args.overrides)
@@ -241,13 +244,18 @@ def _print_tensorboard_hint(cfg: Any, run_dir: Path) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from tfmmrec.config import RunConfig
+    from tfmmrec.config import ConfigError, RunConfig
     from tfmmrec.pipeline import evaluate_run
 
     for run_dir in args.run_dirs:
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"{run_dir / 'config.yaml'}: not a run directory (written by `tfmmrec train`)")
-        cfg = RunConfig.from_yaml(args.config or run_dir / "config.yaml").with_overrides(args.overrides)
+        path = args.config or run_dir / "config.yaml"
+        try:
+            cfg = RunConfig.from_yaml(path)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+        cfg = cfg.with_overrides(args.overrides)
         metrics = evaluate_run(run_dir, cfg, dataset_dir=args.dataset)
         print(f"{run_dir}:\n" + demo_table(metrics))
         print(f"metrics written to {run_dir / 'evaluation.json'}")
