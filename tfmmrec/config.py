@@ -90,7 +90,7 @@ class TuneConfig:
 
     task: str = "retrieval"
     variant: str = "multimodal"
-    algorithm: str = "bayesian"
+    algorithm: str = "random"
     max_trials: int = 8
     objective_k: int = 20
     epochs: int | None = None

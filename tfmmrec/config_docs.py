@@ -73,7 +73,8 @@ DOCS: dict[str, str] = {
     "tune.task": "retrieval (objective: validation Recall@objective_k) | ranking (validation AUC, or -RMSE "
                  "for ratings).",
     "tune.variant": "retrieval only: multimodal | id_only model.",
-    "tune.algorithm": "grid | random | bayesian (keras-tuner oracles).",
+    "tune.algorithm": "grid | random | bayesian (keras-tuner oracles; bayesian needs scipy: "
+                      "pip install keras-tuner[bayesian]).",
     "tune.max_trials": "Number of trials (configurations); a resumed search counts trials already done.",
     "tune.objective_k": "K of the validation Recall@K objective.",
     "tune.epochs": "Epochs per trial; null = the task's configured epochs.",

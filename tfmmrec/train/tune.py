@@ -17,6 +17,7 @@ dashboard (``DIR/hparams``), and the best configuration is written back as a run
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,31 @@ from typing import Any
 import keras_tuner as kt
 import tensorflow as tf
 import yaml
+from keras_tuner.src.tuners.gridsearch import LinkedList
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tfmmrec.config import ConfigError, RunConfig
 
 TrialFn = Callable[[RunConfig], dict[str, float]]
-ORACLES = {"grid": kt.oracles.GridSearchOracle, "random": kt.oracles.RandomSearchOracle,
+
+
+class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
+    """keras-tuner 1.4.8's grid oracle does not save its place in the grid (the ordered list of
+    tried combinations), so a reloaded grid search stops at once without a new trial. Rebuild
+    that place from the trials on disk when the state is reloaded."""
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        ids = [t for t in self.start_order if t in self.trials]
+        ids.sort(key=functools.cmp_to_key(lambda a, b: self._compare(self.trials[a].hyperparameters.values,
+                                                                     self.trials[b].hyperparameters.values)))
+        self._ordered_ids = LinkedList()
+        for trial_id in ids:
+            self._ordered_ids.insert(trial_id)
+        self._populate_next = list(ids)
+
+
+ORACLES = {"grid": ResumableGridSearchOracle, "random": kt.oracles.RandomSearchOracle,
            "bayesian": kt.oracles.BayesianOptimizationOracle}
 
 
