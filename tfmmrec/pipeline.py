@@ -215,7 +215,9 @@ def run_callbacks(cfg: RunConfig, run_dir: str | Path, name: str, model: Any = N
             _, item_emb = embed_all(model, data)
             metadata, images = projector_metadata(ds, tb.metadata_columns, tb.projector_max_items)
             write_projector(log_dir, item_emb[:len(metadata)], metadata, images, tb.sprite_size)
-    return tensorboard_callbacks(log_dir, histograms=tb.histograms, projector=write)
+    # Fusion weights are averaged over (at most 2048 of) the catalog's items.
+    probe = np.arange(1, min(ds.num_items, 2048) + 1, dtype=np.int32) if ds is not None else None
+    return tensorboard_callbacks(log_dir, histograms=tb.histograms, projector=write, probe_items=probe)
 
 
 def projector_metadata(ds: Dataset, columns: list[str], max_items: int) -> tuple[Any, list[Path | None] | None]:

@@ -112,6 +112,7 @@ class SoftmaxWeightedSum(keras.layers.Layer):
 
 def test_fusion_weights_are_logged_per_epoch_and_follow_training(tmp_path: Path) -> None:
     """Only the image carries the target, so training moves weight from text to image."""
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     image, text = rng.normal(size=(512, 4)).astype("float32"), rng.normal(size=(512, 4)).astype("float32")
     inputs = {"image": keras.Input([4], name="image"), "text": keras.Input([4], name="text")}
@@ -125,5 +126,42 @@ def test_fusion_weights_are_logged_per_epoch_and_follow_training(tmp_path: Path)
     w_text = [float(v) for _, v, _ in events["fusion/fusion/text"]]
     assert len(w_image) == 4 and [s for s, _, _ in events["fusion/fusion/image"]] == [0, 1, 2, 3]
     assert all(a + b == pytest.approx(1.0, abs=1e-5) for a, b in zip(w_image, w_text))
-    assert w_image[-1] > 0.55 > w_text[-1]
+    assert w_image[-1] > 0.55 > w_text[-1] and w_image[-1] > w_image[0]
     assert fusion_weights(model) == {"fusion": pytest.approx({"image": w_image[-1], "text": w_text[-1]}, abs=1e-5)}
+
+
+class PerItemTower(keras.Model):
+    """Like ``ItemTower.modality_weights(item)``: per-item weights over two modalities (a learned
+    softmax per item), and a switch that makes it raise TypeError like a non-weighing fusion."""
+
+    def __init__(self, num_items: int, weighs: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.weighs = weighs
+        self.gate = keras.layers.Embedding(num_items, 2, embeddings_initializer="zeros", name="gate")
+
+    def call(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+        w = tf.nn.softmax(self.gate(inputs["item"]))
+        return w[:, :1] * inputs["image"] + w[:, 1:] * inputs["text"]
+
+    def modality_weights(self, item: tf.Tensor) -> dict[str, tf.Tensor]:
+        if not self.weighs:
+            raise TypeError("this fusion does not weigh modalities")
+        w = tf.nn.softmax(self.gate(item))
+        return {"image": w[:, 0], "text": w[:, 1]}
+
+
+def test_per_item_fusion_weights_are_averaged_over_probe_items(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    n = 64
+    x = {"item": rng.integers(0, n, 1024).astype("int32"), "image": rng.normal(size=(1024, 1)).astype("float32"),
+         "text": rng.normal(size=(1024, 1)).astype("float32")}
+    tower = PerItemTower(n, name="item_tower")
+    tower.compile(keras.optimizers.Adam(0.1), "mse")
+    probe = np.arange(n, dtype=np.int32)
+    tower.fit(x, x["image"], epochs=3, batch_size=128, verbose=0, callbacks=[RunLogger(tmp_path, probe_items=probe)])
+    image = [float(v) for _, v, _ in read_events(tmp_path)["fusion/item_tower/image"]]
+    assert len(image) == 3 and image[-1] > 0.8  # the target is the image: every item's gate learned it
+    assert image[-1] == pytest.approx(float(tower.modality_weights(probe)["image"].numpy().mean()), abs=1e-6)
+    assert fusion_weights(tower) == {}  # without probe items, a per-item method is not called
+    assert fusion_weights(PerItemTower(n, weighs=False, name="concat_like"), probe) == {}

@@ -15,16 +15,20 @@ holds:
 
 ``tensorboard --logdir RUN_DIR/tensorboard`` shows all models of the run side by side.
 
-Fusion weights are read by duck typing, so any fusion layer can take part: a layer with a
-``modality_weights()`` method returning ``{modality: weight}`` (scalars, or per-example weights,
-which are averaged) is logged. Layers without weights (plain concatenation) are skipped.
+Fusion weights are read by duck typing, so any fusion can take part. A submodule with a
+``modality_weights`` method returning ``{modality: weight}`` is logged, the weights averaged over
+examples: called without arguments (a layer with global weights), or with ``probe_items`` (item
+indices) when it takes one argument, as ``ItemTower.modality_weights(item)`` does for fusions that
+weigh modalities per item. Those that raise ``TypeError`` (a fusion that does not weigh
+modalities, e.g. concatenation) and layers that need more inputs are skipped.
 """
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,21 +39,23 @@ from tensorboard.plugins import projector
 PROJECTOR_TENSOR = "item_embedding/.ATTRIBUTES/VARIABLE_VALUE"
 
 
-@runtime_checkable
-class ExposesModalityWeights(Protocol):
-    """A fusion layer that can say how much each modality counts (e.g. a learned weighted sum)."""
-
-    def modality_weights(self) -> Mapping[str, Any]: ...
-
-
-def fusion_weights(model: tf.Module) -> dict[str, dict[str, float]]:
-    """``{layer name: {modality: weight}}`` for every submodule that exposes modality weights."""
+def fusion_weights(model: tf.Module, probe_items: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """``{layer name: {modality: mean weight}}`` for every submodule that exposes modality weights."""
     out: dict[str, dict[str, float]] = {}
     for layer in [model, *model.submodules]:
-        if isinstance(layer, ExposesModalityWeights) and callable(getattr(layer, "modality_weights", None)):
-            weights = layer.modality_weights()
-            if weights:
-                out[layer.name] = {m: float(np.mean(np.asarray(w, np.float64))) for m, w in weights.items()}
+        method = getattr(layer, "modality_weights", None)
+        if not callable(method):
+            continue
+        required = [p for p in inspect.signature(method).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(required) > 1 or (required and probe_items is None):
+            continue
+        try:
+            weights = method(probe_items) if required else method()
+        except TypeError:
+            continue  # e.g. ItemTower over a fusion that does not weigh modalities
+        if weights:
+            out[layer.name] = {m: float(np.mean(np.asarray(w, np.float64))) for m, w in weights.items()}
     return out
 
 
@@ -68,9 +74,10 @@ class RunLogger(keras.callbacks.Callback):
     optionally the projector (``projector``: a callable that writes it, see ``write_projector``)."""
 
     def __init__(self, log_dir: str | Path, *, histograms: bool = True,
-                 projector: Callable[[], None] | None = None) -> None:
+                 projector: Callable[[], None] | None = None, probe_items: np.ndarray | None = None) -> None:
         super().__init__()
         self.log_dir = Path(log_dir)
+        self.probe_items = probe_items
         self.histograms = histograms
         self.projector = projector
         self._writer: tf.summary.SummaryWriter | None = None
@@ -84,7 +91,7 @@ class RunLogger(keras.callbacks.Callback):
             lr = _learning_rate(self.model.optimizer)
             if lr is not None:
                 tf.summary.scalar("learning_rate", lr)
-            for layer, weights in fusion_weights(self.model).items():
+            for layer, weights in fusion_weights(self.model, self.probe_items).items():
                 for modality, w in weights.items():
                     tf.summary.scalar(f"fusion/{layer}/{modality}", w)
             if self.histograms:
@@ -108,11 +115,11 @@ def _learning_rate(optimizer: Any) -> float | None:
     return float(keras.backend.get_value(lr))
 
 
-def tensorboard_callbacks(log_dir: str | Path, *, histograms: bool = True,
-                          projector: Callable[[], None] | None = None) -> list[keras.callbacks.Callback]:
+def tensorboard_callbacks(log_dir: str | Path, *, histograms: bool = True, projector: Callable[[], None] | None = None,
+                          probe_items: np.ndarray | None = None) -> list[keras.callbacks.Callback]:
     """Keras's TensorBoard callback (losses and metrics per epoch) plus ``RunLogger``."""
     return [keras.callbacks.TensorBoard(str(log_dir), histogram_freq=0, write_graph=False, profile_batch=0),
-            RunLogger(log_dir, histograms=histograms, projector=projector)]
+            RunLogger(log_dir, histograms=histograms, projector=projector, probe_items=probe_items)]
 
 
 def write_projector(log_dir: str | Path, embeddings: np.ndarray, metadata: pd.DataFrame,
