@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 
 from tfmmrec.cli import main
 from tfmmrec.config import ConfigError, RetrievalConfig, RunConfig, SplitConfig
-from tfmmrec.config_docs import DOCS, commented_yaml, field_paths, markdown, undocumented
+from tfmmrec.config_docs import DOCS, _source_comments, commented_yaml, field_paths, markdown, undocumented
 
 
 def test_yaml_round_trip(tmp_path: Path) -> None:
@@ -129,8 +130,8 @@ def test_override_reads_exponent_notation_as_a_number() -> None:
 def test_every_key_is_documented_and_docs_config_md_is_current() -> None:
     """docs/config.md is the one place the defaults are documented; regenerate it with
     `tfmmrec config --markdown > docs/config.md` after adding a field (and its DOCS entry)."""
-    assert undocumented() == []
-    assert set(DOCS) == set(field_paths()), "DOCS describes keys that no longer exist"
+    assert undocumented() == [], "describe these keys in tfmmrec/config_docs.py DOCS (or comment them in config.py)"
+    assert set(DOCS) <= set(field_paths()), "DOCS describes keys that no longer exist"
     doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
     assert doc.read_text() == markdown()
     for path in field_paths():
@@ -177,3 +178,22 @@ def test_config_command_prints_the_effective_config(capsys: pytest.CaptureFixtur
     assert RunConfig.from_dict(printed) == RunConfig().with_overrides(["retrieval.epochs=3"])
     assert main(["config", "--defaults"]) == 0
     assert RunConfig.from_dict(yaml.safe_load(capsys.readouterr().out)) == RunConfig()
+
+
+@dataclass
+class _Commented:
+    """A section whose fields are documented where they are declared."""
+
+    plain: int = 1
+    trailing: str = "a"  # the comment on the field's own line
+    # A comment block right above a field
+    # describes that field.
+    above: float = 0.5
+    items: list[int] = field(default_factory=list)  # defaults with calls work too
+
+
+def test_comments_at_a_fields_declaration_are_its_description() -> None:
+    assert _source_comments(_Commented, "x.") == {
+        "x.trailing": "the comment on the field's own line",
+        "x.above": "A comment block right above a field describes that field.",
+        "x.items": "defaults with calls work too"}
