@@ -108,3 +108,14 @@ def test_resuming_with_another_space_is_refused(tmp_path: Path) -> None:
     b = a.with_overrides(['tune.space={"retrieval.temperature": [0.1, 0.5]}'])
     with pytest.raises(ConfigError, match="tune.space differs"):
         ConfigTuner(b, never_called, tmp_path, objective="val_recall@20")
+
+
+def test_ranking_search_scores_validation_auc(demo_dir: Path, tmp_path: Path) -> None:
+    cfg = RunConfig().with_overrides([
+        "split.strategy=cold_start", "tune.task=ranking", "tune.algorithm=random", "tune.max_trials=1",
+        "ranking.epochs=2", "ranking.negatives=2", 'tune.space={"ranking.learning_rate": [0.005]}'])
+    result = tune(demo_dir, tmp_path, cfg)
+    (trial,) = result.trials
+    assert result.objective == "val_auc"
+    assert 0.5 < trial["objective"] <= 1.0  # DeepFM on the demo ranks positives above sampled negatives
+    assert RunConfig.from_yaml(result.best_path).tune.task == "ranking"
