@@ -136,3 +136,22 @@ def test_evaluate_something_that_is_not_a_run_exits_2(tmp_path: Path, capsys: py
     assert main(["evaluate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "config.yaml") in err and "not a run directory" in err and "Traceback" not in err
+
+
+def test_export_writes_a_new_savedmodel_from_a_runs_weights(trained_run, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import tensorflow as tf
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("saved_models", "tensorboard"))
+    assert main(["export", str(run_dir), "--set", "export_top_k=5"]) == 0
+    path = run_dir / "saved_models" / "demo_retrieval" / "1"
+    assert f"exported retrieval: {path}" in capsys.readouterr().out
+    assert (run_dir / "saved_models" / "demo_ranking" / "1" / "saved_model.pb").is_file()
+    users = tf.constant([str(u) for u in trained_run.data.user_ids[:3]])
+    again = tf.saved_model.load(str(path)).signatures["serving_default"](user_id=users)
+    original = tf.saved_model.load(str(trained_run.exports["retrieval"])).signatures["serving_default"](user_id=users)
+    assert again["item_ids"].shape == (3, 5)
+    # The same weights give the same ranking: the new top 5 is the original export's top 5.
+    assert again["item_ids"].numpy().tolist() == original["item_ids"][:, :5].numpy().tolist()
+    np.testing.assert_allclose(again["scores"].numpy(), original["scores"][:, :5].numpy(), rtol=1e-5, atol=1e-6)

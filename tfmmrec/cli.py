@@ -5,6 +5,7 @@
   tfmmrec data import KIND SRC --out DIR   movielens-100k | movielens | mmrec -> standard layout
   tfmmrec train DATASET_DIR [--out RUN_DIR]    also writes TensorBoard logs and weights into RUN_DIR
   tfmmrec evaluate RUN_DIR                    re-evaluate a trained run from its weights
+  tfmmrec export RUN_DIR                      export a trained run's SavedModels again (new version)
   tfmmrec tune DATASET_DIR --out DIR          keras-tuner search over tune.space; DIR/best.yaml
   tfmmrec config [--defaults | --markdown]    the effective config (commented YAML) or docs/config.md
 
@@ -71,7 +72,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_tune_parser(sub)
     _add_config_parser(sub)
+    _add_export_parser(sub)
     return parser
+
+
+def _add_export_parser(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a trained run's SavedModels again (new version) from its weights")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--export-dir", type=Path, help="base directory of the SavedModels (default: RUN_DIR/saved_models)")
+    p.add_argument("--dataset", type=Path, help="dataset directory (default: the one the run was trained on)")
+    p.add_argument("--config", type=Path, help="config YAML (default: RUN_DIR/config.yaml); model keys must match")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set export_top_k=50 (repeatable)")
 
 
 def _add_evaluate_parser(sub: Any) -> None:
@@ -244,21 +256,37 @@ def _print_tensorboard_hint(cfg: Any, run_dir: Path) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from tfmmrec.config import ConfigError, RunConfig
     from tfmmrec.pipeline import evaluate_run
 
     for run_dir in args.run_dirs:
-        if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"{run_dir / 'config.yaml'}: not a run directory (written by `tfmmrec train`)")
-        path = args.config or run_dir / "config.yaml"
-        try:
-            cfg = RunConfig.from_yaml(path)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
-        cfg = cfg.with_overrides(args.overrides)
+        cfg = _run_config(args, run_dir)
         metrics = evaluate_run(run_dir, cfg, dataset_dir=args.dataset)
         print(f"{run_dir}:\n" + demo_table(metrics))
         print(f"metrics written to {run_dir / 'evaluation.json'}")
+    return 0
+
+
+def _run_config(args: argparse.Namespace, run_dir: Path) -> Any:
+    """The config of a command on a trained run: RUN_DIR/config.yaml (or --config) with --set applied."""
+    from tfmmrec.config import ConfigError, RunConfig
+
+    path = args.config or run_dir / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a run directory (written by `tfmmrec train`)")
+    try:
+        cfg = RunConfig.from_yaml(path)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return cfg.with_overrides(args.overrides)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tfmmrec.pipeline import export_run
+
+    cfg = _run_config(args, args.run_dir)
+    exports = export_run(args.run_dir, args.export_dir or args.run_dir / "saved_models", cfg, dataset_dir=args.dataset)
+    for kind, path in exports.items():
+        print(f"exported {kind}: {path}")
     return 0
 
 
@@ -291,7 +319,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 # Subcommands with their own handler; other branches add theirs here (e.g. "encode", "export").
-_COMMANDS = {"evaluate": _cmd_evaluate, "tune": _cmd_tune, "config": _cmd_config}
+_COMMANDS = {"evaluate": _cmd_evaluate, "tune": _cmd_tune, "config": _cmd_config, "export": _cmd_export}
 
 
 if __name__ == "__main__":

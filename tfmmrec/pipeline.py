@@ -294,17 +294,11 @@ def _restore(model: Any, weights: Path, build: Any) -> None:
     status.assert_existing_objects_matched().expect_partial()  # the optimizer state is not needed
 
 
-def evaluate_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_dir: str | Path | None = None,
-                 verbose: int = 0) -> dict[str, Any]:
-    """Re-evaluate a trained run from its directory (``config.yaml``, ``run.json``, ``weights/``),
-    without retraining; writes and returns ``RUN_DIR/evaluation.json`` (same layout as the
-    retrieval/ranking parts of ``metrics.json``).
-
-    Args:
-      config: defaults to the run's ``config.yaml``; change only evaluation keys (``ks``, ...):
-        the model keys must match the saved weights.
-      dataset_dir: defaults to the dataset the run was trained on (``run.json``).
-    """
+def load_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_dir: str | Path | None = None,
+             verbose: int = 0) -> tuple[RunResult, PreparedData]:
+    """A trained run back from its directory (``config.yaml``, ``run.json``, ``weights/``): the
+    data prepared as in training and the models with their saved weights, as a ``RunResult``
+    (``metrics`` empty). ``config``: defaults to the run's own; its model keys must match the weights."""
     run_dir = Path(run_dir)
     state_path = run_dir / RUN_STATE
     if not state_path.is_file():
@@ -313,24 +307,56 @@ def evaluate_run(run_dir: str | Path, config: RunConfig | None = None, *, datase
     cfg = config or RunConfig.from_yaml(run_dir / "config.yaml")
     prep = prepare_data(dataset_dir or state["dataset_dir"], cfg, verbose=verbose)
     data, features = prep.data, prep.features
-    metrics: dict[str, Any] = {"dataset": prep.dataset.manifest.name, "run_dir": str(run_dir), "retrieval": {}}
+    result = RunResult({}, run_dir=run_dir, data=data, item_ids=prep.dataset.item_ids)
     for variant in state["retrieval"]:
         model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=variant != "id_only")
         one = np.ones(1, np.int32)
         _restore(model, run_dir / "weights" / variant / "ckpt",
                  lambda m=model, one=one: (m.query_tower(one), m.item_tower(one)))
-        metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
+        result.models[variant] = model
     if state["ranking"]:
-        rd = prep.rank_data
-        ranker = build_ranking(features, rd.num_users, cfg.ranking, use_content=prep.has_content)
+        ranker = build_ranking(features, prep.rank_data.num_users, cfg.ranking, use_content=prep.has_content)
         probe = {"user": np.ones(2, np.int32), "item": np.ones(2, np.int32)}
         _restore(ranker, run_dir / "weights" / "ranking" / "ckpt", lambda: ranker(probe))
+        result.models["ranking"] = ranker
+    return result, prep
+
+
+def evaluate_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_dir: str | Path | None = None,
+                 verbose: int = 0) -> dict[str, Any]:
+    """Re-evaluate a trained run from its directory, without retraining; writes and returns
+    ``RUN_DIR/evaluation.json`` (same layout as the retrieval/ranking parts of ``metrics.json``).
+
+    Args:
+      config: defaults to the run's ``config.yaml``; change only evaluation keys (``ks``, ...):
+        the model keys must match the saved weights.
+      dataset_dir: defaults to the dataset the run was trained on (``run.json``).
+    """
+    cfg = config or RunConfig.from_yaml(Path(run_dir) / "config.yaml")
+    loaded, prep = load_run(run_dir, cfg, dataset_dir=dataset_dir, verbose=verbose)
+    metrics: dict[str, Any] = {"dataset": prep.dataset.manifest.name, "run_dir": str(run_dir), "retrieval": {}}
+    for variant, model in loaded.models.items():
+        if variant != "ranking":
+            metrics["retrieval"][variant] = retrieval_metrics(model, prep.data, cfg.ks)
+    if "ranking" in loaded.models:
+        rd = prep.rank_data
         inputs, labels, warm = ranking_eval_set(rd, "test", cfg.ranking.negatives, cfg.seed,
                                                 explicit=prep.mode != "implicit")
-        preds = ranker.predict(inputs, batch_size=8192, verbose=0)
+        preds = loaded.models["ranking"].predict(inputs, batch_size=8192, verbose=0)
         metrics["ranking"] = ranking_metrics(labels, preds, warm, prep.mode)
-    write_json(run_dir / "evaluation.json", metrics)
+    write_json(Path(run_dir) / "evaluation.json", metrics)
     return metrics
+
+
+def export_run(run_dir: str | Path, export_dir: str | Path, config: RunConfig | None = None, *,
+               dataset_dir: str | Path | None = None) -> dict[str, Path]:
+    """Export a trained run's models again (a new version under ``export_dir/NAME/``) from its
+    saved weights, e.g. with another ``export_top_k``, without retraining."""
+    cfg = config or RunConfig.from_yaml(Path(run_dir) / "config.yaml")
+    loaded, prep = load_run(run_dir, cfg, dataset_dir=dataset_dir)
+    rank_data = prep.rank_data if "ranking" in loaded.models else None
+    _export(loaded, prep.dataset.manifest.name, export_dir, cfg, prep.mode, rank_data)
+    return loaded.exports
 
 
 @dataclass
