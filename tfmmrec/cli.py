@@ -216,6 +216,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     print(f"[demo] writing the demo catalog ({args.size}) to {data_dir}", flush=True)
     _write_demo(data_dir, args.size, args.seed)
     export_dir = None if args.no_export else (args.export_dir or Path("saved_models"))
+    _print_tensorboard_hint(cfg, args.workdir)
     result = run(data_dir, args.workdir, cfg, export_dir=export_dir, verbose=verbose)
     table = demo_table(result.metrics)
     result.metrics["table"] = table
