@@ -133,9 +133,10 @@ def test_every_key_is_documented_and_docs_config_md_is_current() -> None:
     assert undocumented() == [], "describe these keys in tfmmrec/config_docs.py DOCS (or comment them in config.py)"
     assert set(DOCS) <= set(field_paths()), "DOCS describes keys that no longer exist"
     doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
-    assert doc.read_text() == markdown(), "regenerate it: tfmmrec config --markdown > docs/config.md"
+    table = markdown()
+    assert doc.read_text() == table, "regenerate it: tfmmrec config --markdown > docs/config.md"
     for path in field_paths():
-        assert f"`{path}`" in markdown() or f"**{path}**" in markdown()
+        assert f"`{path}`" in table or f"**{path}**" in table
 
 
 def test_commented_defaults_are_a_valid_config_file(tmp_path: Path) -> None:

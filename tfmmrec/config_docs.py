@@ -11,6 +11,7 @@ going undocumented.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import re
 import typing
@@ -161,7 +162,17 @@ def _emit(node: dict[str, Any], prefix: str, indent: int, lines: list[str], docs
 
 
 def _is_section(path: str) -> bool:
-    return any(p.startswith(path + ".") for p in field_paths())
+    return path in _section_paths()
+
+
+@functools.cache
+def _section_paths(cls: type = RunConfig, prefix: str = "") -> frozenset[str]:
+    out: set[str] = set()
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            out |= {prefix + f.name, *_section_paths(hint, f"{prefix}{f.name}.")}
+    return frozenset(out)
 
 
 def markdown() -> str:
