@@ -119,3 +119,20 @@ def test_ranking_search_scores_validation_auc(demo_dir: Path, tmp_path: Path) ->
     assert result.objective == "val_auc"
     assert 0.5 < trial["objective"] <= 1.0  # DeepFM on the demo ranks positives above sampled negatives
     assert RunConfig.from_yaml(result.best_path).tune.task == "ranking"
+
+
+def test_stock_keras_tuner_rejects_tf_keras_models_which_is_why_config_tuner_exists(tmp_path: Path) -> None:
+    """keras-tuner 1.4.8 type-checks built models against Keras 3; TFRS models are tf_keras models.
+    If a later keras-tuner accepts them, this test says ConfigTuner's detour can go."""
+    import keras_tuner as kt
+    import numpy as np
+    import tf_keras as keras
+
+    def build(hp: kt.HyperParameters) -> keras.Model:
+        model = keras.Sequential([keras.layers.Dense(hp.Choice("units", [2, 4]))])
+        model.compile("adam", "mse")
+        return model
+
+    tuner = kt.RandomSearch(build, objective="loss", max_trials=1, directory=str(tmp_path))
+    with pytest.raises(kt.errors.FatalTypeError, match="tf_keras"):
+        tuner.search(np.zeros((4, 3)), np.zeros((4, 2)), epochs=1, verbose=0)
