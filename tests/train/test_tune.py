@@ -113,7 +113,7 @@ def test_resuming_with_another_space_is_refused(tmp_path: Path) -> None:
 def test_ranking_search_scores_validation_auc(demo_dir: Path, tmp_path: Path) -> None:
     cfg = RunConfig().with_overrides([
         "split.strategy=cold_start", "tune.task=ranking", "tune.algorithm=random", "tune.max_trials=1",
-        "ranking.epochs=2", "ranking.negatives=2", 'tune.space={"ranking.learning_rate": [0.005]}'])
+        "ranking.epochs=1", "ranking.negatives=2", 'tune.space={"ranking.learning_rate": [0.005]}'])
     result = tune(demo_dir, tmp_path, cfg)
     (trial,) = result.trials
     assert result.objective == "val_auc"
