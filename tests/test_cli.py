@@ -36,11 +36,14 @@ def mmrec_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_train_on_mmrec_layout_writes_metrics_and_exports(mmrec_dataset: Path, tmp_path: Path) -> None:
+def test_train_on_mmrec_layout_writes_metrics_and_exports(mmrec_dataset: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
     code = main(["train", str(mmrec_dataset), "--out", str(run_dir), "--quiet",
                  "--set", "retrieval.epochs=20", "--set", "retrieval.batch_size=64", "--set", "ranking.epochs=2"])
     assert code == 0
+    assert f"tensorboard --logdir {run_dir / 'tensorboard'}" in capsys.readouterr().out
+    assert (run_dir / "tensorboard" / "multimodal" / "train").is_dir()
     metrics = json.loads((run_dir / "metrics.json").read_text())  # strict JSON: no NaN
     assert metrics["interactions"] == {"train": 360, "valid": 60, "test": 60}
     assert set(metrics["retrieval"]) == {"multimodal", "id_only"}
@@ -106,3 +109,49 @@ def test_train_on_a_directory_without_manifest_says_so(tmp_path: Path, capsys: p
 def test_bad_override_names_the_key(mmrec_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(mmrec_dataset), "--out", str(tmp_path), "--set", "retrieval.temprature=0.3"]) == 2
     assert "retrieval.temprature" in capsys.readouterr().err
+
+
+def test_evaluate_reproduces_a_runs_metrics_from_its_saved_weights(trained_run, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The run directory keeps config.yaml, run.json and weights/: enough to evaluate again, here
+    with other cutoffs, and get the run's own numbers back without retraining."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("saved_models", "tensorboard"))
+    assert main(["evaluate", str(run_dir), "--set", "ks=[5, 20]"]) == 0
+    out = capsys.readouterr().out
+    assert "model        | warm R@20" in out and str(run_dir / "evaluation.json") in out
+    original = json.loads((run_dir / "metrics.json").read_text())
+    again = json.loads((run_dir / "evaluation.json").read_text())
+    assert set(again["retrieval"]) == set(original["retrieval"]) == {"multimodal", "id_only"}
+    for variant, groups in original["retrieval"].items():
+        for group, m in groups.items():
+            assert again["retrieval"][variant][group]["recall@20"] == pytest.approx(m["recall@20"], abs=1e-9)
+            assert again["retrieval"][variant][group]["ndcg@20"] == pytest.approx(m["ndcg@20"], abs=1e-9)
+            assert "recall@5" in again["retrieval"][variant][group]
+            assert "recall@50" not in again["retrieval"][variant][group]
+    assert again["ranking"] == pytest.approx(original["ranking"])
+
+
+def test_evaluate_something_that_is_not_a_run_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "config.yaml") in err and "not a run directory" in err and "Traceback" not in err
+
+
+def test_export_writes_a_new_savedmodel_from_a_runs_weights(trained_run, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import tensorflow as tf
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("saved_models", "tensorboard"))
+    assert main(["export", str(run_dir), "--set", "export_top_k=5"]) == 0
+    path = run_dir / "saved_models" / "demo_retrieval" / "1"
+    assert f"exported retrieval: {path}" in capsys.readouterr().out
+    assert (run_dir / "saved_models" / "demo_ranking" / "1" / "saved_model.pb").is_file()
+    users = tf.constant([str(u) for u in trained_run.data.user_ids[:3]])
+    again = tf.saved_model.load(str(path)).signatures["serving_default"](user_id=users)
+    original = tf.saved_model.load(str(trained_run.exports["retrieval"])).signatures["serving_default"](user_id=users)
+    assert again["item_ids"].shape == (3, 5)
+    # The same weights give the same ranking: the new top 5 is the original export's top 5.
+    assert again["item_ids"].numpy().tolist() == original["item_ids"][:, :5].numpy().tolist()
+    np.testing.assert_allclose(again["scores"].numpy(), original["scores"][:, :5].numpy(), rtol=1e-5, atol=1e-6)

@@ -1,11 +1,17 @@
 """Tests for RunConfig: YAML round trip, strict validation with dotted key paths, overrides."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tfmmrec.cli import main
 from tfmmrec.config import ConfigError, RetrievalConfig, RunConfig, SplitConfig
+from tfmmrec.config_docs import DOCS, _source_comments, commented_yaml, field_paths, markdown, undocumented
 
 
 def test_yaml_round_trip(tmp_path: Path) -> None:
@@ -87,3 +93,108 @@ def test_overrides_apply() -> None:
 def test_bad_override_errors(override: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         RunConfig().with_overrides([override])
+
+
+def test_new_sections_round_trip_and_keep_todays_behaviour(tmp_path: Path) -> None:
+    cfg = RunConfig().with_overrides([
+        "distribute=mirrored", "training.save_weights=false", "tensorboard.projector=false",
+        "tensorboard.metadata_columns=[item_id, title]", "tune.algorithm=grid", "tune.epochs=2",
+        'tune.space={"retrieval.temperature": [0.1, 0.2], "retrieval.fusion_hidden": [[64], [128, 64]]}'])
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert RunConfig.from_yaml(tmp_path / "c.yaml") == cfg
+    assert cfg.tune.space["retrieval.temperature"] == [0.1, 0.2] and cfg.tune.epochs == 2
+    default = RunConfig()
+    assert default.distribute == "auto" and default.training.save_weights and default.tensorboard.enabled
+
+
+@pytest.mark.parametrize("raw, path", [
+    ({"tensorboard": {"projecter": True}}, r"tensorboard\.projecter"),
+    ({"tune": {"max_trials": "many"}}, r"tune\.max_trials"),
+    ({"tune": {"space": {"retrieval.temperature": 0.2}}}, r"tune\.space\.retrieval\.temperature"),
+    ({"training": {"save_weights": 1}}, r"training\.save_weights"),
+    ({"distribute": 2}, "distribute"),
+])
+def test_new_sections_are_checked_like_the_others(raw: dict, path: str) -> None:
+    with pytest.raises(ConfigError, match=path):
+        RunConfig.from_dict(raw)
+
+
+def test_override_reads_exponent_notation_as_a_number() -> None:
+    # YAML 1.1 reads 1e-5 (no dot) as a string; on a command line it means a number.
+    assert RunConfig().with_overrides(["retrieval.learning_rate=1e-5"]).retrieval.learning_rate == 1e-5
+    with pytest.raises(ConfigError, match=r"retrieval\.epochs"):
+        RunConfig().with_overrides(["retrieval.epochs=1e3"])  # a float is still not an int
+    assert RunConfig().with_overrides(["split.strategy=nan"]).split.strategy == "nan"
+
+
+def test_every_key_is_documented_and_docs_config_md_is_current() -> None:
+    """docs/config.md is the one place the defaults are documented; regenerate it with
+    `tfmmrec config --markdown > docs/config.md` after adding a field (and its DOCS entry)."""
+    assert undocumented() == [], "describe these keys in tfmmrec/config_docs.py DOCS (or comment them in config.py)"
+    assert set(DOCS) <= set(field_paths()), "DOCS describes keys that no longer exist"
+    doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    table = markdown()
+    assert doc.read_text() == table, "regenerate it: tfmmrec config --markdown > docs/config.md"
+    for path in field_paths():
+        assert f"`{path}`" in table or f"**{path}**" in table
+
+
+def test_commented_defaults_are_a_valid_config_file(tmp_path: Path) -> None:
+    text = commented_yaml()
+    assert "# Softmax temperature" in text and "temperature: 0.2" in text
+    (tmp_path / "defaults.yaml").write_text(text)
+    assert RunConfig.from_yaml(tmp_path / "defaults.yaml") == RunConfig()
+    custom = RunConfig().with_overrides(["retrieval.epochs=3"])
+    (tmp_path / "custom.yaml").write_text(commented_yaml(custom))
+    assert RunConfig.from_yaml(tmp_path / "custom.yaml") == custom
+
+
+def test_typo_in_a_config_file_exits_2_naming_file_and_key(tmp_path: Path) -> None:
+    """Through the real command in its own process: exit status 2, one clear line, no traceback."""
+    path = tmp_path / "run.yaml"
+    path.write_text("retrieval:\n  epochs: 2\n  temprature: 0.1\n")
+    proc = subprocess.run([sys.executable, "-m", "tfmmrec.cli", "train", str(tmp_path), "--config", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()[-1]
+    assert err.startswith("tfmmrec: error: ") and str(path) in err and "retrieval.temprature: unknown key" in err
+    assert "temperature" in err  # the known keys are listed, so the right spelling is in sight
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["config", "--set", "tune.algoritm=grid"], "tune.algoritm: unknown key"),
+    (["config", "--set", "tensorboard.enabled=maybe"], "tensorboard.enabled: expected bool"),
+    (["data", "demo", "--out", "x", "--set", "retrieval.epocs=1"], "retrieval.epocs: unknown key"),
+])
+def test_every_command_rejects_bad_keys_with_exit_2(argv: list[str], fragment: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_config_command_prints_the_effective_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--set", "retrieval.epochs=3"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert RunConfig.from_dict(printed) == RunConfig().with_overrides(["retrieval.epochs=3"])
+    assert main(["config", "--defaults"]) == 0
+    assert RunConfig.from_dict(yaml.safe_load(capsys.readouterr().out)) == RunConfig()
+
+
+@dataclass
+class _Commented:
+    """A section whose fields are documented where they are declared."""
+
+    plain: int = 1
+    trailing: str = "a"  # the comment on the field's own line
+    # A comment block right above a field
+    # describes that field.
+    above: float = 0.5
+    items: list[int] = field(default_factory=list)  # defaults with calls work too
+
+
+def test_comments_at_a_fields_declaration_are_its_description() -> None:
+    assert _source_comments(_Commented, "x.") == {
+        "x.trailing": "the comment on the field's own line",
+        "x.above": "A comment block right above a field describes that field.",
+        "x.items": "defaults with calls work too"}

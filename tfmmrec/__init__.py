@@ -35,7 +35,7 @@ from tfmmrec.fusion.concat import ConcatFusion  # noqa: E402
 from tfmmrec.models.ranking import DeepFM  # noqa: E402
 from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
 from tfmmrec.models.towers import ItemTower, QueryTower  # noqa: E402
-from tfmmrec.pipeline import RunResult, run  # noqa: E402
+from tfmmrec.pipeline import RunResult, TuneResult, evaluate_run, run, tune  # noqa: E402
 from tfmmrec.train.finetune import FineTuneRetrieval  # noqa: E402
 from tfmmrec.train.pretrain import add_aligned_modality, align_modalities  # noqa: E402
 
@@ -49,4 +49,5 @@ __all__ = [
     "SplitConfig", "TwoTowerRetrieval", "auc", "download_movielens_100k", "encode_catalog", "evaluate_retrieval",
     "import_mmrec", "import_movielens_100k", "import_movielens_csv", "load_dataset", "load_encoder", "rmse", "run",
     "split_interactions", "write_demo_catalog",
+    "TuneResult", "evaluate_run", "tune",
 ]

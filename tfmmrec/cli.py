@@ -3,9 +3,16 @@
   tfmmrec demo                        write the demo catalog, train, evaluate, export, print a table
   tfmmrec data demo --out DIR         write the demo catalog only
   tfmmrec data import KIND SRC --out DIR   movielens-100k | movielens | mmrec -> standard layout
-  tfmmrec train DATASET_DIR [--out RUN_DIR]
-  tfmmrec encode DATASET_DIR [--encoder KIND=NAME]   bring the embedding store up to date (incremental)
-  tfmmrec pretrain DATASET_DIR                       align the modalities (InfoNCE) on the whole catalog
+  tfmmrec train DATASET_DIR [--out RUN_DIR]    also writes TensorBoard logs and weights into RUN_DIR
+  tfmmrec encode DATASET_DIR                  bring the embedding store up to date (incremental, resumable)
+  tfmmrec pretrain DATASET_DIR                align the modalities (InfoNCE) on the whole catalog
+  tfmmrec evaluate RUN_DIR                    re-evaluate a trained run from its weights
+  tfmmrec export RUN_DIR                      export a trained run's SavedModels again (new version)
+  tfmmrec tune DATASET_DIR --out DIR          keras-tuner search over tune.space; DIR/best.yaml
+  tfmmrec config [--defaults | --markdown]    the effective config (commented YAML) or docs/config.md
+
+Every command takes ``--config FILE`` and ``--set key=value`` (docs/config.md lists the keys);
+a wrong key or type stops with its dotted path and exit code 2.
 """
 from __future__ import annotations
 
@@ -19,10 +26,14 @@ from typing import Any
 DEMO_SIZES = {"default": (2000, 1500, 60000), "small": (300, 200, 6000)}
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="run config YAML (see tfmmrec.config.RunConfig)")
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="run config YAML (keys and defaults: docs/config.md)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set retrieval.epochs=5 (repeatable)")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    _add_config_options(p)
     p.add_argument("--export-dir", type=Path, help="base directory of the SavedModels")
     p.add_argument("--no-export", action="store_true", help="skip writing SavedModels")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -45,11 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     d_demo.add_argument("--out", type=Path, required=True)
     d_demo.add_argument("--size", choices=sorted(DEMO_SIZES), default="default")
     d_demo.add_argument("--seed", type=int, default=0)
+    _add_config_options(d_demo)
     d_imp = data_sub.add_parser("import", help="convert a public dataset to the standard layout")
     d_imp.add_argument("kind", choices=["movielens-100k", "movielens", "mmrec"])
     d_imp.add_argument("source", nargs="?", type=Path,
                        help="zip/dir (movielens-100k: omitted = download), ratings dir, or MMRec dir")
     d_imp.add_argument("--out", type=Path, required=True)
+    _add_config_options(d_imp)
 
     train = sub.add_parser("train", help="train and evaluate on a dataset in the standard layout")
     train.add_argument("dataset", type=Path)
@@ -58,9 +71,23 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--drop-unknown", action="store_true",
                        help="drop (and count) interactions with unknown item/user ids instead of stopping")
     _add_run_options(train)
+    _add_evaluate_parser(sub)
+    _add_tune_parser(sub)
+    _add_config_parser(sub)
+    _add_export_parser(sub)
     _add_encode_parser(sub)
     _add_pretrain_parser(sub)
     return parser
+
+
+def _add_export_parser(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a trained run's SavedModels again (new version) from its weights")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--export-dir", type=Path, help="base directory of the SavedModels (default: RUN_DIR/saved_models)")
+    p.add_argument("--dataset", type=Path, help="dataset directory (default: the one the run was trained on)")
+    p.add_argument("--config", type=Path, help="config YAML (default: RUN_DIR/config.yaml); model keys must match")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set export_top_k=50 (repeatable)")
 
 
 def _add_encoder_options(p: argparse.ArgumentParser) -> None:
@@ -70,6 +97,7 @@ def _add_encoder_options(p: argparse.ArgumentParser) -> None:
                         "--encoder audio=yamnet@/models/yamnet (see tfmmrec.encoders.registry.ENCODERS)")
     p.add_argument("--cache", type=Path, help="embedding store directory (default DATASET_DIR/.tfmmrec_cache)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_config_options(p)
 
 
 def _encoders_arg(values: list[str]) -> dict[str, str]:
@@ -95,7 +123,8 @@ def _add_encode_parser(sub: Any) -> None:
 def _cmd_encode(args: argparse.Namespace) -> int:
     from tfmmrec.encoders.encode import encode_dataset
 
-    plans = encode_dataset(args.dataset, encoders=_encoders_arg(args.encoders), cache_dir=args.cache,
+    encoders = {**_config(args).encoders, **_encoders_arg(args.encoders)}
+    plans = encode_dataset(args.dataset, encoders=encoders, cache_dir=args.cache,
                            batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.quiet)
     for p in plans:
         items = sum(bool(k) for k in p.keys)
@@ -108,17 +137,14 @@ def _add_pretrain_parser(sub: Any) -> None:
     p = sub.add_parser("pretrain", help="contrastive (InfoNCE) alignment of every item's modalities; "
                                         "train with --set pretrain.enabled=true to use it")
     _add_encoder_options(p)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a pretrain setting, e.g. --set epochs=20 (see tfmmrec.config.PretrainConfig)")
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from tfmmrec.config import RunConfig
     from tfmmrec.train.pretrain import pretrain_dataset
 
-    cfg = RunConfig().with_overrides([f"pretrain.{o}" for o in args.overrides]).pretrain
-    result = pretrain_dataset(args.dataset, cfg, encoders=_encoders_arg(args.encoders), cache_dir=args.cache,
-                              verbose=not args.quiet)
+    cfg = _config(args)  # pretrain.* keys, e.g. --set pretrain.epochs=20
+    result = pretrain_dataset(args.dataset, cfg.pretrain, encoders={**cfg.encoders, **_encoders_arg(args.encoders)},
+                              cache_dir=args.cache, verbose=not args.quiet)
     print(f"aligned {int(result.mask.sum())}/{len(result.mask)} items into {result.embeddings.shape[1]} dimensions")
     for pair, after in result.match_after.items():
         before = result.match_before.get(pair)
@@ -127,10 +153,41 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace) -> Any:
-    from tfmmrec.config import RunConfig
+def _add_evaluate_parser(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="re-evaluate trained runs from their run directories (no retraining)")
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                   help="a directory written by `tfmmrec train` (config.yaml, run.json, weights/)")
+    p.add_argument("--dataset", type=Path, help="dataset directory (default: the one the run was trained on)")
+    p.add_argument("--config", type=Path, help="config YAML (default: RUN_DIR/config.yaml); model keys must match")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set 'ks=[5, 10]' (repeatable)")
 
-    cfg = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+
+def _add_tune_parser(sub: Any) -> None:
+    p = sub.add_parser("tune", help="keras-tuner search over the config keys in tune.space (resumable)")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--out", type=Path, help="output directory: best.yaml, trials.json, tuner state "
+                                            "(default: runs/<dataset name>-tune); rerun to resume")
+    p.add_argument("--overwrite", action="store_true", help="start the search afresh instead of resuming")
+    _add_config_options(p)
+    p.add_argument("--quiet", action="store_true", help="no per-trial output")
+
+
+def _add_config_parser(sub: Any) -> None:
+    p = sub.add_parser("config", help="print the effective config as commented YAML (or the docs table)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--defaults", action="store_true", help="the defaults, ignoring --config/--set")
+    group.add_argument("--markdown", action="store_true", help="the table of docs/config.md")
+    _add_config_options(p)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from tfmmrec.config import ConfigError, RunConfig
+
+    try:
+        cfg = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+    except ConfigError as err:
+        raise ConfigError(f"{args.config}: {err}") from None
     if getattr(args, "drop_unknown", False):
         cfg.on_unknown_items = "drop"
     return cfg.with_overrides(args.overrides)
@@ -187,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _dispatch(args)
-    except (DatasetError, ConfigError, FileExistsError) as err:
+    except (DatasetError, ConfigError, FileExistsError, FileNotFoundError) as err:
         print(f"tfmmrec: error: {err}", file=sys.stderr)
         return 2
 
@@ -196,8 +253,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     from tfmmrec.pipeline import run, write_json
 
     verbose = 0 if getattr(args, "quiet", False) else 2
-    if args.command in ("encode", "pretrain"):
-        return _cmd_encode(args) if args.command == "encode" else _cmd_pretrain(args)
+    if args.command in _COMMANDS:
+        return _COMMANDS[args.command](args)
+    if getattr(args, "config", None) or getattr(args, "overrides", None):
+        _config(args)  # every command validates its config, even where no key applies (data)
     if args.command == "data" and args.data_command == "demo":
         print(f"wrote the demo catalog to {_write_demo(args.out, args.size, args.seed)}")
         return 0
@@ -208,6 +267,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tfmmrec.data.manifest import Manifest
 
         run_dir = args.out or Path("runs") / Manifest.load(args.dataset).name
+        _print_tensorboard_hint(cfg, run_dir)
         export_dir = None if args.no_export else (args.export_dir or (run_dir / "saved_models" if args.out
                                                                       else Path("saved_models")))
         result = run(args.dataset, run_dir, cfg, export_dir=export_dir, verbose=verbose)
@@ -223,6 +283,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     print(f"[demo] writing the demo catalog ({args.size}) to {data_dir}", flush=True)
     _write_demo(data_dir, args.size, args.seed)
     export_dir = None if args.no_export else (args.export_dir or Path("saved_models"))
+    _print_tensorboard_hint(cfg, args.workdir)
     result = run(data_dir, args.workdir, cfg, export_dir=export_dir, verbose=verbose)
     table = demo_table(result.metrics)
     result.metrics["table"] = table
@@ -252,6 +313,82 @@ def _import(args: argparse.Namespace) -> int:
         out = import_mmrec(args.source, args.out)
     print(f"wrote {args.kind} in the standard layout to {out}")
     return 0
+
+
+def _print_tensorboard_hint(cfg: Any, run_dir: Path) -> None:
+    from tfmmrec.pipeline import tensorboard_dir
+
+    if cfg.tensorboard.enabled:
+        print(f"[tensorboard] logs in {tensorboard_dir(cfg, run_dir)}; to watch: "
+              f"tensorboard --logdir {tensorboard_dir(cfg, run_dir)}", flush=True)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from tfmmrec.pipeline import evaluate_run
+
+    for run_dir in args.run_dirs:
+        cfg = _run_config(args, run_dir)
+        metrics = evaluate_run(run_dir, cfg, dataset_dir=args.dataset)
+        print(f"{run_dir}:\n" + demo_table(metrics))
+        print(f"metrics written to {run_dir / 'evaluation.json'}")
+    return 0
+
+
+def _run_config(args: argparse.Namespace, run_dir: Path) -> Any:
+    """The config of a command on a trained run: RUN_DIR/config.yaml (or --config) with --set applied."""
+    from tfmmrec.config import ConfigError, RunConfig
+
+    path = args.config or run_dir / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a run directory (written by `tfmmrec train`)")
+    try:
+        cfg = RunConfig.from_yaml(path)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return cfg.with_overrides(args.overrides)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tfmmrec.pipeline import export_run
+
+    cfg = _run_config(args, args.run_dir)
+    exports = export_run(args.run_dir, args.export_dir or args.run_dir / "saved_models", cfg, dataset_dir=args.dataset)
+    for kind, path in exports.items():
+        print(f"exported {kind}: {path}")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from tfmmrec.data.manifest import Manifest
+    from tfmmrec.pipeline import tune
+
+    cfg = _config(args)
+    out = args.out or Path("runs") / f"{Manifest.load(args.dataset).name}-tune"
+    result = tune(args.dataset, out, cfg, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
+    print(f"\n{'trial':>5} | {result.objective:>14} | values")
+    for t in result.trials:
+        print(f"{t['trial_id']:>5} | {t['objective']:14.4f} | {t['values']}")
+    best = max(result.trials, key=lambda t: t["objective"] * (-1 if result.objective == "val_rmse" else 1))
+    print(f"best: trial {best['trial_id']} ({result.objective} {best['objective']:.4f}); config written to "
+          f"{result.best_path}\ntrain it: tfmmrec train {args.dataset} --config {result.best_path}\n"
+          f"HParams dashboard: tensorboard --logdir {result.directory / 'hparams'}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from tfmmrec.config import RunConfig
+    from tfmmrec.config_docs import commented_yaml, markdown
+
+    if args.markdown:
+        print(markdown(), end="")
+    else:
+        print(commented_yaml(RunConfig() if args.defaults else _config(args)), end="")
+    return 0
+
+
+# Subcommands with their own handler; other branches add theirs here (e.g. "encode", "export").
+_COMMANDS = {"evaluate": _cmd_evaluate, "tune": _cmd_tune, "config": _cmd_config, "export": _cmd_export,
+             "encode": _cmd_encode, "pretrain": _cmd_pretrain}
 
 
 if __name__ == "__main__":

@@ -84,6 +84,46 @@ class PretrainConfig:
 
 
 @dataclass
+class TrainingConfig:
+    """What a run keeps besides its metrics. Saved weights let ``tfmmrec evaluate RUN_DIR``
+    re-evaluate a run later (e.g. with other ``ks``) without retraining."""
+
+    save_weights: bool = True
+
+
+@dataclass
+class TensorBoardConfig:
+    """TensorBoard logs of a run, under ``RUN_DIR/<log_dir>/<model>`` (see ``tfmmrec.train.tensorboard``)."""
+
+    enabled: bool = True
+    log_dir: str = "tensorboard"
+    histograms: bool = True
+    projector: bool = True
+    projector_max_items: int = 2000
+    sprite_size: int = 32
+    metadata_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TuneConfig:
+    """keras-tuner search (``tfmmrec tune``); ``space`` maps a config key to the values to try."""
+
+    task: str = "retrieval"
+    variant: str = "multimodal"
+    algorithm: str = "random"
+    max_trials: int = 8
+    objective_k: int = 20
+    epochs: int | None = None
+    directory: str = "tune"
+    space: dict[str, list[Any]] = field(default_factory=lambda: {
+        "retrieval.learning_rate": [0.001, 0.005, 0.02],
+        "retrieval.temperature": [0.05, 0.1, 0.2, 0.5],
+        "retrieval.embedding_dim": [32, 64, 128],
+        "retrieval.id_dropout": [0.0, 0.3, 0.5],
+    })
+
+
+@dataclass
 class RunConfig:
     """A whole run: data split, encoders, models, evaluation and export."""
 
@@ -98,6 +138,10 @@ class RunConfig:
     on_unknown_items: str = "error"
     seed: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    distribute: str = "auto"
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,8 +173,20 @@ class RunConfig:
                 if not isinstance(node.get(part), dict):
                     raise ConfigError(f"{key}: {part!r} is not a section")
                 node = node[part]
-            node[parts[-1]] = yaml.safe_load(value)
+            node[parts[-1]] = _override_value(value)
         return RunConfig.from_dict(raw)
+
+
+def _override_value(text: str) -> Any:
+    """A ``--set`` value parsed as YAML, except that ``1e-5`` is a number (YAML 1.1 reads
+    exponents without a dot as strings, a surprise on a command line)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
+        except ValueError:
+            return value
+    return value
 
 
 def _build(cls: type, raw: Any, path: str) -> Any:

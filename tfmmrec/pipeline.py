@@ -26,6 +26,7 @@ from tfmmrec.models.features import build_item_features
 from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
 from tfmmrec.train.pretrain import add_aligned_modality
+from tfmmrec.train.tensorboard import tensorboard_callbacks, write_projector
 
 
 @dataclass
@@ -92,10 +93,10 @@ def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mod
 
 
 def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mode: str, has_content: bool,
-                   verbose: int) -> tuple[Any, dict[str, float]]:
+                   verbose: int, callbacks: list[Any] | None = None) -> tuple[Any, dict[str, float]]:
     _log(f"[train] ranking (DeepFM on {mode} feedback)")
     ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
-    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose)
+    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose, callbacks=callbacks)
     inputs, labels, warm = ranking_eval_set(data, "test", cfg.ranking.negatives, cfg.seed, explicit=mode != "implicit")
     preds = ranker.predict(inputs, batch_size=8192, verbose=0)
     return ranker, ranking_metrics(labels, preds, warm, mode)
@@ -169,20 +170,276 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     for variant, use_content in variants:
         _log(f"[train] retrieval, {variant}")
         model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=use_content)
-        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose)
+        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
+                        callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data))
         metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
         retrieval_models[variant] = model
+        save_run_weights(cfg, run_dir, variant, model)
 
     result = RunResult(metrics, run_dir=run_dir, models=dict(retrieval_models), data=data, item_ids=ds.item_ids)
     rank_data = None
     if cfg.train_ranking:
         # Retrieval learns from positives only; ranking with 0/1 labels also learns from the 0s.
         rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
-        result.models["ranking"], metrics["ranking"] = _train_ranking(features, rank_data, cfg, mode, has_content,
-                                                                      verbose)
+        result.models["ranking"], metrics["ranking"] = _train_ranking(
+            features, rank_data, cfg, mode, has_content, verbose, run_callbacks(cfg, run_dir, "ranking"))
+        save_run_weights(cfg, run_dir, "ranking", result.models["ranking"])
     if export_dir is not None:
         _export(result, ds.manifest.name, export_dir, cfg, mode, rank_data)
     metrics["exports"] = {k: str(v) for k, v in result.exports.items()}
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     write_json(run_dir / "metrics.json", metrics)
+    write_run_state(run_dir, dataset_dir if dataset is None else dataset.root, list(retrieval_models),
+                    "ranking" in result.models)
     return result
+
+
+# --- run directory: TensorBoard, saved weights, re-evaluation (``tfmmrec evaluate RUN_DIR``) ---------
+
+RUN_STATE = "run.json"
+
+
+def tensorboard_dir(cfg: RunConfig, run_dir: str | Path) -> Path:
+    """Where a run's TensorBoard logs go (``tensorboard --logdir`` this)."""
+    return Path(run_dir) / cfg.tensorboard.log_dir
+
+
+def run_callbacks(cfg: RunConfig, run_dir: str | Path, name: str, model: Any = None, ds: Dataset | None = None,
+                  data: EncodedInteractions | None = None) -> list[Any]:
+    """TensorBoard callbacks of one model of a run; with ``model``/``ds``/``data`` (retrieval)
+    also the embedding projector of its item embeddings."""
+    tb = cfg.tensorboard
+    if not tb.enabled:
+        return []
+    log_dir = tensorboard_dir(cfg, run_dir) / name
+    write = None
+    if tb.projector and model is not None and ds is not None and data is not None:
+        def write() -> None:
+            _, item_emb = embed_all(model, data)
+            metadata, images = projector_metadata(ds, tb.metadata_columns, tb.projector_max_items)
+            write_projector(log_dir, item_emb[:len(metadata)], metadata, images, tb.sprite_size)
+    # Fusion weights are averaged over (at most 2048 of) the catalog's items.
+    probe = np.arange(1, min(ds.num_items, 2048) + 1, dtype=np.int32) if ds is not None else None
+    return tensorboard_callbacks(log_dir, histograms=tb.histograms, projector=write, probe_items=probe)
+
+
+def projector_metadata(ds: Dataset, columns: list[str], max_items: int) -> tuple[Any, list[Path | None] | None]:
+    """The first ``max_items`` items' metadata (default: id, first text column, categorical
+    columns) and image paths (first image modality; None where an item has no image)."""
+    if not columns:
+        texts = [c for spec in ds.manifest.modalities.values() if spec.kind == "text" for c in spec.columns[:1]]
+        columns = ["item_id", *texts[:1], *ds.manifest.categorical]
+    missing = [c for c in columns if c not in ds.items.columns]
+    if missing:
+        from tfmmrec.config import ConfigError
+
+        raise ConfigError(f"tensorboard.metadata_columns: {missing} not in the items table "
+                          f"(columns: {list(ds.items.columns)})")
+    items = ds.items.iloc[:max_items]
+    images = None
+    image_specs = [spec for spec in ds.manifest.modalities.values() if spec.kind == "image"]
+    if image_specs:
+        paths = items[image_specs[0].column].fillna("").astype(str)
+        images = [ds.root / p if p else None for p in paths]
+    return items[columns].reset_index(drop=True), images
+
+
+def save_run_weights(cfg: RunConfig, run_dir: str | Path, name: str, model: Any) -> None:
+    """``RUN_DIR/weights/NAME/ckpt`` (TensorFlow checkpoint format: subclassed models)."""
+    if cfg.training.save_weights:
+        model.save_weights(str(Path(run_dir) / "weights" / name / "ckpt"))
+
+
+def write_run_state(run_dir: str | Path, dataset_dir: str | Path, retrieval: list[str], ranking: bool) -> None:
+    """What ``evaluate_run`` needs besides ``config.yaml`` and the weights."""
+    write_json(Path(run_dir) / RUN_STATE, {"dataset_dir": str(Path(dataset_dir).resolve()),
+                                           "retrieval": retrieval, "ranking": ranking})
+
+
+@dataclass
+class PreparedData:
+    """A dataset loaded, split, encoded and turned into model inputs, as ``run`` does it."""
+
+    dataset: Dataset
+    data: EncodedInteractions        # retrieval (positives)
+    rank_data: EncodedInteractions   # ranking (with 0/1 labels where the log has them)
+    features: Any                    # models.features.ItemFeatures
+    mode: str                        # rating | label | implicit
+    has_content: bool
+
+
+def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | None = None,
+                 verbose: int = 0) -> PreparedData:
+    """Load -> split -> encode -> features with ``cfg``: the same steps, seeds and encoder store
+    as ``run``, so a re-evaluation or a tuning trial sees exactly the run's data."""
+    ds = dataset or load_dataset(dataset_dir, on_unknown_items=cfg.on_unknown_items)  # type: ignore[arg-type]
+    s = cfg.split
+    inter = split_interactions(ds.interactions, s.strategy, valid_frac=s.valid_frac, test_frac=s.test_frac,  # type: ignore[arg-type]
+                               cold_item_frac=s.cold_item_frac, seed=s.seed)
+    target = "rating" if "rating" in inter.columns else ("label" if "label" in inter.columns else None)
+    mode = target or "implicit"
+    positives = inter[inter["label"] > 0] if mode == "label" else inter
+    data = encode_interactions(positives, ds.num_items, target)
+    rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
+    content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0) if ds.manifest.modalities else None
+    features = build_item_features(ds, content, data.train_item_rows)
+    has_content = bool(features.content) or features.categorical.shape[1] > 0 or features.numeric.shape[1] > 0
+    return PreparedData(ds, data, rank_data, features, mode, has_content)
+
+
+def _restore(model: Any, weights: Path, build: Any) -> None:
+    """Load ``weights`` into ``model`` and check that every variable of the model got a value."""
+    if not Path(str(weights) + ".index").is_file():
+        raise FileNotFoundError(f"{weights}.index: no saved weights (was the run trained with "
+                                "training.save_weights=false?)")
+    status = model.load_weights(str(weights))
+    build()  # creates the variables, which the checkpoint restores on creation
+    status.assert_existing_objects_matched().expect_partial()  # the optimizer state is not needed
+
+
+def load_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_dir: str | Path | None = None,
+             verbose: int = 0) -> tuple[RunResult, PreparedData]:
+    """A trained run back from its directory (``config.yaml``, ``run.json``, ``weights/``): the
+    data prepared as in training and the models with their saved weights, as a ``RunResult``
+    (``metrics`` empty). ``config``: defaults to the run's own; its model keys must match the weights."""
+    run_dir = Path(run_dir)
+    state_path = run_dir / RUN_STATE
+    if not state_path.is_file():
+        raise FileNotFoundError(f"{state_path}: not a run directory (written by `tfmmrec train` / tfmmrec.run)")
+    state = json.loads(state_path.read_text())
+    cfg = config or RunConfig.from_yaml(run_dir / "config.yaml")
+    prep = prepare_data(dataset_dir or state["dataset_dir"], cfg, verbose=verbose)
+    data, features = prep.data, prep.features
+    result = RunResult({}, run_dir=run_dir, data=data, item_ids=prep.dataset.item_ids)
+    for variant in state["retrieval"]:
+        model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=variant != "id_only")
+        one = np.ones(1, np.int32)
+        _restore(model, run_dir / "weights" / variant / "ckpt",
+                 lambda m=model, one=one: (m.query_tower(one), m.item_tower(one)))
+        result.models[variant] = model
+    if state["ranking"]:
+        ranker = build_ranking(features, prep.rank_data.num_users, cfg.ranking, use_content=prep.has_content)
+        probe = {"user": np.ones(2, np.int32), "item": np.ones(2, np.int32)}
+        _restore(ranker, run_dir / "weights" / "ranking" / "ckpt", lambda: ranker(probe))
+        result.models["ranking"] = ranker
+    return result, prep
+
+
+def evaluate_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_dir: str | Path | None = None,
+                 verbose: int = 0) -> dict[str, Any]:
+    """Re-evaluate a trained run from its directory, without retraining; writes and returns
+    ``RUN_DIR/evaluation.json`` (same layout as the retrieval/ranking parts of ``metrics.json``).
+
+    Args:
+      config: defaults to the run's ``config.yaml``; change only evaluation keys (``ks``, ...):
+        the model keys must match the saved weights.
+      dataset_dir: defaults to the dataset the run was trained on (``run.json``).
+    """
+    cfg = config or RunConfig.from_yaml(Path(run_dir) / "config.yaml")
+    loaded, prep = load_run(run_dir, cfg, dataset_dir=dataset_dir, verbose=verbose)
+    metrics: dict[str, Any] = {"dataset": prep.dataset.manifest.name, "run_dir": str(run_dir), "retrieval": {}}
+    for variant, model in loaded.models.items():
+        if variant != "ranking":
+            metrics["retrieval"][variant] = retrieval_metrics(model, prep.data, cfg.ks)
+    if "ranking" in loaded.models:
+        rd = prep.rank_data
+        inputs, labels, warm = ranking_eval_set(rd, "test", cfg.ranking.negatives, cfg.seed,
+                                                explicit=prep.mode != "implicit")
+        preds = loaded.models["ranking"].predict(inputs, batch_size=8192, verbose=0)
+        metrics["ranking"] = ranking_metrics(labels, preds, warm, prep.mode)
+    write_json(Path(run_dir) / "evaluation.json", metrics)
+    return metrics
+
+
+def export_run(run_dir: str | Path, export_dir: str | Path, config: RunConfig | None = None, *,
+               dataset_dir: str | Path | None = None) -> dict[str, Path]:
+    """Export a trained run's models again (a new version under ``export_dir/NAME/``) from its
+    saved weights, e.g. with another ``export_top_k``, without retraining."""
+    cfg = config or RunConfig.from_yaml(Path(run_dir) / "config.yaml")
+    loaded, prep = load_run(run_dir, cfg, dataset_dir=dataset_dir)
+    rank_data = prep.rank_data if "ranking" in loaded.models else None
+    _export(loaded, prep.dataset.manifest.name, export_dir, cfg, prep.mode, rank_data)
+    return loaded.exports
+
+
+@dataclass
+class TuneResult:
+    """A finished (or resumed) search: every completed trial in order, and the best config."""
+
+    trials: list[dict[str, Any]]
+    best_config: RunConfig
+    best_path: Path
+    objective: str
+    directory: Path
+
+
+def validation_retrieval_metrics(model: Any, data: EncodedInteractions, k: int) -> dict[str, float]:
+    """Recall/NDCG@k on the validation split over the full catalog, training items excluded."""
+    user_emb, item_emb = embed_all(model, data)
+    known = data.valid.user > 0
+    res = evaluate_retrieval(user_emb, item_emb, (data.valid.user[known], data.valid.item[known] - 1),
+                             (data.train.user, data.train.item - 1), ks=(k,))["all"]
+    return {f"val_recall@{k}": res[f"recall@{k}"], f"val_ndcg@{k}": res[f"ndcg@{k}"]}
+
+
+def tune(dataset_dir: str | Path, out_dir: str | Path, config: RunConfig | None = None, *,
+         dataset: Dataset | None = None, overwrite: bool = False, verbose: int = 0) -> TuneResult:
+    """Search ``config.tune.space`` with keras-tuner (``tfmmrec.train.tune.ConfigTuner``).
+
+    The objective is the validation split's Recall@``tune.objective_k`` (retrieval) or AUC
+    (ranking; -RMSE for ratings), never the test split. The tuner's state lives in
+    ``OUT_DIR/<tune.directory>``: calling again with the same directory resumes the search.
+    Writes ``OUT_DIR/best.yaml`` (train it with ``tfmmrec train --config``) and
+    ``OUT_DIR/trials.json``; HParams logs in ``OUT_DIR/<tune.directory>/hparams``.
+    """
+    from tfmmrec.config import ConfigError
+    from tfmmrec.evaluate.ranking import auc as auc_score
+    from tfmmrec.evaluate.ranking import rmse as rmse_score
+    from tfmmrec.train.tune import ConfigTuner
+
+    cfg = config or RunConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepare_data(dataset_dir, cfg, dataset=dataset, verbose=verbose)
+    task, k = cfg.tune.task, cfg.tune.objective_k
+    if task not in ("retrieval", "ranking"):
+        raise ConfigError(f"tune.task: {task!r} is not one of ['ranking', 'retrieval']")
+    if task == "retrieval":
+        if cfg.tune.variant not in ("multimodal", "id_only"):
+            raise ConfigError(f"tune.variant: {cfg.tune.variant!r} is not one of ['id_only', 'multimodal']")
+        use_content = cfg.tune.variant == "multimodal" and prep.has_content
+        objective, direction = f"val_recall@{k}", "max"
+
+        def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
+            tf.keras.utils.set_random_seed(trial_cfg.seed)
+            model = build_retrieval(prep.features, prep.data.num_users, trial_cfg.retrieval, use_content=use_content)
+            train_retrieval(model, prep.data, trial_cfg.retrieval, seed=trial_cfg.seed, verbose=0)
+            return validation_retrieval_metrics(model, prep.data, k)
+    else:
+        rd, explicit = prep.rank_data, prep.mode != "implicit"
+        objective, direction = ("val_rmse", "min") if prep.mode == "rating" else ("val_auc", "max")
+
+        def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
+            tf.keras.utils.set_random_seed(trial_cfg.seed)
+            ranker = build_ranking(prep.features, rd.num_users, trial_cfg.ranking, use_content=prep.has_content)
+            train_ranking(ranker, rd, trial_cfg.ranking, mode=prep.mode, seed=trial_cfg.seed, verbose=0)
+            inputs, labels, _ = ranking_eval_set(rd, "valid", trial_cfg.ranking.negatives, trial_cfg.seed, explicit)
+            preds = ranker.predict(inputs, batch_size=8192, verbose=0)
+            return {objective: (rmse_score if prep.mode == "rating" else auc_score)(labels, preds)}
+
+    if not len(prep.data.valid):
+        raise ConfigError("tune: the split has no validation interactions (split.valid_frac); "
+                          "tuning on the test split would overfit it")
+    directory = Path(cfg.tune.directory) if Path(cfg.tune.directory).is_absolute() else out_dir / cfg.tune.directory
+    tuner = ConfigTuner(cfg, trial_fn, directory, objective=objective, direction=direction, overwrite=overwrite)
+    _log(f"[tune] {task}: {cfg.tune.algorithm} search over {sorted(cfg.tune.space)}, objective {objective} "
+         f"({direction}), up to {cfg.tune.max_trials} trials; state in {directory}")
+    tuner.search(verbose=verbose)
+    for trial_id, message in tuner.failed_trials():
+        _log(f"[tune] trial {trial_id} failed:\n{message}")
+    trials = tuner.trials()
+    best = tuner.best_config()
+    best_path = out_dir / "best.yaml"
+    best.to_yaml(best_path)
+    (out_dir / "trials.json").write_text(json.dumps(_json_safe(trials), indent=2))
+    return TuneResult(trials, best, best_path, objective, directory)

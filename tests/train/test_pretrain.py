@@ -58,7 +58,8 @@ def test_alignment_makes_an_items_modalities_find_each_other() -> None:
 def test_pretrain_command_caches_the_aligned_modality_that_train_picks_up(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture) -> None:
     data = write_demo_catalog(tmp_path / "data", n_items=120, n_users=50, n_interactions=800, seed=5)
-    assert main(["pretrain", str(data), "--quiet", "--set", "epochs=5", "--set", "batch_size=64"]) == 0
+    assert main(["pretrain", str(data), "--quiet",
+                 "--set", "pretrain.epochs=5", "--set", "pretrain.batch_size=64"]) == 0
     out = capsys.readouterr().out
     assert "aligned 120/120 items" in out and "nearest image is its own" in out
     cached = list((data / ".tfmmrec_cache" / ALIGNED).glob("*.npz"))

@@ -57,7 +57,8 @@ def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *,
 
 
 def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, *, mode: str,
-                  seed: int = 0, verbose: int = 2) -> keras.callbacks.History:
+                  seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None
+                  ) -> keras.callbacks.History:
     """``mode``: ``rating`` (MSE on ratings), ``label`` (BCE on given 0/1 labels) or ``implicit``
     (BCE on positives and sampled negatives)."""
     tf.random.set_seed(seed)
@@ -69,7 +70,7 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
         metrics = [keras.metrics.AUC(from_logits=True, name="auc")]
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
     ds = ranking_dataset(data, cfg.batch_size, cfg.negatives, seed, explicit=mode != "implicit")
-    validation, callbacks = None, []
+    validation, callbacks = None, list(callbacks or [])
     if len(data.valid):
         # Stop when the validation metric stops improving and keep the best epoch: ratings overfit
         # within a few epochs, implicit feedback with fresh negatives every epoch much later.
