@@ -72,15 +72,15 @@ class PretrainConfig:
     per-modality embeddings. The rest shapes the small projection heads trained with a
     CLIP-style InfoNCE loss over the frozen embeddings of all catalog items."""
 
-    enabled: bool = False
-    only_aligned: bool = False
-    dim: int = 64
-    hidden: int = 128
-    temperature: float = 0.1
-    epochs: int = 40
-    batch_size: int = 256
-    learning_rate: float = 0.002
-    seed: int = 0
+    enabled: bool = False  # add the aligned joint embedding as one more content modality, "aligned"
+    only_aligned: bool = False  # give the models the aligned embedding instead of the per-modality ones
+    dim: int = 64  # width of the aligned joint embedding
+    hidden: int = 128  # hidden units of each modality's projection head
+    temperature: float = 0.1  # InfoNCE softmax temperature
+    epochs: int = 40  # passes over the catalog
+    batch_size: int = 256  # items per contrastive batch (batch_size - 1 negatives each)
+    learning_rate: float = 0.002  # Adam learning rate of the projection heads
+    seed: int = 0  # initialisation and batch order of the alignment
 
 
 @dataclass

@@ -22,6 +22,7 @@ import yaml
 from tfmmrec.config import RunConfig
 
 DOCS: dict[str, str] = {
+    "pretrain": "Self-supervised cross-modal alignment (tfmmrec pretrain, tfmmrec.train.pretrain).",
     "split": "How interactions are split into train/valid/test (tfmmrec.data.splits).",
     "split.strategy": "auto | predefined | random | temporal | cold_start; auto = the dataset's own split "
                       "column when it has one, else random.",
