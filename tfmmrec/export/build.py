@@ -80,7 +80,8 @@ def retrieval_warmup(name: str, serving: RetrievalServing, user_ids: np.ndarray,
         ("embed_query", {"user_id": users}),
     ]
     if serving.content is not None and dataset is not None:
-        requests.append(("embed_item_content", raw_content_inputs(dataset, np.arange(2), serving.content.input_names)))
+        names = [spec.name for spec in serving.content_input_specs]
+        requests.append(("embed_item_content", raw_content_inputs(dataset, np.arange(2), names)))
     return {WARMUP_FILE: warmup_records(name, requests)}
 
 

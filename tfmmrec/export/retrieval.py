@@ -130,6 +130,9 @@ class RetrievalServing(tf.Module):
             tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
             tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
             tf.TensorSpec([None], tf.int32, name="k")])
+        if content is not None:
+            self.embed_item_content = tf.function(lambda *args: self.content.embed(*args),
+                                                  input_signature=self.content_input_specs)
 
     def _history(self, recent: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         index = self.items.lookup(recent)
@@ -181,8 +184,14 @@ class RetrievalServing(tf.Module):
     def signatures(self) -> dict[str, Any]:
         out = {"serving_default": self.recommend, "embed_query": self.embed_query}
         if self.content is not None:
-            out["embed_item_content"] = self.content.embed
+            out["embed_item_content"] = self.embed_item_content
         return out
+
+    @property
+    def content_input_specs(self) -> list[tf.TensorSpec]:
+        """The ``embed_item_content`` inputs in call order (also for a content path restored from an export)."""
+        return list(self.content.embed.concrete_functions[0].structured_input_signature[0]) \
+            if not isinstance(self.content, ContentEncoder) else list(self.content.embed.input_signature)
 
 
 def export_retrieval(base: str | Path, name: str, serving: RetrievalServing, version: int | None = None,

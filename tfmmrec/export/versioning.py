@@ -26,6 +26,18 @@ def next_version(model_dir: Path) -> int:
     return versions[-1] + 1 if versions else 1
 
 
+def _remove_stale_tmp(model_dir: Path) -> None:
+    """Delete temporary directories left by exports whose process died (killed mid-save)."""
+    for path in model_dir.glob(".tmp-*-*"):
+        try:
+            pid = int(path.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
+
+
 def save_versioned(module: tf.Module, base: str | Path, name: str, signatures: dict[str, Any],
                    version: int | None = None, options: tf.saved_model.SaveOptions | None = None,
                    assets_extra: dict[str, bytes] | None = None) -> Path:
@@ -37,6 +49,7 @@ def save_versioned(module: tf.Module, base: str | Path, name: str, signatures: d
     """
     model_dir = Path(base) / name
     model_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(model_dir)
     version = version if version is not None else next_version(model_dir)
     final = model_dir / str(version)
     if final.exists():
