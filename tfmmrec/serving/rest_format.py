@@ -90,7 +90,7 @@ class SavedModelEndpoint:
         try:
             outputs = self.model.signatures[name](**feeds)
         except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as e:
-            raise RequestError(e.message.splitlines()[0] if e.message else str(e)) from None
+            raise RequestError(_op_error_message(e.message or str(e))) from None
         values = {k: _to_json(v.numpy(), k) for k, v in outputs.items()}
         if not row:
             return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
@@ -102,6 +102,14 @@ class SavedModelEndpoint:
         if len(values) == 1:
             return {"predictions": next(iter(values.values()))}
         return {"predictions": [{k: v[i] for k, v in values.items()} for i in range(n)]}
+
+
+def _op_error_message(message: str) -> str:
+    """The op's own message, without the graph-execution preamble and node traces around it."""
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[", "Op:__inference")
+    lines = [line.strip() for line in message.splitlines()]
+    kept = [line for line in lines if line and not line.startswith(noise)]
+    return " ".join(kept) or message
 
 
 def _parse_json(body: str | bytes) -> dict[str, Any]:
