@@ -205,7 +205,7 @@ def test_embed_query_and_item_content_equal_the_towers(contract) -> None:
 
 
 def test_ranking_score_and_explain(contract) -> None:
-    ranker, data, catalog, pick = contract["ranker"], contract["data"], contract["catalog"], contract["pick"]
+    ranker, pick = contract["ranker"], contract["pick"]
     expected = tf.sigmoid(ranker({"user": np.array([1, 0]), "item": np.array([pick[0] + 1, 1])})).numpy()
     np.testing.assert_allclose(contract["answers"][4]["ok"]["predictions"], expected, rtol=1e-5, atol=1e-6)
     explained = contract["answers"][5]["ok"]["outputs"]

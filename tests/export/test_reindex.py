@@ -77,6 +77,7 @@ def test_reindex_adds_new_items_from_content_and_drops_removed_ones(trained_run,
     assert fan_share > other_share, (fan_share, other_share)
     # A visitor we do not know, whose recent items are the best-matching user's history.
     best = fans[0]
-    history = pd.read_csv(root / "interactions.csv").query("user_id == @best").item_id.astype(str).tolist()
+    inter = pd.read_csv(root / "interactions.csv")
+    history = inter[inter.user_id == best].item_id.astype(str).tolist()
     out = results(["a-new-visitor"], [history])
     assert b"new-0001" in out[0]

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-from google.protobuf import wrappers_pb2  # noqa: F401  (registers wrappers.proto in the default pool)
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,  # noqa: F401  (registers wrappers.proto in the default pool)
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 from tfmmrec.export.tf_serving import models_config_text, read_warmup_records, write_serving_configs

@@ -50,7 +50,8 @@ class RetryPolicy:
             except ServingError as e:
                 if not e.retryable or attempt == self.attempts - 1:
                     if e.retryable:
-                        raise ServingError(f"{e} (gave up after {self.attempts} attempts)", e.status) from e
+                        raise ServingError(f"{e} (gave up after {self.attempts} attempts)", e.status,
+                                           retryable=True) from e
                     raise
                 sleep(min(self.backoff * 2 ** attempt, self.max_backoff))
         raise AssertionError("unreachable")
