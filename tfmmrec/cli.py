@@ -4,6 +4,8 @@
   tfmmrec data demo --out DIR         write the demo catalog only
   tfmmrec data import KIND SRC --out DIR   movielens-100k | movielens | mmrec -> standard layout
   tfmmrec train DATASET_DIR [--out RUN_DIR]
+  tfmmrec reindex DATASET_DIR --model-dir saved_models/NAME   new index version from a changed catalog
+  tfmmrec export BASE [--label NAME:LABEL=VERSION]   TF Serving models.config + batching.config
 """
 from __future__ import annotations
 
@@ -56,7 +58,56 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--drop-unknown", action="store_true",
                        help="drop (and count) interactions with unknown item/user ids instead of stopping")
     _add_run_options(train)
+    _add_reindex_parser(sub)
+    _add_export_parser(sub)
     return parser
+
+
+def _add_reindex_parser(sub: Any) -> None:
+    p = sub.add_parser("reindex", help="export a new retrieval version indexing a changed catalog, without retraining")
+    p.add_argument("dataset", type=Path, help="the catalog now (standard layout); its items are what gets indexed")
+    p.add_argument("--model-dir", type=Path, required=True,
+                   help="BASE/NAME of the retrieval export; its newest version is the starting point")
+    p.add_argument("--version", type=int, help="version number to write (default: newest + 1)")
+
+
+def _cmd_reindex(args: argparse.Namespace) -> int:
+    from tfmmrec.data.loader import load_dataset
+    from tfmmrec.export.reindex import reindex
+
+    dataset = load_dataset(args.dataset, on_unknown_items="drop")  # interactions play no part in an index
+    result = reindex(args.model_dir.parent, args.model_dir.name, dataset, version=args.version)
+    print(f"[reindex] {result.summary()}")
+    return 0
+
+
+def _add_export_parser(sub: Any) -> None:
+    p = sub.add_parser("export", help="write TF Serving's models.config and batching.config for exports in BASE")
+    p.add_argument("base", type=Path, help="directory holding NAME/VERSION SavedModels (e.g. saved_models)")
+    p.add_argument("--model", dest="models", action="append", default=[],
+                   help="model name to serve (repeatable; default: every NAME in BASE with a version)")
+    p.add_argument("--label", action="append", default=[], metavar="NAME:LABEL=VERSION",
+                   help="version label, e.g. demo_retrieval:canary=3 (default: stable = newest version)")
+    p.add_argument("--container-base", default="/models", help="where BASE is mounted in the server")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tfmmrec.export.tf_serving import write_serving_configs
+    from tfmmrec.export.versioning import existing_versions
+
+    names = args.models or sorted(p.name for p in args.base.iterdir() if existing_versions(p))
+    labels: dict[str, dict[str, int]] = {}
+    for spec in args.label:
+        try:
+            name, rest = spec.split(":", 1)
+            label, version = rest.split("=", 1)
+            labels.setdefault(name, {})[label] = int(version)
+        except ValueError:
+            print(f"tfmmrec: error: --label {spec!r} is not NAME:LABEL=VERSION", file=sys.stderr)
+            return 2
+    for path in write_serving_configs(args.base, names, container_base=args.container_base, labels=labels).values():
+        print(f"[export] wrote {path}")
+    return 0
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -119,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _dispatch(args)
-    except (DatasetError, ConfigError, FileExistsError) as err:
+    except (DatasetError, ConfigError, FileExistsError, FileNotFoundError) as err:
         print(f"tfmmrec: error: {err}", file=sys.stderr)
         return 2
 
@@ -128,6 +179,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     from tfmmrec.pipeline import run, write_json
 
     verbose = 0 if getattr(args, "quiet", False) else 2
+    if args.command in ("reindex", "export"):
+        return _cmd_reindex(args) if args.command == "reindex" else _cmd_export(args)
     if args.command == "data" and args.data_command == "demo":
         print(f"wrote the demo catalog to {_write_demo(args.out, args.size, args.seed)}")
         return 0
