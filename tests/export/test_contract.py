@@ -42,8 +42,35 @@ FRESH = textwrap.dedent("""
             answers.append({"ok": endpoints[model].predict(json.dumps(body))})
         except rest.RequestError as e:
             answers.append({"error": str(e)})
+    # Warm-up records, replayed the way TF Serving does when it loads a version.
+    from tensorflow_serving.apis import prediction_log_pb2
+    warmup = {}
+    for name, endpoint in endpoints.items():
+        warmup[name] = []
+        for record in tf.data.TFRecordDataset(f"{endpoint.path}/assets.extra/tf_serving_warmup_requests"):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            request = log.predict_log.request
+            feeds = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+            signature = endpoint.model.signatures[request.model_spec.signature_name]
+            for alias in signature.structured_input_signature[1]:
+                if alias not in feeds:  # TF Serving feeds the SignatureDef's defaults
+                    default = endpoint.signature_defs[request.model_spec.signature_name].defaults[alias]
+                    feeds[alias] = tf.constant(tf.make_ndarray(default))
+            outputs = signature(**feeds)
+            warmup[name].append([request.model_spec.name, request.model_spec.signature_name,
+                                 sorted(outputs)])
+    # What `saved_model_cli show --all` prints (the function behind that command).
+    import contextlib, io
+    from tensorflow.python.tools import saved_model_cli
+    shows = {}
+    for name, endpoint in endpoints.items():
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            saved_model_cli._show_all(str(endpoint.path))
+        shows[name] = buffer.getvalue()
     foreign = ("tfmmrec", "tensorflow_recommenders", "tf_keras", "tensorflow_hub", "tensorflow_text")
     print(json.dumps({"answers": answers, "metadata": {k: e.metadata() for k, e in endpoints.items()},
+                      "warmup": warmup, "saved_model_cli": shows,
                       "foreign_modules": sorted(m for m in sys.modules if m.split(".")[0] in foreign)}))
 """)
 
@@ -57,20 +84,17 @@ def wav_rate(path: Path) -> int:
 
 
 def run_fresh(models: dict[str, Path], requests: list, tmp_path: Path) -> tuple[dict, dict[str, str]]:
-    """One TF-only process answers every request; ``saved_model_cli`` runs beside it."""
+    """One TF-only process answers every request, replays the warm-up records and runs
+    ``saved_model_cli show --all``'s function on each export."""
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"rest_format": str(REST_FORMAT), "models": {k: str(v) for k, v in models.items()},
                                 "requests": requests}))
-    cli = Path(sys.executable).parent / "saved_model_cli"
-    shows = {name: subprocess.Popen([str(cli), "show", "--dir", str(path), "--all"], stdout=subprocess.PIPE,
-                                    stderr=subprocess.DEVNULL, text=True, env=env)
-             for name, path in models.items()}
     proc = subprocess.run([sys.executable, "-c", FRESH, str(spec)], capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    texts = {name: p.communicate(timeout=300)[0] for name, p in shows.items()}
-    return json.loads(proc.stdout.strip().splitlines()[-1]), texts
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out, out["saved_model_cli"]
 
 
 def cli_io(text: str) -> dict[tuple[str, str, str], tuple[str, str]]:
@@ -144,6 +168,14 @@ def contract(trained_run, tmp_path_factory):
 
 def test_exports_load_with_tensorflow_alone(contract) -> None:
     assert contract["out"]["foreign_modules"] == []
+
+
+def test_warmup_records_are_prediction_logs_the_exports_answer(contract) -> None:
+    warmup = contract["out"]["warmup"]
+    assert {sig for _, sig, _ in warmup["retrieval"]} == {"serving_default", "embed_query", "embed_item_content"}
+    assert {sig for _, sig, _ in warmup["ranking"]} == {"serving_default", "explain"}
+    assert {name for name, _, _ in warmup["retrieval"]} == {"demo_retrieval"}
+    assert all(outputs for _, _, outputs in warmup["retrieval"] + warmup["ranking"])
 
 
 def test_saved_model_cli_shows_the_documented_signatures(contract) -> None:

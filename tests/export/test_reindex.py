@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import tensorflow as tf
 
+from tfmmrec.cli import main
 from tfmmrec.data.loader import load_dataset
 from tfmmrec.export.build import export_retrieval_model
 from tfmmrec.export.reindex import reindex
+from tfmmrec.export.tf_serving import read_warmup_records
 
 
 def taste_match(users: pd.DataFrame, item: pd.Series) -> np.ndarray:
@@ -19,7 +22,7 @@ def taste_match(users: pd.DataFrame, item: pd.Series) -> np.ndarray:
             + users[f"tempo_{item.tempo_level}"]).to_numpy()
 
 
-def test_reindex_adds_new_items_from_content_and_drops_removed_ones(trained_run, tmp_path: Path) -> None:
+def test_reindex_adds_new_items_from_content_and_drops_removed_ones(trained_run, tmp_path: Path, capsys) -> None:
     data, model, ds = trained_run.data, trained_run.models["multimodal"], trained_run.dataset
     catalog = [str(i) for i in trained_run.item_ids]
     _, item_emb = model.query_tower, model.item_tower(np.arange(1, len(catalog) + 1)).numpy()
@@ -43,12 +46,15 @@ def test_reindex_adds_new_items_from_content_and_drops_removed_ones(trained_run,
     inter = pd.read_csv(root / "interactions.csv")
     inter[inter.item_id != withdrawn].to_csv(root / "interactions.csv", index=False)
 
-    result = reindex(base, "shop", load_dataset(root))
-    assert result.path == base / "shop" / "2"
-    assert (result.added, result.removed, result.kept) == (["new-0001"], [withdrawn], len(catalog) - 1)
-    assert (result.path / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    assert main(["reindex", str(root), "--model-dir", str(base / "shop")]) == 0  # the CLI over reindex()
+    assert f"shop/2: {len(catalog) - 1} items kept, 1 added from content, 1 removed" in capsys.readouterr().out
+    path = base / "shop" / "2"
+    warmup = read_warmup_records(path / "assets.extra" / "tf_serving_warmup_requests")  # carried over
+    assert {log.predict_log.request.model_spec.signature_name for log in warmup} >= {"serving_default"}
+    with pytest.raises(FileExistsError, match="never overwrite"):
+        reindex(base, "shop", load_dataset(root), version=2)
 
-    loaded = tf.saved_model.load(str(result.path))
+    loaded = tf.saved_model.load(str(path))
     ids = [b.decode() for b in loaded.item_ids.numpy()]
     emb = loaded.item_embeddings.numpy()
     assert withdrawn not in ids and ids[-1] == "new-0001" and len(ids) == len(catalog)

@@ -37,7 +37,7 @@ def test_scann_export_reloads_only_with_scann_imported(trained_run, tmp_path: Pa
     n = len(trained_run.item_ids)
     item_emb = model.item_tower(np.arange(1, n + 1)).numpy()
     path = export_retrieval_model(tmp_path, "shop", model, data.user_ids, trained_run.item_ids, item_emb, 10,
-                                  index="scann")
+                                  index="scann")  # without the catalog: no content path, a smaller graph
     users = [str(u) for u in data.user_ids[:5]]
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     proc = subprocess.run([sys.executable, "-c", RELOAD, str(path), json.dumps(users)], capture_output=True,

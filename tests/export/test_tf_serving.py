@@ -1,13 +1,9 @@
 """TF Serving's side files parse as the protos TF Serving reads them into."""
 from __future__ import annotations
 
-import base64
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import tensorflow as tf
 import yaml
 from google.protobuf import (
     descriptor_pb2,
@@ -18,8 +14,7 @@ from google.protobuf import (
 )
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfmmrec.export.tf_serving import models_config_text, read_warmup_records, write_serving_configs
-from tfmmrec.serving.rest_format import SavedModelEndpoint
+from tfmmrec.export.tf_serving import models_config_text, write_serving_configs
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 
@@ -92,24 +87,3 @@ def test_deploy_files_parse() -> None:
             "monitoring.config": MonitoringConfig}[key]())
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     assert "../saved_models:/models:ro" in compose["services"]["tfserving"]["volumes"]
-
-
-def test_warmup_records_are_prediction_logs_the_model_answers(trained_run, tmp_path: Path) -> None:
-    for kind, signatures in (("retrieval", {"serving_default", "embed_query", "embed_item_content"}),
-                             ("ranking", {"serving_default", "explain"})):
-        export = trained_run.exports[kind]
-        logs = read_warmup_records(export / "assets.extra" / "tf_serving_warmup_requests")
-        assert {log.predict_log.request.model_spec.signature_name for log in logs} == signatures
-        assert {log.predict_log.request.model_spec.name for log in logs} == {export.parent.name}
-        endpoint = SavedModelEndpoint(export)
-        for log in logs:  # replay each one, as TF Serving does when it loads the version
-            request = log.predict_log.request
-            inputs = {}
-            for key, proto in request.inputs.items():
-                value = tf.make_ndarray(proto)
-                if value.dtype == object:
-                    value = np.vectorize(lambda b: {"b64": base64.b64encode(b).decode()}, otypes=[object])(value)
-                inputs[key] = value.tolist()
-            out = endpoint.predict({"signature_name": request.model_spec.signature_name, "inputs": inputs})
-            assert out["outputs"]
-    shutil.rmtree(tmp_path, ignore_errors=True)

@@ -42,10 +42,13 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 KILLED_MID_EXPORT = """
-import sys, time
+import importlib.util, sys, time
 from pathlib import Path
 import tensorflow as tf
-from tfmmrec.export.versioning import save_versioned
+spec = importlib.util.spec_from_file_location("versioning", sys.argv[3])  # by path: only TF gets imported
+versioning = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(versioning)
+save_versioned = versioning.save_versioned
 
 class Doubler(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
@@ -74,8 +77,9 @@ def test_an_export_killed_before_its_rename_leaves_no_version(tmp_path: Path) ->
     import time
 
     marker = tmp_path / "marker"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_EXPORT, str(tmp_path), str(marker)],
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    module = Path(__file__).parents[2] / "tfmmrec" / "export" / "versioning.py"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_EXPORT, str(tmp_path), str(marker), str(module)],
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)

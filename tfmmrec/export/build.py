@@ -76,7 +76,8 @@ def retrieval_warmup(name: str, serving: RetrievalServing, user_ids: np.ndarray,
     requests: list[tuple[str, dict[str, Any]]] = [
         ("serving_default", {"user_id": users}),
         ("serving_default", {"user_id": users, "recent_item_ids": [items] * len(users),
-                             "exclude_item_ids": [items] * len(users), "k": [k] * len(users)}),
+                             "exclude_item_ids": [items] * len(users),
+                             "k": np.full(len(users), k, np.int32)}),  # the signature's dtype, exactly
         ("embed_query", {"user_id": users}),
     ]
     if serving.content is not None and dataset is not None:
