@@ -28,11 +28,14 @@ from tfmmrec.encoders.encode import ItemContent, encode_catalog  # noqa: E402
 from tfmmrec.encoders.registry import ENCODERS, EncoderSpec, load_encoder  # noqa: E402
 from tfmmrec.evaluate.ranking import auc, rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
+from tfmmrec.export.reindex import reindex  # noqa: E402
+from tfmmrec.export.tf_serving import write_serving_configs  # noqa: E402
 from tfmmrec.fusion.concat import ConcatFusion  # noqa: E402
 from tfmmrec.models.ranking import DeepFM  # noqa: E402
 from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
 from tfmmrec.models.towers import ItemTower, QueryTower  # noqa: E402
 from tfmmrec.pipeline import RunResult, run  # noqa: E402
+from tfmmrec.serving.client import GrpcClient, RestClient  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -42,4 +45,5 @@ __all__ = [
     "SplitConfig", "TwoTowerRetrieval", "auc", "download_movielens_100k", "encode_catalog", "evaluate_retrieval",
     "import_mmrec", "import_movielens_100k", "import_movielens_csv", "load_dataset", "load_encoder", "rmse", "run",
     "split_interactions", "write_demo_catalog",
+    "GrpcClient", "RestClient", "reindex", "write_serving_configs",
 ]
