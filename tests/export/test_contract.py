@@ -180,6 +180,7 @@ def test_warmup_records_are_prediction_logs_the_exports_answer(contract) -> None
 
 def test_saved_model_cli_shows_the_documented_signatures(contract) -> None:
     r, k = cli_io(contract["cli"]["retrieval"]), cli_io(contract["cli"]["ranking"])
+    assert r and k
     assert r[("serving_default", "inputs", "user_id")] == ("DT_STRING", "(-1)")
     assert r[("serving_default", "inputs", "recent_item_ids")] == ("DT_STRING", "(-1, -1)")
     assert r[("serving_default", "inputs", "exclude_item_ids")] == ("DT_STRING", "(-1, -1)")
@@ -187,8 +188,9 @@ def test_saved_model_cli_shows_the_documented_signatures(contract) -> None:
     assert r[("serving_default", "outputs", "item_ids")] == ("DT_STRING", "(-1, -1)")
     assert r[("serving_default", "outputs", "scores")] == ("DT_FLOAT", "(-1, -1)")
     assert r[("serving_default", "outputs", "query_source")] == ("DT_INT32", "(-1)")
-    assert r[("embed_query", "outputs", "embedding")] == ("DT_FLOAT", "(-1, 32)") or \
-        r[("embed_query", "outputs", "embedding")][0] == "DT_FLOAT"
+    dim = contract["model"].query_tower.embedding_dim
+    assert r[("embed_query", "outputs", "embedding")] == ("DT_FLOAT", f"(-1, {dim})")
+    assert r[("embed_item_content", "outputs", "embedding")] == ("DT_FLOAT", f"(-1, {dim})")
     assert {n for (s, io, n) in r if s == "embed_item_content" and io == "inputs"} == {
         "text", "image", "audio", "brand", "price"}
     assert r[("embed_item_content", "inputs", "price")] == ("DT_FLOAT", "(-1)")
