@@ -31,11 +31,14 @@ from tfmmrec.encoders.registry import ENCODERS, EncoderSpec, get_encoder_spec, l
 from tfmmrec.encoders.store import EmbeddingStore  # noqa: E402
 from tfmmrec.evaluate.ranking import auc, rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
+from tfmmrec.export.reindex import reindex  # noqa: E402
+from tfmmrec.export.tf_serving import write_serving_configs  # noqa: E402
 from tfmmrec.fusion.concat import ConcatFusion  # noqa: E402
 from tfmmrec.models.ranking import DeepFM  # noqa: E402
 from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
 from tfmmrec.models.towers import ItemTower, QueryTower  # noqa: E402
 from tfmmrec.pipeline import RunResult, TuneResult, evaluate_run, run, tune  # noqa: E402
+from tfmmrec.serving.client import GrpcClient, RestClient  # noqa: E402
 from tfmmrec.train.finetune import FineTuneRetrieval  # noqa: E402
 from tfmmrec.train.pretrain import add_aligned_modality, align_modalities  # noqa: E402
 
@@ -50,4 +53,5 @@ __all__ = [
     "import_mmrec", "import_movielens_100k", "import_movielens_csv", "load_dataset", "load_encoder", "rmse", "run",
     "split_interactions", "write_demo_catalog",
     "TuneResult", "evaluate_run", "tune",
+    "GrpcClient", "RestClient", "reindex", "write_serving_configs",
 ]

@@ -8,6 +8,8 @@
   tfmmrec pretrain DATASET_DIR                align the modalities (InfoNCE) on the whole catalog
   tfmmrec evaluate RUN_DIR                    re-evaluate a trained run from its weights
   tfmmrec export RUN_DIR                      export a trained run's SavedModels again (new version)
+  tfmmrec reindex DATASET_DIR --model-dir saved_models/NAME   new index version from a changed catalog
+  tfmmrec serving-config BASE [--label NAME:LABEL=VERSION]  TF Serving models.config + batching.config
   tfmmrec tune DATASET_DIR --out DIR          keras-tuner search over tune.space; DIR/best.yaml
   tfmmrec config [--defaults | --markdown]    the effective config (commented YAML) or docs/config.md
 
@@ -77,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     _add_encode_parser(sub)
     _add_pretrain_parser(sub)
+    _add_reindex_parser(sub)
+    _add_serving_config_parser(sub)
     return parser
 
 
@@ -88,6 +92,54 @@ def _add_export_parser(sub: Any) -> None:
     p.add_argument("--config", type=Path, help="config YAML (default: RUN_DIR/config.yaml); model keys must match")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set export_top_k=50 (repeatable)")
+
+
+def _add_reindex_parser(sub: Any) -> None:
+    p = sub.add_parser("reindex", help="export a new retrieval version indexing a changed catalog, without retraining")
+    p.add_argument("dataset", type=Path, help="the catalog now (standard layout); its items are what gets indexed")
+    p.add_argument("--model-dir", type=Path, required=True,
+                   help="BASE/NAME of the retrieval export; its newest version is the starting point")
+    p.add_argument("--version", type=int, help="version number to write (default: newest + 1)")
+
+
+def _cmd_reindex(args: argparse.Namespace) -> int:
+    from tfmmrec.data.loader import load_dataset
+    from tfmmrec.export.reindex import reindex
+
+    dataset = load_dataset(args.dataset, on_unknown_items="drop")  # interactions play no part in an index
+    result = reindex(args.model_dir.parent, args.model_dir.name, dataset, version=args.version)
+    print(f"[reindex] {result.summary()}")
+    return 0
+
+
+def _add_serving_config_parser(sub: Any) -> None:
+    p = sub.add_parser("serving-config",
+                       help="write TF Serving's models.config and batching.config for exports in BASE")
+    p.add_argument("base", type=Path, help="directory holding NAME/VERSION SavedModels (e.g. saved_models)")
+    p.add_argument("--model", dest="models", action="append", default=[],
+                   help="model name to serve (repeatable; default: every NAME in BASE with a version)")
+    p.add_argument("--label", action="append", default=[], metavar="NAME:LABEL=VERSION",
+                   help="version label, e.g. demo_retrieval:canary=3 (default: stable = newest version)")
+    p.add_argument("--container-base", default="/models", help="where BASE is mounted in the server")
+
+
+def _cmd_serving_config(args: argparse.Namespace) -> int:
+    from tfmmrec.export.tf_serving import write_serving_configs
+    from tfmmrec.export.versioning import existing_versions
+
+    names = args.models or sorted(p.name for p in args.base.iterdir() if existing_versions(p))
+    labels: dict[str, dict[str, int]] = {}
+    for spec in args.label:
+        try:
+            name, rest = spec.split(":", 1)
+            label, version = rest.split("=", 1)
+            labels.setdefault(name, {})[label] = int(version)
+        except ValueError:
+            print(f"tfmmrec: error: --label {spec!r} is not NAME:LABEL=VERSION", file=sys.stderr)
+            return 2
+    for path in write_serving_configs(args.base, names, container_base=args.container_base, labels=labels).values():
+        print(f"[export] wrote {path}")
+    return 0
 
 
 def _add_encoder_options(p: argparse.ArgumentParser) -> None:
@@ -388,7 +440,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 # Subcommands with their own handler; other branches add theirs here (e.g. "encode", "export").
 _COMMANDS = {"evaluate": _cmd_evaluate, "tune": _cmd_tune, "config": _cmd_config, "export": _cmd_export,
-             "encode": _cmd_encode, "pretrain": _cmd_pretrain}
+             "encode": _cmd_encode, "pretrain": _cmd_pretrain, "reindex": _cmd_reindex,
+             "serving-config": _cmd_serving_config}
 
 
 if __name__ == "__main__":

@@ -135,6 +135,7 @@ class RunConfig:
     train_ranking: bool = True
     ks: list[int] = field(default_factory=lambda: [10, 20, 50])
     export_top_k: int = 100
+    export_index: str = "brute_force"  # or "scann" (approximate; needs the scann extra, not the stock TF Serving)
     on_unknown_items: str = "error"
     seed: int = 0
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)

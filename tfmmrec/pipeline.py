@@ -21,7 +21,7 @@ from tfmmrec.data.splits import split_interactions
 from tfmmrec.encoders.encode import ItemContent, encode_catalog
 from tfmmrec.evaluate.ranking import auc, log_loss, rmse
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
-from tfmmrec.export.serving import RankingServing, RetrievalServing, export_ranking, export_retrieval
+from tfmmrec.export.build import export_ranking_model, export_retrieval_model
 from tfmmrec.models.features import build_item_features
 from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
@@ -40,6 +40,8 @@ class RunResult:
     models: dict[str, Any] = field(default_factory=dict)
     data: EncodedInteractions | None = None
     item_ids: np.ndarray | None = None  # catalog ids in row order (item index = row + 1)
+    dataset: Dataset | None = None  # the catalog, for exports that embed raw content
+    content: ItemContent | None = None  # its frozen encoder outputs (before z-scoring)
 
 
 def _json_safe(value: Any) -> Any:
@@ -108,12 +110,12 @@ def _export(result: RunResult, name: str, export_dir: str | Path, cfg: RunConfig
     model = result.models.get("multimodal") or result.models["id_only"]
     assert result.data is not None and result.item_ids is not None
     _, item_emb = embed_all(model, result.data)
-    serving = RetrievalServing(result.data.user_ids, model.query_tower, result.item_ids, item_emb, cfg.export_top_k)
-    result.exports["retrieval"] = export_retrieval(export_dir, f"{name}_retrieval", serving)
+    result.exports["retrieval"] = export_retrieval_model(
+        export_dir, f"{name}_retrieval", model, result.data.user_ids, result.item_ids, item_emb, cfg.export_top_k,
+        dataset=result.dataset, content=result.content, encoders=cfg.encoders, index=cfg.export_index)
     if rank_data is not None:
-        rank_serving = RankingServing(rank_data.user_ids, result.item_ids, result.models["ranking"],
-                                      binary=mode != "rating")
-        result.exports["ranking"] = export_ranking(export_dir, f"{name}_ranking", rank_serving)
+        result.exports["ranking"] = export_ranking_model(export_dir, f"{name}_ranking", result.models["ranking"],
+                                                         rank_data.user_ids, result.item_ids, binary=mode != "rating")
     for kind, path in result.exports.items():
         _log(f"[export] {kind}: {path}")
 
@@ -176,7 +178,8 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         retrieval_models[variant] = model
         save_run_weights(cfg, run_dir, variant, model)
 
-    result = RunResult(metrics, run_dir=run_dir, models=dict(retrieval_models), data=data, item_ids=ds.item_ids)
+    result = RunResult(metrics, run_dir=run_dir, models=dict(retrieval_models), data=data, item_ids=ds.item_ids,
+                       dataset=ds, content=content)
     rank_data = None
     if cfg.train_ranking:
         # Retrieval learns from positives only; ranking with 0/1 labels also learns from the 0s.

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import SMALL_DEMO
 
+from tests.conftest import SMALL_DEMO
 from tfmmrec.data.loader import load_dataset
 from tfmmrec.data.manifest import DatasetError, Manifest, ModalitySpec
 

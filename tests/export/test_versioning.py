@@ -39,3 +39,59 @@ def test_a_failed_export_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         save_versioned(m, tmp_path, "model", {"serving_default": m.fail})
     assert list((tmp_path / "model").iterdir()) == []
+
+
+KILLED_MID_EXPORT = """
+import importlib.util, sys, time
+from pathlib import Path
+import tensorflow as tf
+spec = importlib.util.spec_from_file_location("versioning", sys.argv[3])  # by path: only TF gets imported
+versioning = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(versioning)
+save_versioned = versioning.save_versioned
+
+class Doubler(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def double(self, x):
+        return {"y": 2 * x}
+
+class SlowExtras(dict):
+    # Called after the SavedModel is written and before the rename: the export's last step.
+    def items(self):
+        Path(sys.argv[2]).write_text("saved, not yet renamed")
+        time.sleep(120)
+        return super().items()
+
+m = Doubler()
+save_versioned(m, sys.argv[1], "model", {"serving_default": m.double}, assets_extra=SlowExtras(a=b"x"))
+"""
+
+
+def test_an_export_killed_before_its_rename_leaves_no_version(tmp_path: Path) -> None:
+    """SIGKILL a real export process after its SavedModel is fully written but before the rename:
+    TF Serving sees versions only as integer-named directories, and there is none."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "marker"
+    module = Path(__file__).parents[2] / "tfmmrec" / "export" / "versioning.py"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_EXPORT, str(tmp_path), str(marker), str(module)],
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), "the export subprocess never reached its last step"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    leftovers = [p.name for p in (tmp_path / "model").iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-")  # hidden, not an integer
+    assert (tmp_path / "model" / leftovers[0] / "saved_model.pb").is_file()  # complete, yet invisible
+    assert existing_versions(tmp_path / "model") == []
+    # The next export takes version 1 and clears the dead process's leftovers.
+    m = Doubler()
+    assert save_versioned(m, tmp_path, "model", {"serving_default": m.double}).name == "1"
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["1"]

@@ -26,11 +26,30 @@ def next_version(model_dir: Path) -> int:
     return versions[-1] + 1 if versions else 1
 
 
+def _remove_stale_tmp(model_dir: Path) -> None:
+    """Delete temporary directories left by exports whose process died (killed mid-save)."""
+    for path in model_dir.glob(".tmp-*-*"):
+        try:
+            pid = int(path.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
+
+
 def save_versioned(module: tf.Module, base: str | Path, name: str, signatures: dict[str, Any],
-                   version: int | None = None, options: tf.saved_model.SaveOptions | None = None) -> Path:
-    """Save ``module`` as ``base/name/version`` atomically; returns the version directory."""
+                   version: int | None = None, options: tf.saved_model.SaveOptions | None = None,
+                   assets_extra: dict[str, bytes] | None = None) -> Path:
+    """Save ``module`` as ``base/name/version`` atomically; returns the version directory.
+
+    Args:
+      assets_extra: files written under ``assets.extra/`` before the rename (e.g. TF Serving's
+        ``tf_serving_warmup_requests``), so they are there when the version appears.
+    """
     model_dir = Path(base) / name
     model_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(model_dir)
     version = version if version is not None else next_version(model_dir)
     final = model_dir / str(version)
     if final.exists():
@@ -43,6 +62,10 @@ def save_versioned(module: tf.Module, base: str | Path, name: str, signatures: d
     logger.setLevel("ERROR")
     try:
         tf.saved_model.save(module, str(tmp), signatures=signatures, options=options)
+        for rel, data in (assets_extra or {}).items():
+            target = tmp / "assets.extra" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
         os.rename(tmp, final)
     finally:
         logger.setLevel(level)

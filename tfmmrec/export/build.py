@@ -1,0 +1,105 @@
+"""From trained models and their catalog to SavedModels with warm-up records.
+
+The Python API behind the pipeline's export step and ``tfmmrec export`` / ``tfmmrec serving-config``; ``export.reindex``
+reuses ``raw_content_inputs`` to embed new catalog items from their files.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfmmrec.data.loader import Dataset
+from tfmmrec.encoders.encode import ItemContent, item_texts
+from tfmmrec.export.content import ContentEncoder, ContentSpec
+from tfmmrec.export.ranking import RankingServing, export_ranking
+from tfmmrec.export.retrieval import QueryEncoder, RetrievalServing, export_retrieval
+from tfmmrec.export.tf_serving import WARMUP_FILE, warmup_records
+
+
+def raw_content_inputs(dataset: Dataset, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """The ``embed_item_content`` inputs for dataset ``rows``: texts, file bytes, field values.
+
+    A missing or empty media file gives empty bytes (the modality is masked), as in training.
+    """
+    rows = np.asarray(rows, np.int64)
+    items, manifest = dataset.items.iloc[rows], dataset.manifest
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        if name in manifest.modalities:
+            spec = manifest.modalities[name]
+            if spec.kind == "text":
+                texts = item_texts(dataset, spec.columns)
+                out[name] = np.array([texts[r].encode("utf-8") for r in rows], dtype=object)
+            else:
+                out[name] = np.array([_read(dataset.root, p) for p in items[spec.column].tolist()], dtype=object)
+        elif name in manifest.categorical:
+            out[name] = np.array([str(v).encode("utf-8") for v in items[name].astype(str)], dtype=object)
+        elif name in manifest.numeric:
+            out[name] = items[name].to_numpy(np.float32)
+        else:
+            raise KeyError(f"the export expects item input {name!r}, which dataset {dataset.root} does not have "
+                           f"(modalities {sorted(manifest.modalities)}, categorical {manifest.categorical}, "
+                           f"numeric {manifest.numeric})")
+    return out
+
+
+def _read(root: Path, rel: Any) -> bytes:
+    if not isinstance(rel, str) or not rel:
+        return b""
+    try:
+        return (root / rel).read_bytes()
+    except OSError:
+        return b""
+
+
+def retrieval_serving(model: Any, user_ids: np.ndarray, item_ids: np.ndarray, item_embeddings: np.ndarray,
+                      max_k: int, *, dataset: Dataset | None = None, content: ItemContent | None = None,
+                      encoders: dict[str, str] | None = None, index: str = "brute_force") -> RetrievalServing:
+    """Serving module of a ``TwoTowerRetrieval``; with the catalog, it can embed raw content too."""
+    content_encoder = None
+    tower = model.item_tower
+    if dataset is not None and tower.use_content and any(
+            s.kind != "vector" for s in dataset.manifest.modalities.values()):
+        content_encoder = ContentEncoder(tower, ContentSpec.from_catalog(dataset, content, encoders))
+    return RetrievalServing(QueryEncoder(user_ids, model.query_tower), item_ids, item_embeddings, max_k,
+                            content=content_encoder, index=index)
+
+
+def retrieval_warmup(name: str, serving: RetrievalServing, user_ids: np.ndarray, item_ids: np.ndarray,
+                     dataset: Dataset | None) -> dict[str, bytes]:
+    """Warm-up requests for each signature, built from real ids (and real content files)."""
+    users = [str(u) for u in user_ids[:3]]
+    items = [str(i) for i in item_ids[:2]]
+    k = min(10, serving.max_k)
+    requests: list[tuple[str, dict[str, Any]]] = [
+        ("serving_default", {"user_id": users}),
+        ("serving_default", {"user_id": users, "recent_item_ids": [items] * len(users),
+                             "exclude_item_ids": [items] * len(users),
+                             "k": np.full(len(users), k, np.int32)}),  # the signature's dtype, exactly
+        ("embed_query", {"user_id": users}),
+    ]
+    if serving.content is not None and dataset is not None:
+        names = [spec.name for spec in serving.content_input_specs]
+        requests.append(("embed_item_content", raw_content_inputs(dataset, np.arange(2), names)))
+    return {WARMUP_FILE: warmup_records(name, requests)}
+
+
+def export_retrieval_model(base: str | Path, name: str, model: Any, user_ids: np.ndarray, item_ids: np.ndarray,
+                           item_embeddings: np.ndarray, max_k: int, *, dataset: Dataset | None = None,
+                           content: ItemContent | None = None, encoders: dict[str, str] | None = None,
+                           index: str = "brute_force", version: int | None = None) -> Path:
+    serving = retrieval_serving(model, user_ids, item_ids, item_embeddings, max_k, dataset=dataset,
+                                content=content, encoders=encoders, index=index)
+    warmup = retrieval_warmup(name, serving, user_ids, item_ids, dataset)
+    return export_retrieval(base, name, serving, version, assets_extra=warmup)
+
+
+def export_ranking_model(base: str | Path, name: str, model: Any, user_ids: np.ndarray, item_ids: np.ndarray,
+                         binary: bool, version: int | None = None) -> Path:
+    serving = RankingServing(user_ids, item_ids, model, binary)
+    users = [str(u) for u in user_ids[:4]]
+    pairs = {"user_id": users, "item_id": [str(i) for i in item_ids[:len(users)]]}
+    warmup = {WARMUP_FILE: warmup_records(name, [("serving_default", pairs), ("explain", pairs)])}
+    return export_ranking(base, name, serving, version, assets_extra=warmup)

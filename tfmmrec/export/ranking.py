@@ -1,0 +1,83 @@
+"""The ranking SavedModel: a DeepFM score for (user, item) pairs, and where it comes from.
+
+Signatures:
+
+``serving_default``: ``user_id``, ``item_id`` string [B] -> ``score`` float32 [B]: the
+  probability of an interaction (implicit or 0/1 feedback) or the predicted rating. Unknown
+  ids map to index 0: an unknown user gets the untrained-user field, an unknown item has no id
+  field and no content (the ranker only knows catalog items; rank new items with retrieval).
+
+``explain``: the same inputs -> ``score`` and, per content modality ``m``, ``contribution_<m>``
+  float32 [B] = score - (score with modality ``m`` masked), in the units of ``score``.
+  Masking a modality is what the model sees when an item lacks it (its field vector and its
+  first-order term are zero), so a contribution answers "how much did this item's image move
+  its score, compared with the same item without an image?". Contributions are not additive:
+  FM and MLP terms interact, so they need not sum to the score. A modality the item lacks
+  contributes exactly 0.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfmmrec.export.versioning import save_versioned
+
+
+def deepfm_logit(model: keras.Model, vecs: list[tf.Tensor], firsts: list[tf.Tensor]) -> tf.Tensor:
+    """DeepFM's output from its field vectors (the last lines of ``DeepFM.call``).
+
+    Kept here so ``explain`` can re-score with a field zeroed; the ranking export test checks it
+    against ``model(...)`` so that a change in ``DeepFM.call`` cannot silently diverge.
+    """
+    stacked = tf.stack(vecs, axis=1)
+    fm = 0.5 * tf.reduce_sum(tf.square(tf.reduce_sum(stacked, 1)) - tf.reduce_sum(tf.square(stacked), 1),
+                             axis=-1, keepdims=True)
+    deep = model.deep(tf.reshape(stacked, [-1, len(vecs) * model.field_dim]), training=False)
+    return tf.squeeze(tf.add_n(firsts) + fm + deep, axis=-1) + model.global_bias
+
+
+class RankingServing(tf.Module):
+    def __init__(self, user_ids: np.ndarray, item_ids: np.ndarray, model: keras.Model, binary: bool) -> None:
+        super().__init__()
+        table = lambda ids: tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(  # noqa: E731
+            tf.constant([str(i) for i in ids], tf.string), tf.range(1, len(ids) + 1, dtype=tf.int64)), 0)
+        self.users, self.items = table(user_ids), table(item_ids)
+        self.model, self.binary = model, binary
+        self.modalities = sorted(model.table.modality_dims) if model.use_content else []
+
+    def _features(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"user": tf.cast(self.users.lookup(user_id), tf.int32),
+                "item": tf.cast(self.items.lookup(item_id), tf.int32)}
+
+    def _output(self, logit: tf.Tensor) -> tf.Tensor:
+        return tf.sigmoid(logit) if self.binary else logit
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None], tf.string, name="item_id")])
+    def score(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"score": self._output(self.model(self._features(user_id, item_id), training=False))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None], tf.string, name="item_id")])
+    def explain(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        vecs, firsts, names = self.model.fields(self._features(user_id, item_id), training=False)
+        score = self._output(deepfm_logit(self.model, vecs, firsts))
+        out = {"score": score}
+        for m in self.modalities:
+            i = names.index(m)
+            masked_vecs = vecs[:i] + [tf.zeros_like(vecs[i])] + vecs[i + 1:]
+            masked_firsts = firsts[:i] + [tf.zeros_like(firsts[i])] + firsts[i + 1:]
+            out[f"contribution_{m}"] = score - self._output(deepfm_logit(self.model, masked_vecs, masked_firsts))
+        return out
+
+    def signatures(self) -> dict[str, Any]:
+        return {"serving_default": self.score, "explain": self.explain}
+
+
+def export_ranking(base: str | Path, name: str, serving: RankingServing, version: int | None = None,
+                   assets_extra: dict[str, bytes] | None = None) -> Path:
+    return save_versioned(serving, base, name, serving.signatures(), version, assets_extra=assets_extra)

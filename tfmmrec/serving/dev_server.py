@@ -1,0 +1,156 @@
+"""A small HTTP server speaking TF Serving's REST API over exported SavedModels.
+
+For tests and local development where ``tensorflow_model_server`` is not installed (it ships
+as a Docker image; see ``deploy/``). It serves ``BASE/NAME/VERSION`` directories with the
+endpoints clients use:
+
+- ``GET  /v1/models/NAME[/versions/N | /labels/L]``: model status (``AVAILABLE`` per version),
+- ``GET  /v1/models/NAME[...]/metadata``: the signatures,
+- ``POST /v1/models/NAME[...]:predict``: a predict body, answered by ``rest_format``.
+
+Labels come from a ``models.config`` in BASE when there is one (``stable`` otherwise means
+the newest version). Like this module's sibling, it imports only the standard library, numpy
+and tensorflow, so it can run in a process that never imports tfmmrec. Not for production.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+try:
+    from tfmmrec.serving.rest_format import RequestError, SavedModelEndpoint
+except ImportError:  # loaded by path in a TF-only process: the sibling module sits next to this file
+    sys.path.insert(0, str(Path(__file__).parent))
+    from rest_format import RequestError, SavedModelEndpoint  # type: ignore[no-redef]
+
+_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                    r"(?P<action>/metadata|:predict)?$")
+
+
+class ModelRepository:
+    """Loads each ``BASE/NAME/VERSION`` on first use and keeps it."""
+
+    def __init__(self, base: str | Path) -> None:
+        self.base = Path(base)
+        self._loaded: dict[tuple[str, int], SavedModelEndpoint] = {}
+        self._lock = threading.Lock()
+
+    def versions(self, name: str) -> list[int]:
+        model_dir = self.base / name
+        if not model_dir.is_dir():
+            return []
+        return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file())
+
+    def labels(self, name: str) -> dict[str, int]:
+        config = self.base / "models.config"
+        out: dict[str, int] = {}
+        if config.is_file():
+            text = config.read_text()
+            for block in re.findall(r"config\s*\{(.*?)\n  \}", text, flags=re.S):
+                if re.search(rf'name:\s*"{re.escape(name)}"', block):
+                    out = {k: int(v) for k, v in re.findall(r'key:\s*"([^"]+)"\s*value:\s*(\d+)', block)}
+        versions = self.versions(name)
+        if "stable" not in out and versions:
+            out["stable"] = versions[-1]
+        return out
+
+    def resolve(self, name: str, version: str | None, label: str | None) -> int:
+        versions = self.versions(name)
+        if not versions:
+            raise LookupError(f"Servable not found for request: Latest({name})")
+        if label is not None:
+            labels = self.labels(name)
+            if label not in labels:
+                raise LookupError(f"Unrecognized servable version label: {label}")
+            return labels[label]
+        if version is not None:
+            if int(version) not in versions:
+                raise LookupError(f"Servable not found for request: Specific({name}, {version})")
+            return int(version)
+        return versions[-1]
+
+    def get(self, name: str, version: int) -> SavedModelEndpoint:
+        with self._lock:
+            key = (name, version)
+            if key not in self._loaded:
+                self._loaded[key] = SavedModelEndpoint(self.base / name / str(version))
+            return self._loaded[key]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    repository: ModelRepository
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by default
+        pass
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self) -> tuple[re.Match[str], int] | None:
+        match = _ROUTE.match(self.path)
+        if not match:
+            self._reply(404, {"error": f"Malformed request: {self.command} {self.path}"})
+            return None
+        try:
+            version = self.repository.resolve(match["name"], match["version"], match["label"])
+        except LookupError as e:
+            self._reply(404, {"error": str(e)})
+            return None
+        return match, version
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        routed = self._route()
+        if routed is None:
+            return
+        match, version = routed
+        name = match["name"]
+        if match["action"] == "/metadata":
+            meta = self.repository.get(name, version).metadata()
+            self._reply(200, {"model_spec": {"name": name, "signature_name": "", "version": str(version)},
+                              "metadata": {"signature_def": {"signature_def": meta}}})
+        elif match["action"] is None:
+            versions = [version] if (match["version"] or match["label"]) else self.repository.versions(name)
+            self._reply(200, {"model_version_status": [
+                {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+                for v in sorted(versions, reverse=True)]})
+        else:
+            self._reply(405, {"error": "predict needs POST"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        routed = self._route()
+        if routed is None:
+            return
+        match, version = routed
+        if match["action"] != ":predict":
+            self._reply(404, {"error": f"Malformed request: POST {self.path}"})
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            self._reply(200, self.repository.get(match["name"], version).predict(body))
+        except RequestError as e:
+            self._reply(400, {"error": str(e)})
+
+
+def serve(base: str | Path, host: str = "127.0.0.1", port: int = 8501) -> ThreadingHTTPServer:
+    """Start serving ``base`` in a background thread; ``server.shutdown()`` stops it."""
+    handler = type("Handler", (_Handler,), {"repository": ModelRepository(base)})
+    server = ThreadingHTTPServer((host, port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+if __name__ == "__main__":
+    base_dir, port = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 8501
+    srv = serve(base_dir, port=port)
+    print(f"serving {base_dir} on http://127.0.0.1:{srv.server_address[1]}", flush=True)
+    threading.Event().wait()
