@@ -149,8 +149,11 @@ def test_export_writes_a_new_savedmodel_from_a_runs_weights(trained_run, tmp_pat
     assert f"exported retrieval: {path}" in capsys.readouterr().out
     assert (run_dir / "saved_models" / "demo_ranking" / "1" / "saved_model.pb").is_file()
     users = tf.constant([str(u) for u in trained_run.data.user_ids[:3]])
-    again = tf.saved_model.load(str(path)).signatures["serving_default"](user_id=users)
-    original = tf.saved_model.load(str(trained_run.exports["retrieval"])).signatures["serving_default"](user_id=users)
+    # A Python call passes every input; TF Serving fills the optional ones from the signature's defaults.
+    request = {"user_id": users, "recent_item_ids": tf.fill([3, 1], ""), "exclude_item_ids": tf.fill([3, 1], ""),
+               "k": tf.fill([3], 5)}
+    again = tf.saved_model.load(str(path)).signatures["serving_default"](**request)
+    original = tf.saved_model.load(str(trained_run.exports["retrieval"])).signatures["serving_default"](**request)
     assert again["item_ids"].shape == (3, 5)
     # The same weights give the same ranking: the new top 5 is the original export's top 5.
     assert again["item_ids"].numpy().tolist() == original["item_ids"][:, :5].numpy().tolist()
