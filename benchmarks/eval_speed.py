@@ -1,6 +1,6 @@
 """Users per second of full-catalog evaluation at 10k, 100k and 1M items (d=64).
 
-    PYTHONPATH=. python benchmarks/eval_speed.py [--items 10000 100000 1000000] [--out benchmarks/results/eval_speed.json]
+    PYTHONPATH=. python benchmarks/eval_speed.py [--items 10000 100000 1000000] [--repeat 3]
 
 For each catalog size, on random embeddings (every user: 20 excluded items, 3 held-out items):
 - ``evaluate_retrieval``: Recall/NDCG/HitRate/MRR/MAP/coverage at K=10,20,50, warm/cold groups;
@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-import tfmmrec  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf  # noqa: E402
 
+import tfmmrec  # noqa: F401  (Keras 2 before TensorFlow)
 from tfmmrec.evaluate import evaluate_retrieval, factorized_top_k_accuracy  # noqa: E402
 
 DIM = 64

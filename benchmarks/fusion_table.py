@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-import tfmmrec  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf  # noqa: E402
 
+import tfmmrec  # noqa: F401  (Keras 2 before TensorFlow)
 from tfmmrec.config import RetrievalConfig  # noqa: E402
 from tfmmrec.data.demo import write_demo_catalog  # noqa: E402
 from tfmmrec.data.loader import load_dataset  # noqa: E402
