@@ -70,7 +70,8 @@ def measure(num_items: int, repeat: int, seed: int = 0) -> dict:
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__}
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
+            "load_average_1m": round(os.getloadavg()[0], 1)}  # the machine may be shared: numbers scale with it
 
 
 def main() -> None:

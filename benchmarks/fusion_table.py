@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -95,7 +96,7 @@ def main() -> None:
 
     table = markdown(runs, [n for n, _ in variants], args)
     result = {"machine": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                          "cpu_count": __import__("os").cpu_count()},
+                          "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 1)},
               "setup": {"catalog": dict(zip(("items", "users", "interactions"), args.size)), "split": "cold_start",
                         "epochs": args.epochs, "seeds": args.seeds,
                         "retrieval_config": dataclasses.asdict(RetrievalConfig())},
