@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -40,8 +41,9 @@ from tfmmrec.pipeline import retrieval_metrics  # noqa: E402
 from tfmmrec.train.fit import build_retrieval, train_retrieval  # noqa: E402
 from tfmmrec.train.inputs import encode_interactions  # noqa: E402
 
-README = Path(__file__).with_name("README.md")
-START, END = "<!-- fusion-table:start -->", "<!-- fusion-table:end -->"
+sys.path.insert(0, str(Path(__file__).parent))
+from _readme import replace_section  # noqa: E402
+
 COLUMNS = [("warm", "recall@20"), ("warm", "ndcg@20"), ("cold", "recall@20"), ("cold", "ndcg@20")]
 
 
@@ -105,11 +107,7 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2))
     print("\n" + table)
     if not args.no_readme:
-        text = README.read_text() if README.exists() else ""
-        block = f"{START}\n{table}\n{END}"
-        text = (text[:text.index(START)] + block + text[text.index(END) + len(END):]) if START in text \
-            else text + "\n" + block + "\n"
-        README.write_text(text)
+        replace_section("fusion-table", table)
 
 
 def markdown(runs: list[dict], names: list[str], args: argparse.Namespace) -> str:
