@@ -48,14 +48,9 @@ COLUMNS = [("warm", "recall@20"), ("warm", "ndcg@20"), ("cold", "recall@20"), ("
 
 
 def mean_modality_weights(model, num_items: int) -> dict[str, float]:
-    """Mean weight of each modality over the catalog's items (inference mode), as the tower fuses them."""
-    tower = model.item_tower
-    feats = tower.table(tf.range(1, num_items + 1))
-    embeddings, masks = dict(feats["content"]), dict(feats["masks"])
-    if tower.table.num_numeric:
-        embeddings["_numeric"] = feats["numeric"]
-        masks["_numeric"] = tf.ones([num_items])
-    return {m: round(float(tf.reduce_mean(w)), 4) for m, w in tower.fusion.modality_weights(embeddings, masks).items()}
+    """Mean weight of each modality over the catalog's items (inference mode)."""
+    weights = model.item_tower.modality_weights(tf.range(1, num_items + 1))
+    return {m: round(float(tf.reduce_mean(w)), 4) for m, w in weights.items()}
 
 
 def main() -> None:
