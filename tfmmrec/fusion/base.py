@@ -9,7 +9,8 @@ The call contract of every fusion layer (``ConcatFusion`` included)::
 - ``masks``: dict modality name -> float/bool ``[batch]``, 1 where the item has that modality.
 
 An absent modality contributes nothing: its values are replaced by zeros before anything reads
-them (``tf.where``, so even NaN/inf in an absent slot cannot leak, forward or backward), and
+them (``tf.where``, so even NaN/inf in an absent slot cannot leak, forward or backward;
+``ConcatFusion`` multiplies by the mask, so absent values must be finite there), and
 layers that weigh modalities renormalise their weights over the present ones. An item with no
 modality at all gets finite output (all weights 0). In training, whole modalities are hidden at
 random (``modality_dropout``) so the model learns to live with missing modalities.
