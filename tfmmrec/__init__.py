@@ -33,6 +33,8 @@ from tfmmrec.evaluate.ranking import auc, rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
 from tfmmrec.export.reindex import reindex  # noqa: E402
 from tfmmrec.export.tf_serving import write_serving_configs  # noqa: E402
+from tfmmrec.evaluate.topk import factorized_top_k_accuracy  # noqa: E402
+from tfmmrec.fusion import FUSIONS, make_fusion  # noqa: E402
 from tfmmrec.fusion.concat import ConcatFusion  # noqa: E402
 from tfmmrec.models.ranking import DeepFM  # noqa: E402
 from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
@@ -55,3 +57,4 @@ __all__ = [
     "TuneResult", "evaluate_run", "tune",
     "GrpcClient", "RestClient", "reindex", "write_serving_configs",
 ]
+__all__ += ["FUSIONS", "factorized_top_k_accuracy", "make_fusion"]

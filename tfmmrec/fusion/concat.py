@@ -1,10 +1,12 @@
 """Mask-aware concatenation fusion: the baseline every other fusion is compared with."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import tensorflow as tf
 import tf_keras as keras
+
+from tfmmrec.fusion.base import mlp_head
 
 
 @keras.utils.register_keras_serializable(package="tfmmrec")
@@ -23,6 +25,9 @@ class ConcatFusion(keras.layers.Layer):
       float ``[batch, output_dim]``.
     """
 
+    weighs_modalities: ClassVar[bool] = False
+    needs_query: ClassVar[bool] = False
+
     def __init__(self, output_dim: int, hidden_units: tuple[int, ...] = (128,), dropout: float = 0.0,
                  modality_dropout: float = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -30,13 +35,15 @@ class ConcatFusion(keras.layers.Layer):
         self.hidden_units = tuple(hidden_units)
         self.dropout = dropout
         self.modality_dropout = modality_dropout
-        self.mlp = keras.Sequential(
-            [layer for units in self.hidden_units
-             for layer in (keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(dropout))]
-            + [keras.layers.Dense(output_dim)])
+        self.mlp = mlp_head(self.hidden_units, dropout, output_dim)
 
     def call(self, embeddings: dict[str, tf.Tensor], masks: dict[str, tf.Tensor],
              training: bool | None = None) -> tf.Tensor:
+        # Kept op for op as first released, not rewritten on tfmmrec.fusion.base's helpers: in a
+        # tf.function, an unseeded random op's seed is the graph's op count at its creation, so
+        # any extra op here would change the dropout draws and the default model's published numbers.
+        # Unlike the other layers it multiplies by the mask, so absent values must be finite (the
+        # item feature table stores zeros there).
         parts, flags = [], []
         for name in sorted(embeddings):
             mask = tf.cast(masks[name], tf.float32)[:, None]
