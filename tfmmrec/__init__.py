@@ -31,9 +31,9 @@ from tfmmrec.encoders.registry import ENCODERS, EncoderSpec, get_encoder_spec, l
 from tfmmrec.encoders.store import EmbeddingStore  # noqa: E402
 from tfmmrec.evaluate.ranking import auc, rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
+from tfmmrec.evaluate.topk import factorized_top_k_accuracy  # noqa: E402
 from tfmmrec.export.reindex import reindex  # noqa: E402
 from tfmmrec.export.tf_serving import write_serving_configs  # noqa: E402
-from tfmmrec.evaluate.topk import factorized_top_k_accuracy  # noqa: E402
 from tfmmrec.fusion import FUSIONS, make_fusion  # noqa: E402
 from tfmmrec.fusion.concat import ConcatFusion  # noqa: E402
 from tfmmrec.models.ranking import DeepFM  # noqa: E402
