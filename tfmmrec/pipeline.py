@@ -22,7 +22,7 @@ from tfmmrec.encoders.encode import ItemContent, encode_catalog
 from tfmmrec.evaluate.ranking import auc, log_loss, rmse
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
 from tfmmrec.export.serving import RankingServing, RetrievalServing, export_ranking, export_retrieval
-from tfmmrec.models.features import build_item_features
+from tfmmrec.models.features import build_item_features, build_user_features
 from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
 
@@ -165,7 +165,8 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     retrieval_models = {}
     for variant, use_content in variants:
         _log(f"[train] retrieval, {variant}")
-        model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=use_content)
+        model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=use_content, data=data,
+                                users=build_user_features(ds.users, data.user_ids))
         train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose)
         metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
         retrieval_models[variant] = model

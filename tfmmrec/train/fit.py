@@ -6,15 +6,26 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.config import RankingConfig, RetrievalConfig
-from tfmmrec.models.features import ItemFeatures, ItemFeatureTable
+from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
 from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.models.towers import ItemTower, QueryTower
-from tfmmrec.train.inputs import EncodedInteractions, ranking_dataset, ranking_eval_set, retrieval_dataset
+from tfmmrec.train.inputs import (
+    EncodedInteractions,
+    ranking_dataset,
+    ranking_eval_set,
+    retrieval_dataset,
+    user_histories,
+)
 
 
 def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
-                    use_content: bool = True) -> TwoTowerRetrieval:
+                    use_content: bool = True, data: EncodedInteractions | None = None,
+                    users: UserFeatures | None = None) -> TwoTowerRetrieval:
+    """The two-tower model of ``cfg``. ``data`` (the training interactions) is needed for user
+    histories and mixed negatives; ``users`` for user features (``cfg.user_features``)."""
+    if (cfg.history_length or cfg.mixed_negatives) and data is None:
+        raise ValueError("retrieval.history_length and retrieval.mixed_negatives need the training data (data=...)")
     if not use_content:
         features = features.with_full_id_vocabulary()
     table = ItemFeatureTable.from_features(features, name="item_features")
@@ -23,9 +34,28 @@ def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
                            fusion_hidden=tuple(cfg.fusion_hidden), fusion_dropout=cfg.fusion_dropout,
                            id_dropout=cfg.id_dropout,
                            modality_dropout=cfg.modality_dropout, name="item_tower")
-    query_tower = QueryTower(num_users, cfg.embedding_dim, name="query_tower")
+    query_tower = build_query_tower(item_tower, num_users, cfg, data=data, users=users)
     return TwoTowerRetrieval(query_tower, item_tower, temperature=cfg.temperature, logq=cfg.logq,
-                             remove_accidental_hits=cfg.remove_accidental_hits)
+                             remove_accidental_hits=cfg.remove_accidental_hits,
+                             num_hard_negatives=cfg.num_hard_negatives, mixed_negatives=cfg.mixed_negatives,
+                             item_prob=None if data is None else data.item_prob,
+                             negative_pool=None if data is None else np.unique(data.train.item),
+                             adversarial_epsilon=cfg.adversarial_epsilon, adversarial_weight=cfg.adversarial_weight)
+
+
+def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfig, *,
+                      data: EncodedInteractions | None = None, users: UserFeatures | None = None) -> QueryTower:
+    """User id (+ user features + pooled history through ``item_tower``), tables filled from ``data``."""
+    cards = tuple(users.cardinalities) if users is not None and cfg.user_features else ()
+    tower = QueryTower(num_users, cfg.embedding_dim, user_feature_cardinalities=cards,
+                       history_length=cfg.history_length, history_pooling=cfg.history_pooling,
+                       history_encoder=item_tower if cfg.history_length else None,
+                       user_id_dropout=cfg.user_id_dropout, name="query_tower")
+    history = None
+    if cfg.history_length and data is not None:
+        history = user_histories(data.train, num_users, cfg.history_length)[1]
+    tower.set_user_tables(users.codes if cards else None, history)  # type: ignore[union-attr]
+    return tower
 
 
 def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig, *,
@@ -33,8 +63,10 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
                     ) -> keras.callbacks.History:
     tf.random.set_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
-    return model.fit(retrieval_dataset(data, cfg.batch_size, seed), epochs=cfg.epochs, verbose=verbose,
-                     callbacks=callbacks)
+    length = getattr(model.query_tower, "history_length", 0)
+    history = user_histories(data.train, data.num_users, length)[0] if length else None
+    return model.fit(retrieval_dataset(data, cfg.batch_size, seed, history=history), epochs=cfg.epochs,
+                     verbose=verbose, callbacks=callbacks)
 
 
 def embed_all(model: TwoTowerRetrieval, data: EncodedInteractions, batch_size: int = 4096
