@@ -81,6 +81,20 @@ class RankingConfig:
 
 
 @dataclass
+class MultitaskConfig:
+    """Retrieval + ranking head + item-category classification from content on shared towers
+    (``tfmmrec.models.multitask``), trained as an extra retrieval variant when ``enabled``.
+    Towers, negatives and optimiser come from ``retrieval``."""
+
+    enabled: bool = False
+    retrieval_weight: float = 1.0
+    ranking_weight: float = 1.0
+    category_weight: float = 1.0
+    category_field: int = 0  # index into the manifest's categorical columns
+    ranking_hidden: list[int] = field(default_factory=lambda: [64])
+
+
+@dataclass
 class RunConfig:
     """A whole run: data split, encoders, models, evaluation and export."""
 
@@ -88,6 +102,7 @@ class RunConfig:
     encoders: dict[str, str] = field(default_factory=dict)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
+    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)
     train_id_only: bool = True
     train_ranking: bool = True
     ks: list[int] = field(default_factory=lambda: [10, 20, 50])

@@ -23,7 +23,7 @@ from tfmmrec.evaluate.ranking import auc, log_loss, rmse
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
 from tfmmrec.export.serving import RankingServing, RetrievalServing, export_ranking, export_retrieval
 from tfmmrec.models.features import build_item_features, build_user_features
-from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
+from tfmmrec.train.fit import build_multitask, build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
 
 
@@ -92,7 +92,7 @@ def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mod
 
 def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mode: str, has_content: bool,
                    verbose: int) -> tuple[Any, dict[str, float]]:
-    _log(f"[train] ranking (DeepFM on {mode} feedback)")
+    _log(f"[train] ranking ({'DCN-v2' if cfg.ranking.model == 'dcn' else 'DeepFM'} on {mode} feedback)")
     ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
     train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose)
     inputs, labels, warm = ranking_eval_set(data, "test", cfg.ranking.negatives, cfg.seed, explicit=mode != "implicit")
@@ -170,6 +170,13 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose)
         metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
         retrieval_models[variant] = model
+    if cfg.multitask.enabled and has_content:
+        _log("[train] retrieval, multitask (retrieval + ranking + item category)")
+        model = build_multitask(features, data.num_users, cfg.retrieval, cfg.multitask, data=data,
+                                users=build_user_features(ds.users, data.user_ids), rating=mode == "rating")
+        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose)
+        metrics["retrieval"]["multitask"] = retrieval_metrics(model, data, cfg.ks)
+        retrieval_models["multitask"] = model
 
     result = RunResult(metrics, run_dir=run_dir, models=dict(retrieval_models), data=data, item_ids=ds.item_ids)
     rank_data = None

@@ -82,6 +82,11 @@ class TwoTowerRetrieval(tfrs.Model):
                      content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
         queries = self.query_tower(query_inputs(features), training=training)
         candidates = self.item_tower(features["item"], training=training, content_delta=content_delta)
+        return self.retrieval_loss(queries, candidates, features, training)
+
+    def retrieval_loss(self, queries: tf.Tensor, candidates: tf.Tensor, features: dict[str, tf.Tensor],
+                       training: bool = False) -> tf.Tensor:
+        """The task's loss for a batch's query and positive-item embeddings (negatives added here)."""
         ids = tf.cast(features["item"], tf.int32)
         probs = features["item_prob"] if "item_prob" in features else tf.ones_like(candidates[:, 0])
         candidates, ids, probs, positives = self.share_candidates(candidates, ids, probs)

@@ -151,21 +151,17 @@ class ItemTower(keras.Model):
             self.categorical_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"categorical_{i}")
                                            for i, c in enumerate(self.categorical_cardinalities)]
 
-    def content_embedding(self, feats: dict[str, Any], training: bool | None = None,
-                          content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
-        """The content part alone, ``[batch, d]`` (fused modalities + numeric + categorical fields)."""
+    def content_parts(self, feats: dict[str, Any], training: bool | None = None,
+                      content_delta: dict[str, tf.Tensor] | None = None) -> list[tf.Tensor]:
+        """The content terms, each ``[batch, d]``: fused modalities (+ numeric), then each categorical field."""
         embeddings, masks = dict(feats["content"]), dict(feats["masks"])
         for m, delta in (content_delta or {}).items():
             embeddings[m] = embeddings[m] + delta
         if self.table.num_numeric:
             embeddings["_numeric"] = feats["numeric"]
             masks["_numeric"] = tf.ones_like(feats["id_slot"], tf.float32)
-        out = tf.zeros([tf.shape(feats["id_slot"])[0], self.embedding_dim])
-        if embeddings:
-            out += self.fusion(embeddings, masks, training=training)
-        for i, layer in enumerate(self.categorical_embeddings):
-            out += layer(feats["categorical"][:, i])
-        return out
+        parts = [self.fusion(embeddings, masks, training=training)] if embeddings else []
+        return parts + [layer(feats["categorical"][:, i]) for i, layer in enumerate(self.categorical_embeddings)]
 
     def call(self, item: tf.Tensor, training: bool | None = None,
              content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
@@ -173,7 +169,8 @@ class ItemTower(keras.Model):
         keep = id_keep_mask(feats["id_slot"], self.id_dropout if self.use_content else 0.0, training)
         out = self.id_embedding(feats["id_slot"]) * keep
         if self.use_content:
-            out += self.content_embedding(feats, training, content_delta)
+            for part in self.content_parts(feats, training, content_delta):
+                out += part
         return tf.math.l2_normalize(out, axis=-1)
 
     def get_config(self) -> dict[str, Any]:

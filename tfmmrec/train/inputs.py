@@ -96,12 +96,15 @@ def user_histories(split: SplitArrays, num_users: int, length: int) -> tuple[np.
 
 
 def retrieval_dataset(data: EncodedInteractions, batch_size: int, seed: int,
-                      history: np.ndarray | None = None) -> tf.data.Dataset:
+                      history: np.ndarray | None = None, with_target: bool = False) -> tf.data.Dataset:
     """Shuffled batches of ``{"user", "item", "item_prob"}`` positive pairs, plus each pair's
-    ``history`` (``[batch, L]``, see :func:`user_histories`) when given."""
+    ``history`` (``[batch, L]``, see :func:`user_histories`) when given, and its rating or label
+    as ``target`` when ``with_target`` and the log has one (the multitask ranking head)."""
     tensors = {"user": data.train.user, "item": data.train.item, "item_prob": data.item_prob[data.train.item]}
     if history is not None:
         tensors["history"] = history
+    if with_target and data.train.target is not None:
+        tensors["target"] = data.train.target
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     return ds.shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2)
 
