@@ -164,7 +164,8 @@ def build_user_features(users: pd.DataFrame | None, user_ids: np.ndarray,
     n = len(user_ids) + 1
     if users is None:
         return UserFeatures(np.zeros((n, 0), np.int32), [], [])
-    table = users.drop_duplicates("user_id").set_index("user_id").reindex(pd.Index(user_ids))
+    table = users.drop_duplicates("user_id").set_index("user_id")
+    position = table.index.get_indexer(pd.Index(user_ids))  # -1: user not in the users table
     codes, cards, names = [], [], []
     for column in table.columns:
         values = table[column]
@@ -172,9 +173,10 @@ def build_user_features(users: pd.DataFrame | None, user_ids: np.ndarray,
             pd.api.types.is_integer_dtype(values) and values.nunique() > max_cardinality)
         if numeric:
             continue
-        text = values.astype("string").fillna("")
+        text = values.astype("string").fillna("").to_numpy(dtype=object)
         vocab = pd.Index(sorted(set(text) - {""}))
-        codes.append(np.concatenate([[0], vocab.get_indexer(text) + 1]))  # "" and missing -> 0
+        per_row = vocab.get_indexer(text) + 1  # "" and missing -> 0
+        codes.append(np.concatenate([[0], np.where(position >= 0, per_row[position], 0)]))
         cards.append(len(vocab) + 1)
         names.append(str(column))
     if not codes:
