@@ -37,6 +37,8 @@ class RetrievalConfig:
     embedding_dim: int = 64
     fusion_hidden: list[int] = field(default_factory=lambda: [128])
     fusion_dropout: float = 0.0
+    fusion: str = "concat"  # a key of tfmmrec.fusion.ITEM_TOWER_FUSIONS
+    fusion_balance_weight: float = 0.0  # modality-balance regulariser (weighing fusions only); 0 = off
     temperature: float = 0.2
     logq: bool = True
     remove_accidental_hits: bool = True

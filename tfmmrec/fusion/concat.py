@@ -1,10 +1,12 @@
 """Mask-aware concatenation fusion: the baseline every other fusion is compared with."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import tensorflow as tf
 import tf_keras as keras
+
+from tfmmrec.fusion.base import mlp_head, presence, zero_absent
 
 
 @keras.utils.register_keras_serializable(package="tfmmrec")
@@ -23,6 +25,9 @@ class ConcatFusion(keras.layers.Layer):
       float ``[batch, output_dim]``.
     """
 
+    weighs_modalities: ClassVar[bool] = False
+    needs_query: ClassVar[bool] = False
+
     def __init__(self, output_dim: int, hidden_units: tuple[int, ...] = (128,), dropout: float = 0.0,
                  modality_dropout: float = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -30,22 +35,14 @@ class ConcatFusion(keras.layers.Layer):
         self.hidden_units = tuple(hidden_units)
         self.dropout = dropout
         self.modality_dropout = modality_dropout
-        self.mlp = keras.Sequential(
-            [layer for units in self.hidden_units
-             for layer in (keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(dropout))]
-            + [keras.layers.Dense(output_dim)])
+        self.mlp = mlp_head(self.hidden_units, dropout, output_dim)
 
     def call(self, embeddings: dict[str, tf.Tensor], masks: dict[str, tf.Tensor],
              training: bool | None = None) -> tf.Tensor:
-        parts, flags = [], []
-        for name in sorted(embeddings):
-            mask = tf.cast(masks[name], tf.float32)[:, None]
-            if training and self.modality_dropout > 0:
-                keep = tf.cast(tf.random.uniform(tf.shape(mask)) >= self.modality_dropout, tf.float32)
-                mask = mask * keep
-            parts.append(tf.cast(embeddings[name], tf.float32) * mask)
-            flags.append(mask)
-        return self.mlp(tf.concat(parts + flags, axis=-1), training=training)
+        names = sorted(embeddings)
+        mask = presence(masks, names, self.modality_dropout, training)
+        parts = [zero_absent(embeddings[n], mask[:, i]) for i, n in enumerate(names)]
+        return self.mlp(tf.concat(parts + [mask], axis=-1), training=training)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "output_dim": self.output_dim, "hidden_units": list(self.hidden_units),

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfmmrec.fusion.concat import ConcatFusion
+from tfmmrec.fusion import FUSIONS, make_fusion
 from tfmmrec.models.features import ItemFeatureTable, id_keep_mask
 
 HISTORY_POOLINGS = ("mean", "attention", "mean+attention")
@@ -137,8 +137,13 @@ class ItemTower(keras.Model):
     def __init__(self, table: ItemFeatureTable, num_id_slots: int, embedding_dim: int,
                  categorical_cardinalities: tuple[int, ...] = (), use_content: bool = True,
                  fusion_hidden: tuple[int, ...] = (128,), fusion_dropout: float = 0.0, id_dropout: float = 0.2,
-                 modality_dropout: float = 0.1, **kwargs: Any) -> None:
+                 modality_dropout: float = 0.1, fusion: str = "concat", fusion_balance_weight: float = 0.0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if getattr(FUSIONS.get(fusion), "needs_query", False):
+            raise ValueError(f"fusion {fusion!r} needs the user as query: an item tower's embedding must not depend "
+                             "on the user (use it in ranking / re-scoring)")
+        self.fusion_kind, self.fusion_balance_weight = fusion, fusion_balance_weight
         self.table = table
         self.num_id_slots, self.embedding_dim = num_id_slots, embedding_dim
         self.categorical_cardinalities = tuple(categorical_cardinalities)
@@ -146,8 +151,9 @@ class ItemTower(keras.Model):
         self.id_dropout, self.modality_dropout = id_dropout, modality_dropout
         self.id_embedding = keras.layers.Embedding(num_id_slots, embedding_dim, name="item_id_embedding")
         if use_content:
-            self.fusion = ConcatFusion(embedding_dim, fusion_hidden, dropout=fusion_dropout,
-                                       modality_dropout=modality_dropout)
+            extra = {"balance_weight": fusion_balance_weight} if fusion_balance_weight else {}
+            self.fusion = make_fusion(fusion, embedding_dim, hidden_units=fusion_hidden, dropout=fusion_dropout,
+                                      modality_dropout=modality_dropout, **extra)
             self.categorical_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"categorical_{i}")
                                            for i, c in enumerate(self.categorical_cardinalities)]
 
@@ -179,7 +185,8 @@ class ItemTower(keras.Model):
                 "categorical_cardinalities": list(self.categorical_cardinalities),
                 "use_content": self.use_content, "fusion_hidden": list(self.fusion_hidden),
                 "fusion_dropout": self.fusion_dropout,
-                "id_dropout": self.id_dropout, "modality_dropout": self.modality_dropout, "name": self.name}
+                "id_dropout": self.id_dropout, "modality_dropout": self.modality_dropout,
+                "fusion": self.fusion_kind, "fusion_balance_weight": self.fusion_balance_weight, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ItemTower:

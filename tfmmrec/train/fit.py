@@ -35,7 +35,8 @@ def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
                            tuple(features.cardinalities), use_content=use_content,
                            fusion_hidden=tuple(cfg.fusion_hidden), fusion_dropout=cfg.fusion_dropout,
                            id_dropout=cfg.id_dropout,
-                           modality_dropout=cfg.modality_dropout, name="item_tower")
+                           modality_dropout=cfg.modality_dropout, fusion=cfg.fusion,
+                           fusion_balance_weight=cfg.fusion_balance_weight, name="item_tower")
     query_tower = build_query_tower(item_tower, num_users, cfg, data=data, users=users)
     return TwoTowerRetrieval(query_tower, item_tower, temperature=cfg.temperature, logq=cfg.logq,
                              remove_accidental_hits=cfg.remove_accidental_hits,
