@@ -45,3 +45,10 @@ __all__ = [
     "split_interactions", "write_demo_catalog",
 ]
 __all__ += ["FUSIONS", "make_fusion"]
+
+from tfmmrec.config import MultitaskConfig  # noqa: E402
+from tfmmrec.models.dcn import DCN  # noqa: E402
+from tfmmrec.models.multitask import MultitaskRetrieval  # noqa: E402
+from tfmmrec.models.tasks import RetrievalTask  # noqa: E402
+
+__all__ += ["DCN", "MultitaskConfig", "MultitaskRetrieval", "RetrievalTask"]

@@ -55,11 +55,10 @@ class MultitaskRetrieval(TwoTowerRetrieval):
         return tf.squeeze(self.ranking_head(tf.concat([queries, items], -1), training=training), -1)
 
     def category_logits(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        """Category logits from the item's fused modalities alone; zeros input for an item with none."""
-        feats = self.item_tower.table(item)
-        if not feats["content"]:
-            return self.category_head(tf.zeros([tf.shape(item)[0], self.item_tower.embedding_dim]))
-        fused = self.item_tower.fusion(feats["content"], feats["masks"], training=training)
+        """Category logits from the item's fused modalities (and numeric fields) alone, no id or categorical field."""
+        fused = self.item_tower.fused_content(self.item_tower.table(item), training)
+        if fused is None:
+            fused = tf.zeros([tf.shape(item)[0], self.item_tower.embedding_dim])
         return self.category_head(fused)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False,

@@ -157,16 +157,22 @@ class ItemTower(keras.Model):
             self.categorical_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"categorical_{i}")
                                            for i, c in enumerate(self.categorical_cardinalities)]
 
-    def content_parts(self, feats: dict[str, Any], training: bool | None = None,
-                      content_delta: dict[str, tf.Tensor] | None = None) -> list[tf.Tensor]:
-        """The content terms, each ``[batch, d]``: fused modalities (+ numeric), then each categorical field."""
+    def fused_content(self, feats: dict[str, Any], training: bool | None = None,
+                      content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor | None:
+        """The fused modalities (+ numeric fields), ``[batch, d]``; ``None`` when the items have neither."""
         embeddings, masks = dict(feats["content"]), dict(feats["masks"])
         for m, delta in (content_delta or {}).items():
             embeddings[m] = embeddings[m] + delta
         if self.table.num_numeric:
             embeddings["_numeric"] = feats["numeric"]
             masks["_numeric"] = tf.ones_like(feats["id_slot"], tf.float32)
-        parts = [self.fusion(embeddings, masks, training=training)] if embeddings else []
+        return self.fusion(embeddings, masks, training=training) if embeddings else None
+
+    def content_parts(self, feats: dict[str, Any], training: bool | None = None,
+                      content_delta: dict[str, tf.Tensor] | None = None) -> list[tf.Tensor]:
+        """The content terms, each ``[batch, d]``: fused modalities (+ numeric), then each categorical field."""
+        fused = self.fused_content(feats, training, content_delta)
+        parts = [] if fused is None else [fused]
         return parts + [layer(feats["categorical"][:, i]) for i, layer in enumerate(self.categorical_embeddings)]
 
     def call(self, item: tf.Tensor, training: bool | None = None,
