@@ -80,3 +80,35 @@ def test_adversarial_content_step(features: ItemFeatures, interactions: EncodedI
     plain = build_retrieval(features, NUM_USERS, RetrievalConfig(**TINY, epochs=1))
     assert "adversarial_loss" not in train_retrieval(plain, interactions, RetrievalConfig(**TINY, epochs=1),
                                                      verbose=0).history
+
+
+def test_every_option_is_reachable_from_the_run_config(features: ItemFeatures, interactions: EncodedInteractions,
+                                                       tmp_path) -> None:
+    """YAML -> RunConfig -> builders: each option arrives in the model it configures."""
+    from tfmmrec.config import RunConfig
+    from tfmmrec.models.dcn import DCN
+    from tfmmrec.models.features import UserFeatures
+    from tfmmrec.train.fit import build_multitask, build_ranking
+
+    (tmp_path / "run.yaml").write_text("""
+retrieval: {embedding_dim: 8, fusion_hidden: [16], mixed_negatives: 7, num_hard_negatives: 5, history_length: 3,
+            history_pooling: attention, user_features: true, user_id_dropout: 0.25, adversarial_epsilon: 0.05,
+            adversarial_weight: 0.5, fusion: gated, fusion_balance_weight: 0.1}
+ranking: {model: dcn, cross_layers: 3, cross_projection_dim: 4, field_dim: 4, hidden_units: [8]}
+multitask: {enabled: true, retrieval_weight: 1.0, ranking_weight: 0.3, category_weight: 0.2, category_field: 0}
+""")
+    cfg = RunConfig.from_yaml(tmp_path / "run.yaml")
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    users = UserFeatures(np.ones((NUM_USERS + 1, 1), np.int32), [2], ["region"])
+    model = build_retrieval(features, NUM_USERS, cfg.retrieval, data=interactions, users=users)
+    assert (model.mixed_negatives, model.task.num_hard_negatives) == (7, 5)
+    assert (model.adversarial_epsilon, model.adversarial_weight) == (0.05, 0.5)
+    q = model.query_tower
+    assert (q.history_length, q.history_pooling, q.user_id_dropout, q.user_feature_cardinalities) == \
+        (3, "attention", 0.25, (2,))
+    assert q.history_encoder is model.item_tower  # history lives in the candidates' space
+    assert model.item_tower.fusion_kind == "gated" and model.item_tower.fusion.balance_weight == 0.1
+    ranker = build_ranking(features, NUM_USERS, cfg.ranking)
+    assert isinstance(ranker, DCN) and len(ranker.cross) == 3 and ranker.projection_dim == 4
+    multitask = build_multitask(features, NUM_USERS, cfg.retrieval, cfg.multitask, data=interactions)
+    assert multitask.weights_ == {"retrieval": 1.0, "ranking": 0.3, "category": 0.2}

@@ -102,3 +102,23 @@ def test_user_features_codes(features: ItemFeatures) -> None:
     assert uf.codes[:, 0].tolist() == [0, 2, 1, 0, 0]  # row 0 unknown user; c missing; d absent
     assert uf.codes[:, 1].tolist() == [0, 2, 1, 1, 0]
     assert build_user_features(None, np.array(["a"])).codes.shape == (2, 0)
+
+
+def test_query_tower_with_history_and_features_exports(item_tower: ItemTower, tmp_path) -> None:
+    """The served query reads the stored history and features inside the SavedModel, by raw user id."""
+    from tfmmrec.export.serving import RetrievalServing, export_retrieval
+
+    tower = QueryTower(NUM_USERS, 8, user_feature_cardinalities=(3,), history_length=3,
+                       history_pooling="mean+attention", history_encoder=item_tower)
+    history = np.zeros((NUM_USERS + 1, 3), np.int32)
+    history[1:, 2] = np.arange(1, NUM_USERS + 1)
+    tower.set_user_tables(np.ones((NUM_USERS + 1, 1), np.int32), history)
+    user_ids = np.array([f"u{u}" for u in range(1, NUM_USERS + 1)])
+    items = item_tower(tf.range(1, NUM_ITEMS + 1)).numpy()
+    serving = RetrievalServing(user_ids, tower, np.array([f"i{i}" for i in range(NUM_ITEMS)]), items, k=5)
+    path = export_retrieval(tmp_path, "history_retrieval", serving)
+    loaded = tf.saved_model.load(str(path))
+    served = loaded.signatures["embed_query"](user_id=tf.constant(["u3", "nobody"]))["embedding"].numpy()
+    np.testing.assert_allclose(served, tower(tf.constant([3, 0])).numpy(), rtol=1e-5, atol=1e-6)
+    top = loaded.signatures["serving_default"](user_id=tf.constant(["u3"]))
+    assert top["item_ids"].shape == (1, 5)
