@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,9 @@ import tensorflow as tf  # noqa: E402
 
 import tfmmrec  # noqa: F401  (Keras 2 before TensorFlow)
 from tfmmrec.evaluate import evaluate_retrieval, factorized_top_k_accuracy  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _readme import replace_section  # noqa: E402
 
 DIM = 64
 
@@ -70,7 +74,8 @@ def measure(num_items: int, repeat: int, seed: int = 0) -> dict:
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__}
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
+            "load_average_1m": round(os.getloadavg()[0], 1)}  # the machine may be shared: numbers scale with it
 
 
 def main() -> None:
@@ -78,6 +83,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/eval_speed.json")
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the table in benchmarks/README.md")
     args = parser.parse_args()
     rows = []
     for n in args.items:
@@ -86,14 +92,18 @@ def main() -> None:
     result = {"machine": machine(), "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"\nmachine: {result['machine']}")
-    print("| items | users | evaluate_retrieval users/s | FactorizedTopK interactions/s | bare matmul+top_k users/s |"
-          " bare / evaluate time |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    m = result["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores (shared; 1-min load average {m['load_average_1m']} at the "
+             f"end), Python {m['python']}, TensorFlow {m['tensorflow']}. Best of {args.repeat} runs.", "",
+             "| items | users | evaluate_retrieval users/s | FactorizedTopK interactions/s "
+             "| bare matmul+top_k users/s | bare / evaluate time |", "|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        print(f"| {r['items']:,} | {r['users']:,} | {r['evaluate_retrieval_users_per_s']:,.0f} | "
-              f"{r['factorized_top_k_interactions_per_s']:,.0f} | {r['reference_matmul_top_k_users_per_s']:,.0f} | "
-              f"{r['reference_over_evaluate']:.2f} |")
+        lines.append(f"| {r['items']:,} | {r['users']:,} | {r['evaluate_retrieval_users_per_s']:,.0f} | "
+                     f"{r['factorized_top_k_interactions_per_s']:,.0f} | "
+                     f"{r['reference_matmul_top_k_users_per_s']:,.0f} | {r['reference_over_evaluate']:.2f} |")
+    print("\n" + "\n".join(lines))
+    if not args.no_readme:
+        replace_section("eval-speed", "\n".join(lines))
 
 
 if __name__ == "__main__":

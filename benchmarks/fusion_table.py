@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -39,20 +41,16 @@ from tfmmrec.pipeline import retrieval_metrics  # noqa: E402
 from tfmmrec.train.fit import build_retrieval, train_retrieval  # noqa: E402
 from tfmmrec.train.inputs import encode_interactions  # noqa: E402
 
-README = Path(__file__).with_name("README.md")
-START, END = "<!-- fusion-table:start -->", "<!-- fusion-table:end -->"
+sys.path.insert(0, str(Path(__file__).parent))
+from _readme import replace_section  # noqa: E402
+
 COLUMNS = [("warm", "recall@20"), ("warm", "ndcg@20"), ("cold", "recall@20"), ("cold", "ndcg@20")]
 
 
 def mean_modality_weights(model, num_items: int) -> dict[str, float]:
-    """Mean weight of each modality over the catalog's items (inference mode), as the tower fuses them."""
-    tower = model.item_tower
-    feats = tower.table(tf.range(1, num_items + 1))
-    embeddings, masks = dict(feats["content"]), dict(feats["masks"])
-    if tower.table.num_numeric:
-        embeddings["_numeric"] = feats["numeric"]
-        masks["_numeric"] = tf.ones([num_items])
-    return {m: round(float(tf.reduce_mean(w)), 4) for m, w in tower.fusion.modality_weights(embeddings, masks).items()}
+    """Mean weight of each modality over the catalog's items (inference mode)."""
+    weights = model.item_tower.modality_weights(tf.range(1, num_items + 1))
+    return {m: round(float(tf.reduce_mean(w)), 4) for m, w in weights.items()}
 
 
 def main() -> None:
@@ -95,7 +93,7 @@ def main() -> None:
 
     table = markdown(runs, [n for n, _ in variants], args)
     result = {"machine": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                          "cpu_count": __import__("os").cpu_count()},
+                          "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 1)},
               "setup": {"catalog": dict(zip(("items", "users", "interactions"), args.size)), "split": "cold_start",
                         "epochs": args.epochs, "seeds": args.seeds,
                         "retrieval_config": dataclasses.asdict(RetrievalConfig())},
@@ -104,11 +102,7 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2))
     print("\n" + table)
     if not args.no_readme:
-        text = README.read_text() if README.exists() else ""
-        block = f"{START}\n{table}\n{END}"
-        text = (text[:text.index(START)] + block + text[text.index(END) + len(END):]) if START in text \
-            else text + "\n" + block + "\n"
-        README.write_text(text)
+        replace_section("fusion-table", table)
 
 
 def markdown(runs: list[dict], names: list[str], args: argparse.Namespace) -> str:

@@ -163,3 +163,25 @@ def test_make_fusion_names_the_choices() -> None:
     assert not build("concat").weighs_modalities
     with pytest.raises(TypeError, match="does not weigh"):
         build("bilinear").modality_weights(*inputs()[:2])
+
+
+def test_layers_save_and_reload_as_a_savedmodel(tmp_path) -> None:
+    # the query-conditioned layer (for ranking exports) and one with a list of per-modality sublayers;
+    # all layers share the projection/head code, and saving all of them costs ~10 s
+    embeddings, masks, query = inputs()
+    module = tf.Module()
+    module.fusions = {kind: build(kind) for kind in ("cross_attention", "multilinear")}
+    want = {kind: call(layer, embeddings, masks, query).numpy() for kind, layer in module.fusions.items()}
+    spec = {m: tf.TensorSpec([None, d], tf.float32) for m, d in DIMS.items()}
+    mask_spec = {m: tf.TensorSpec([None], tf.float32) for m in DIMS}
+
+    @tf.function(input_signature=[spec, mask_spec, tf.TensorSpec([None, 6], tf.float32)])
+    def fuse_all(e, m, q):
+        return {kind: call(layer, e, m, q, training=False) for kind, layer in module.fusions.items()}
+
+    module.fuse_all = fuse_all
+    tf.saved_model.save(module, str(tmp_path / "fusions"))
+    reloaded = tf.saved_model.load(str(tmp_path / "fusions"))
+    got = reloaded.fuse_all(embeddings, masks, query)
+    for kind in want:
+        np.testing.assert_allclose(got[kind].numpy(), want[kind], rtol=1e-5, atol=1e-6)

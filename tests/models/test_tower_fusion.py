@@ -55,3 +55,14 @@ def test_balance_weight_reaches_the_training_loss(features: ItemFeatures) -> Non
     plain = build_retrieval(features, 5, RetrievalConfig(embedding_dim=8, fusion="modality_attention")).item_tower
     plain(tf.range(1, 13), training=True)
     assert plain.losses == []
+
+
+def test_item_tower_reports_modality_weights(features: ItemFeatures) -> None:
+    tower = build_retrieval(features, 5, RetrievalConfig(embedding_dim=8, fusion="weighted_sum")).item_tower
+    weights = tower.modality_weights(tf.range(1, 13))
+    assert sorted(weights) == ["_numeric", "image", "text"]  # numeric fields enter as one more modality
+    total = sum(w.numpy() for w in weights.values())
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)  # _numeric is always present
+    np.testing.assert_array_equal(weights["image"].numpy() == 0, features.masks["image"][1:] == 0)
+    with pytest.raises(TypeError, match="does not weigh"):
+        build_retrieval(features, 5, RetrievalConfig(embedding_dim=8)).item_tower.modality_weights(tf.range(1, 3))

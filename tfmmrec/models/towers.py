@@ -160,12 +160,9 @@ class ItemTower(keras.Model):
     def fused_content(self, feats: dict[str, Any], training: bool | None = None,
                       content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor | None:
         """The fused modalities (+ numeric fields), ``[batch, d]``; ``None`` when the items have neither."""
-        embeddings, masks = dict(feats["content"]), dict(feats["masks"])
+        embeddings, masks = self._fusion_inputs(feats)
         for m, delta in (content_delta or {}).items():
             embeddings[m] = embeddings[m] + delta
-        if self.table.num_numeric:
-            embeddings["_numeric"] = feats["numeric"]
-            masks["_numeric"] = tf.ones_like(feats["id_slot"], tf.float32)
         return self.fusion(embeddings, masks, training=training) if embeddings else None
 
     def content_parts(self, feats: dict[str, Any], training: bool | None = None,
@@ -184,6 +181,21 @@ class ItemTower(keras.Model):
             for part in self.content_parts(feats, training, content_delta):
                 out += part
         return tf.math.l2_normalize(out, axis=-1)
+
+    def _fusion_inputs(self, feats: dict[str, Any]) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """The fusion's inputs: each modality and, as one more always-present modality, the numeric fields."""
+        embeddings, masks = dict(feats["content"]), dict(feats["masks"])
+        if self.table.num_numeric:
+            embeddings["_numeric"] = feats["numeric"]
+            masks["_numeric"] = tf.ones_like(feats["id_slot"], tf.float32)
+        return embeddings, masks
+
+    def modality_weights(self, item: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``{modality: [batch]}``: how much the item tower's fusion leans on each modality for these
+        items (weighing fusions only, see ``tfmmrec.fusion``); log it, or use it to explain a result."""
+        if not self.use_content or not getattr(self.fusion, "weighs_modalities", False):
+            raise TypeError(f"fusion {self.fusion_kind!r} of {self.name} does not weigh modalities")
+        return self.fusion.modality_weights(*self._fusion_inputs(self.table(item)))
 
     def get_config(self) -> dict[str, Any]:
         return {"table": keras.layers.serialize(self.table), "num_id_slots": self.num_id_slots,
