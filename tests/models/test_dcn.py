@@ -51,7 +51,7 @@ def test_dcn_learns_bce_and_mse(features: ItemFeatures, interactions: EncodedInt
 
         rating = ((data.train.item - 1) % 4).astype(np.float32) + 1.0
         data = dataclasses.replace(data, train=dataclasses.replace(data.train, target=rating))
-    cfg = RankingConfig(model="dcn", field_dim=4, hidden_units=[16], epochs=12, batch_size=64, learning_rate=0.02,
+    cfg = RankingConfig(model="dcn", field_dim=4, hidden_units=[16], epochs=8, batch_size=64, learning_rate=0.02,
                         negatives=2)
     model = build_ranking(features, NUM_USERS, cfg)
     history = train_ranking(model, data, cfg, mode=mode, verbose=0).history

@@ -45,7 +45,7 @@ def test_mixed_negatives_loss_by_hand(features: ItemFeatures, interactions: Enco
 
 def test_mixed_and_hard_negatives_train(features: ItemFeatures, interactions: EncodedInteractions) -> None:
     """Users end up nearest to their own cluster's items."""
-    cfg = RetrievalConfig(**TINY, epochs=15, mixed_negatives=16, num_hard_negatives=8)
+    cfg = RetrievalConfig(**TINY, epochs=10, mixed_negatives=16, num_hard_negatives=8)
     model = build_retrieval(features, NUM_USERS, cfg, data=interactions)
     assert model.task.num_hard_negatives == 8
     train_retrieval(model, interactions, cfg, verbose=0)
