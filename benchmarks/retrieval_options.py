@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict] = {
     "user_features": {"user_features": True},
     "fgsm_0.1": {"adversarial_epsilon": 0.1},
     "multitask": {},
+    "popularity": {},  # no model: items by training count, the same list for everyone (a newcomer baseline)
 }
 COLUMNS = [("warm", "recall@20"), ("warm", "ndcg@20"), ("cold", "recall@20"), ("cold", "ndcg@20")]
 
@@ -71,6 +72,22 @@ def new_user_metrics(model, data) -> dict:
                               ks=(20,))
 
 
+def popularity(data, seed: int) -> dict:
+    """Every user gets the most popular training items (known and new users alike)."""
+    user_emb = np.ones((data.num_users + 1, 1), np.float32)
+    item_emb = np.log(data.item_prob[1:, None]).astype(np.float32)
+    warm = np.zeros(data.num_items, bool)
+    warm[data.train_item_rows] = True
+    known = data.test.user > 0
+    exclude = (np.concatenate([data.train.user, data.valid.user]),
+               np.concatenate([data.train.item, data.valid.item]) - 1)
+    metrics = evaluate_retrieval(user_emb, item_emb, (data.test.user[known], data.test.item[known] - 1), exclude,
+                                 item_groups={"warm": warm, "cold": ~warm}, ks=(20,))
+    print(f"seed {seed} popularity                   warm_recall@20={metrics['warm']['recall@20']:.4f}", flush=True)
+    return {"variant": "popularity", "seed": seed, "overrides": {}, "train_seconds": 0.0, "metrics": metrics,
+            "new_users": metrics}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/.retrieval_options"))
@@ -91,6 +108,9 @@ def main() -> None:
     runs = []
     for seed in args.seeds:
         for name in args.variants:
+            if name == "popularity":
+                runs.append(popularity(data, seed))
+                continue
             cfg = dataclasses.replace(RetrievalConfig(), **VARIANTS[name])
             tf.keras.utils.set_random_seed(seed)
             if name == "multitask":
