@@ -185,6 +185,7 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
         result.models["ranking"], metrics["ranking"] = _train_ranking(features, rank_data, cfg, mode, has_content,
                                                                       verbose)
+        metrics["ranking_model"] = cfg.ranking.model
     if export_dir is not None:
         _export(result, ds.manifest.name, export_dir, cfg, mode, rank_data)
     metrics["exports"] = {k: str(v) for k, v in result.exports.items()}
