@@ -1,7 +1,7 @@
 """Warm and cold Recall@20 / NDCG@20 on the demo catalog for ID-only and every item-tower fusion.
 
     PYTHONPATH=. python benchmarks/fusion_table.py                 # default demo, cold_start split, seeds 0 1 2
-    PYTHONPATH=. python benchmarks/fusion_table.py --seeds 0 --fusions concat gated --epochs 5
+    PYTHONPATH=. python benchmarks/fusion_table.py --seeds 0 --fusions id_only concat gated --epochs 5
 
 The demo catalog (default size: 2,000 items, 1,500 users, ~60k interactions; catalog seed 0) is
 written once and encoded once with the built-in encoders; the split is ``cold_start`` (10% of the
@@ -57,8 +57,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/.fusion_table"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--fusions", nargs="+", default=list(ITEM_TOWER_FUSIONS), choices=list(ITEM_TOWER_FUSIONS))
+    models = ["id_only", *ITEM_TOWER_FUSIONS]
+    parser.add_argument("--fusions", nargs="+", default=models, choices=models, help="rows of the table")
     parser.add_argument("--epochs", type=int, default=RetrievalConfig().epochs)
+    parser.add_argument("--balance-weight", type=float, default=0.0,
+                        help="modality-balance regulariser for the weighing fusions (default 0: off)")
     parser.add_argument("--size", nargs=3, type=int, default=[2000, 1500, 60000], metavar=("ITEMS", "USERS", "INTER"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fusion_table.json"))
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the table in benchmarks/README.md")
@@ -73,10 +76,12 @@ def main() -> None:
     features = build_item_features(ds, encode_catalog(ds, progress=False), data.train_item_rows)
 
     runs = []
-    variants = [("id_only", None)] + [(f, f) for f in args.fusions]
+    variants = [(f, None if f == "id_only" else f) for f in args.fusions]
     for seed in args.seeds:
         for name, fusion in variants:
-            cfg = dataclasses.replace(RetrievalConfig(), epochs=args.epochs, fusion=fusion or "concat")
+            balance = args.balance_weight if fusion and FUSIONS[fusion].weighs_modalities else 0.0
+            cfg = dataclasses.replace(RetrievalConfig(), epochs=args.epochs, fusion=fusion or "concat",
+                                      fusion_balance_weight=balance)
             tf.keras.utils.set_random_seed(seed)
             model = build_retrieval(features, data.num_users, cfg, use_content=fusion is not None)
             started = time.perf_counter()
@@ -95,7 +100,7 @@ def main() -> None:
     result = {"machine": {"python": platform.python_version(), "tensorflow": tf.__version__,
                           "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 1)},
               "setup": {"catalog": dict(zip(("items", "users", "interactions"), args.size)), "split": "cold_start",
-                        "epochs": args.epochs, "seeds": args.seeds,
+                        "epochs": args.epochs, "seeds": args.seeds, "balance_weight": args.balance_weight,
                         "retrieval_config": dataclasses.asdict(RetrievalConfig())},
               "runs": runs, "table": table}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +112,8 @@ def main() -> None:
 
 def markdown(runs: list[dict], names: list[str], args: argparse.Namespace) -> str:
     lines = [f"Demo catalog {args.size[0]:,} items / {args.size[1]:,} users / ~{args.size[2]:,} interactions, "
-             f"cold_start split, {args.epochs} epochs, seeds {', '.join(map(str, args.seeds))} "
+             f"cold_start split, {args.epochs} epochs, seeds {', '.join(map(str, args.seeds))}, "
+             f"balance weight {args.balance_weight:g} "
              "(mean ± std over seeds; test split, full catalog, train+valid items excluded).", "",
              "| model | warm R@20 | warm N@20 | cold R@20 | cold N@20 | params | train s | mean modality weights |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]

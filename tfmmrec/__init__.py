@@ -28,6 +28,7 @@ from tfmmrec.encoders.encode import ItemContent, encode_catalog  # noqa: E402
 from tfmmrec.encoders.registry import ENCODERS, EncoderSpec, load_encoder  # noqa: E402
 from tfmmrec.evaluate.ranking import auc, rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
+from tfmmrec.evaluate.topk import factorized_top_k_accuracy  # noqa: E402
 from tfmmrec.fusion import FUSIONS, make_fusion  # noqa: E402
 from tfmmrec.fusion.concat import ConcatFusion  # noqa: E402
 from tfmmrec.models.ranking import DeepFM  # noqa: E402
@@ -44,7 +45,7 @@ __all__ = [
     "import_mmrec", "import_movielens_100k", "import_movielens_csv", "load_dataset", "load_encoder", "rmse", "run",
     "split_interactions", "write_demo_catalog",
 ]
-__all__ += ["FUSIONS", "make_fusion"]
+__all__ += ["FUSIONS", "factorized_top_k_accuracy", "make_fusion"]
 
 from tfmmrec.config import MultitaskConfig  # noqa: E402
 from tfmmrec.models.dcn import DCN  # noqa: E402

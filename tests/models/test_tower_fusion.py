@@ -4,12 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from tfmmrec.config import RetrievalConfig
 from tfmmrec.fusion import ITEM_TOWER_FUSIONS
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable
 from tfmmrec.models.towers import ItemTower
 from tfmmrec.train.fit import build_retrieval
+from tfmmrec.train.inputs import EncodedInteractions, SplitArrays, retrieval_dataset
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +49,26 @@ def test_item_tower_refuses_query_conditioned_fusion(features: ItemFeatures) -> 
         ItemTower(table, features.num_id_slots, 8, fusion="cross_attention")
 
 
-def test_balance_weight_reaches_the_training_loss(features: ItemFeatures) -> None:
-    cfg = RetrievalConfig(embedding_dim=8, fusion_hidden=[8], fusion="modality_attention", fusion_balance_weight=5.0)
-    tower = build_retrieval(features, 5, cfg).item_tower
-    tower(tf.range(1, 13), training=True)
-    assert len(tower.losses) == 1 and tower.fusion.balance_weight == 5.0
-    plain = build_retrieval(features, 5, RetrievalConfig(embedding_dim=8, fusion="modality_attention")).item_tower
-    plain(tf.range(1, 13), training=True)
-    assert plain.losses == []
+def interactions() -> EncodedInteractions:
+    rng = np.random.default_rng(2)
+    users, items = rng.integers(1, 6, 64).astype(np.int32), rng.integers(1, 9, 64).astype(np.int32)
+    empty = SplitArrays(np.zeros(0, np.int32), np.zeros(0, np.int32), None)
+    prob = (np.bincount(items, minlength=13) + 1) / (len(items) + 13)
+    return EncodedInteractions(np.array([f"u{u}" for u in range(1, 6)]), 12, SplitArrays(users, items, None),
+                               empty, empty, prob.astype(np.float32))
+
+
+def test_balance_regulariser_enters_the_training_loss(features: ItemFeatures) -> None:
+    cfg = RetrievalConfig(embedding_dim=8, fusion_hidden=[8], fusion="modality_attention",
+                          fusion_balance_weight=5.0)
+    model = build_retrieval(features, 5, cfg)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    step = model.train_step(next(iter(retrieval_dataset(interactions(), 32, seed=0))))  # one eager step
+    assert float(step["regularization_loss"]) > 0  # TFRS adds layer losses to the task loss
+    assert float(step["total_loss"]) > float(step["loss"])
+    off = build_retrieval(features, 5, RetrievalConfig(embedding_dim=8, fusion="modality_attention")).item_tower
+    off(tf.range(1, 13), training=True)
+    assert off.losses == []  # off by default
 
 
 def test_item_tower_reports_modality_weights(features: ItemFeatures) -> None:

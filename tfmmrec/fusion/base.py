@@ -9,7 +9,8 @@ The call contract of every fusion layer (``ConcatFusion`` included)::
 - ``masks``: dict modality name -> float/bool ``[batch]``, 1 where the item has that modality.
 
 An absent modality contributes nothing: its values are replaced by zeros before anything reads
-them (``tf.where``, so even NaN/inf in an absent slot cannot leak, forward or backward), and
+them (``tf.where``, so even NaN/inf in an absent slot cannot leak, forward or backward;
+``ConcatFusion`` multiplies by the mask, so absent values must be finite there), and
 layers that weigh modalities renormalise their weights over the present ones. An item with no
 modality at all gets finite output (all weights 0). In training, whole modalities are hidden at
 random (``modality_dropout``) so the model learns to live with missing modalities.
@@ -18,9 +19,12 @@ Layers that weigh modalities (``weighs_modalities = True``) expose the weights t
 ``layer.modality_weights(embeddings, masks[, query])`` -> dict modality -> float ``[batch]``, in
 inference mode; over the present modalities of an item they sum to 1 (all 0 if none is present).
 Use them to log what the model leans on and to explain a recommendation. The same layers take
-``balance_weight``: when > 0, training adds ``balance_weight * sum_m (mean_b w[b, m] - mean_b
-u[b, m])**2`` to the model losses (``u`` = uniform weights over the item's present modalities), a
-modality-balance regulariser that stops the model leaning on one modality. Off (0) by default.
+``balance_weight``: when > 0, training adds ``balance_weight * batch_size * sum_m (mean_b w[b, m] -
+mean_b u[b, m])**2`` to the model losses (``u`` = uniform weights over the item's present
+modalities), a modality-balance regulariser that stops the model leaning on one modality. It is
+scaled by the batch size because TFRS's retrieval loss sums over the batch: ``balance_weight`` is
+then "per example" whatever the batch size (with a mean-reduced loss, divide it by the batch size).
+Off (0) by default.
 
 Modalities are always taken in sorted name order, so weights are created in a stable order.
 """
@@ -145,7 +149,8 @@ class FusionLayer(keras.layers.Layer):
         fused, weights, mask = self._fused_and_weights(embeddings, masks, query, training)
         if training and self.balance_weight > 0 and weights is not None:
             gap = tf.reduce_mean(weights, axis=0) - tf.reduce_mean(uniform_over_present(mask), axis=0)
-            self.add_loss(self.balance_weight * tf.reduce_sum(tf.square(gap)))
+            batch = tf.cast(tf.shape(weights)[0], tf.float32)
+            self.add_loss(self.balance_weight * batch * tf.reduce_sum(tf.square(gap)))
         return self.head(tf.concat([fused, mask], axis=-1), training=training)
 
     def modality_weights(self, embeddings: dict[str, tf.Tensor], masks: dict[str, tf.Tensor],

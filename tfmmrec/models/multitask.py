@@ -56,7 +56,7 @@ class MultitaskRetrieval(TwoTowerRetrieval):
 
     def category_logits(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """Category logits from the item's fused modalities (and numeric fields) alone, no id or categorical field."""
-        fused = self.item_tower.fused_content(self.item_tower.table(item), training)
+        fused = self.item_tower.fused_content(item, training)
         if fused is None:
             fused = tf.zeros([tf.shape(item)[0], self.item_tower.embedding_dim])
         return self.category_head(fused)

@@ -157,20 +157,12 @@ class ItemTower(keras.Model):
             self.categorical_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"categorical_{i}")
                                            for i, c in enumerate(self.categorical_cardinalities)]
 
-    def fused_content(self, feats: dict[str, Any], training: bool | None = None,
-                      content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor | None:
-        """The fused modalities (+ numeric fields), ``[batch, d]``; ``None`` when the items have neither."""
-        embeddings, masks = self._fusion_inputs(feats)
-        for m, delta in (content_delta or {}).items():
-            embeddings[m] = embeddings[m] + delta
+    def fused_content(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor | None:
+        """The fused modalities (+ numeric fields) of items, ``[batch, d]``, without id or categorical
+        fields; ``None`` when the items have neither (the multitask category head reads this)."""
+        feats = self.table(item)
+        embeddings, masks = self._fusion_inputs(feats, id_keep_mask(feats["id_slot"], 0.0, False))
         return self.fusion(embeddings, masks, training=training) if embeddings else None
-
-    def content_parts(self, feats: dict[str, Any], training: bool | None = None,
-                      content_delta: dict[str, tf.Tensor] | None = None) -> list[tf.Tensor]:
-        """The content terms, each ``[batch, d]``: fused modalities (+ numeric), then each categorical field."""
-        fused = self.fused_content(feats, training, content_delta)
-        parts = [] if fused is None else [fused]
-        return parts + [layer(feats["categorical"][:, i]) for i, layer in enumerate(self.categorical_embeddings)]
 
     def call(self, item: tf.Tensor, training: bool | None = None,
              content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
@@ -178,16 +170,26 @@ class ItemTower(keras.Model):
         keep = id_keep_mask(feats["id_slot"], self.id_dropout if self.use_content else 0.0, training)
         out = self.id_embedding(feats["id_slot"]) * keep
         if self.use_content:
-            for part in self.content_parts(feats, training, content_delta):
-                out += part
+            # Op for op as the first release when content_delta is None: graph-mode random seeds follow
+            # the op count, so the default model keeps its measured numbers.
+            embeddings, masks = self._fusion_inputs(feats, keep)
+            for m, delta in (content_delta or {}).items():
+                embeddings[m] = embeddings[m] + delta
+            if embeddings:
+                out += self.fusion(embeddings, masks, training=training)
+            for i, layer in enumerate(self.categorical_embeddings):
+                out += layer(feats["categorical"][:, i])
         return tf.math.l2_normalize(out, axis=-1)
 
-    def _fusion_inputs(self, feats: dict[str, Any]) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-        """The fusion's inputs: each modality and, as one more always-present modality, the numeric fields."""
+    def _fusion_inputs(self, feats: dict[str, Any], keep: tf.Tensor
+                       ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """The fusion's inputs: each modality and, as one more always-present modality, the numeric
+        fields. ``keep`` (float ``[batch, 1]``) only lends its shape to the numeric mask, with the same
+        ops as the first release, so that the graph's random seeds, hence the default numbers, stay put."""
         embeddings, masks = dict(feats["content"]), dict(feats["masks"])
         if self.table.num_numeric:
             embeddings["_numeric"] = feats["numeric"]
-            masks["_numeric"] = tf.ones_like(feats["id_slot"], tf.float32)
+            masks["_numeric"] = tf.ones_like(keep[:, 0])
         return embeddings, masks
 
     def modality_weights(self, item: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -195,7 +197,8 @@ class ItemTower(keras.Model):
         items (weighing fusions only, see ``tfmmrec.fusion``); log it, or use it to explain a result."""
         if not self.use_content or not getattr(self.fusion, "weighs_modalities", False):
             raise TypeError(f"fusion {self.fusion_kind!r} of {self.name} does not weigh modalities")
-        return self.fusion.modality_weights(*self._fusion_inputs(self.table(item)))
+        feats = self.table(item)
+        return self.fusion.modality_weights(*self._fusion_inputs(feats, id_keep_mask(feats["id_slot"], 0.0, False)))
 
     def get_config(self) -> dict[str, Any]:
         return {"table": keras.layers.serialize(self.table), "num_id_slots": self.num_id_slots,
