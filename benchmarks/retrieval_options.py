@@ -1,6 +1,6 @@
 """Warm, cold and new-user Recall@20 / NDCG@20 on the demo catalog for the retrieval options.
 
-    PYTHONPATH=. python benchmarks/retrieval_options.py                       # all variants, seed 0
+    PYTHONPATH=. python benchmarks/retrieval_options.py                       # all variants, seeds 0 1 2
     PYTHONPATH=. python benchmarks/retrieval_options.py --seeds 0 1 --variants default mixed_1024
 
 Same setup as ``benchmarks/fusion_table.py``: the default demo catalog (2,000 items, 1,500 users,
@@ -91,7 +91,7 @@ def popularity(data, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/.retrieval_options"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/retrieval_options.json"))
     args = parser.parse_args()
@@ -136,14 +136,15 @@ def main() -> None:
 
 
 def markdown(runs: list[dict], names: list[str]) -> str:
+    """Mean ± std over seeds per variant."""
     lines = ["| variant | warm R@20 | warm N@20 | cold R@20 | cold N@20 | new-user R@20 | train s |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for name in names:
         mine = [r for r in runs if r["variant"] == name]
-        cells = [np.mean([r["metrics"][g][m] for r in mine]) for g, m in COLUMNS]
-        cells.append(np.mean([r["new_users"]["all"]["recall@20"] for r in mine]))
-        lines.append(f"| {name} | " + " | ".join(f"{c:.4f}" for c in cells)
-                     + f" | {np.mean([r['train_seconds'] for r in mine]):.0f} |")
+        values = [[r["metrics"][g][m] for r in mine] for g, m in COLUMNS]
+        values.append([r["new_users"]["all"]["recall@20"] for r in mine])
+        cells = [f"{np.mean(v):.4f} ± {np.std(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}" for v in values]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean([r['train_seconds'] for r in mine]):.0f} |")
     return "\n".join(lines)
 
 
