@@ -58,3 +58,10 @@ __all__ = [
     "GrpcClient", "RestClient", "reindex", "write_serving_configs",
 ]
 __all__ += ["FUSIONS", "factorized_top_k_accuracy", "make_fusion"]
+
+from tfmmrec.config import MultitaskConfig  # noqa: E402
+from tfmmrec.models.dcn import DCN  # noqa: E402
+from tfmmrec.models.multitask import MultitaskRetrieval  # noqa: E402
+from tfmmrec.models.tasks import RetrievalTask  # noqa: E402
+
+__all__ += ["DCN", "MultitaskConfig", "MultitaskRetrieval", "RetrievalTask"]

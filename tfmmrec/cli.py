@@ -263,7 +263,8 @@ def demo_table(metrics: dict[str, Any]) -> str:
         rows.append(f"{variant:<12} | " + " | ".join(cells))
     if "ranking" in metrics:
         rank = metrics["ranking"]
-        rows.append("ranking (DeepFM, test): " + ", ".join(
+        name = "DCN-v2" if metrics.get("ranking_model") == "dcn" else "DeepFM"
+        rows.append(f"ranking ({name}, test): " + ", ".join(
             f"{k.replace('_', ' ').upper()} {_fmt(v).strip()}" for k, v in rank.items() if k != "examples"))
     return "\n".join(rows)
 

@@ -47,6 +47,20 @@ class RetrievalConfig:
     learning_rate: float = 0.005
     batch_size: int = 1024
     epochs: int = 10
+    # Negatives and loss (see tfmmrec.models.retrieval): extra uniformly sampled candidates per
+    # batch (mixed negatives, logQ of the mixture), and the k hardest negatives only (0 = all).
+    mixed_negatives: int = 0
+    num_hard_negatives: int = 0
+    # Query tower: the user's last `history_length` training items pooled through the item tower
+    # ("mean", "attention" or "mean+attention"); the users table's categorical columns as features;
+    # a share of training examples routed to the unknown-user row so it learns the generic user.
+    history_length: int = 0
+    history_pooling: str = "mean"
+    user_features: bool = False
+    user_id_dropout: float = 0.0
+    # FGSM-style adversarial perturbation of content embeddings (0 = off) and its loss weight.
+    adversarial_epsilon: float = 0.0
+    adversarial_weight: float = 1.0
 
 
 @dataclass
@@ -63,6 +77,23 @@ class RankingConfig:
     batch_size: int = 1024
     epochs: int = 20
     patience: int = 3  # epochs without a better validation AUC / RMSE before stopping (best weights kept)
+    model: str = "deepfm"  # "deepfm" or "dcn" (DCN-v2: cross layers + deep part over the same fields)
+    cross_layers: int = 2
+    cross_projection_dim: int = 0  # low-rank cross layers when > 0 (DCN-v2's DCN-Mix-free variant)
+
+
+@dataclass
+class MultitaskConfig:
+    """Retrieval + ranking head + item-category classification from content on shared towers
+    (``tfmmrec.models.multitask``), trained as an extra retrieval variant when ``enabled``.
+    Towers, negatives and optimiser come from ``retrieval``."""
+
+    enabled: bool = False
+    retrieval_weight: float = 1.0
+    ranking_weight: float = 1.0
+    category_weight: float = 1.0
+    category_field: int = 0  # index into the manifest's categorical columns
+    ranking_hidden: list[int] = field(default_factory=lambda: [64])
 
 
 @dataclass
@@ -133,6 +164,7 @@ class RunConfig:
     encoders: dict[str, str] = field(default_factory=dict)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     ranking: RankingConfig = field(default_factory=RankingConfig)
+    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)
     train_id_only: bool = True
     train_ranking: bool = True
     ks: list[int] = field(default_factory=lambda: [10, 20, 50])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from tfmmrec.encoders.encode import ItemContent, encode_catalog
 from tfmmrec.evaluate.ranking import auc, log_loss, rmse
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
 from tfmmrec.export.build import export_ranking_model, export_retrieval_model
-from tfmmrec.models.features import build_item_features
-from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
+from tfmmrec.models.features import build_item_features, build_user_features
+from tfmmrec.train.fit import build_multitask, build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
 from tfmmrec.train.pretrain import add_aligned_modality
 from tfmmrec.train.tensorboard import tensorboard_callbacks, write_projector
@@ -96,7 +97,7 @@ def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mod
 
 def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mode: str, has_content: bool,
                    verbose: int, callbacks: list[Any] | None = None) -> tuple[Any, dict[str, float]]:
-    _log(f"[train] ranking (DeepFM on {mode} feedback)")
+    _log(f"[train] ranking ({'DCN-v2' if cfg.ranking.model == 'dcn' else 'DeepFM'} on {mode} feedback)")
     ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
     train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose, callbacks=callbacks)
     inputs, labels, warm = ranking_eval_set(data, "test", cfg.ranking.negatives, cfg.seed, explicit=mode != "implicit")
@@ -136,29 +137,9 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     started = time.perf_counter()
     tf.keras.utils.set_random_seed(cfg.seed)
 
-    ds = dataset or load_dataset(dataset_dir, on_unknown_items=cfg.on_unknown_items)  # type: ignore[arg-type]
-    for line in ds.report.lines():
-        _log(f"[data] {line}")
-    s = cfg.split
-    inter = split_interactions(ds.interactions, s.strategy, valid_frac=s.valid_frac, test_frac=s.test_frac,  # type: ignore[arg-type]
-                               cold_item_frac=s.cold_item_frac, seed=s.seed)
-    target = "rating" if "rating" in inter.columns else ("label" if "label" in inter.columns else None)
-    mode = target or "implicit"
-    positives = inter[inter["label"] > 0] if mode == "label" else inter  # retrieval learns from positives
-    data = encode_interactions(positives, ds.num_items, target)
-    _log(f"[data] {ds.manifest.name}: {ds.num_items} items, {data.num_users} users with training data, "
-         f"interactions train/valid/test = {len(data.train)}/{len(data.valid)}/{len(data.test)}")
-
-    content: ItemContent | None = None
-    if ds.manifest.modalities:
-        _log(f"[encode] modalities: {', '.join(ds.manifest.modalities)}")
-        content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0)
-        for report in content.reports:
-            _log(f"[decode] {report.summary()}")
-        if cfg.pretrain.enabled:  # cross-modal alignment -> one more content modality, "aligned"
-            content = add_aligned_modality(ds, content, cfg.pretrain, verbose=verbose > 0, reseed=cfg.seed)[0]
-    features = build_item_features(ds, content, data.train_item_rows)
-    has_content = bool(features.content) or features.categorical.shape[1] > 0 or features.numeric.shape[1] > 0
+    prep = prepare_data(dataset_dir, cfg, dataset=dataset, verbose=verbose, log=_log)
+    ds, data, features, content, mode, has_content = (prep.dataset, prep.data, prep.features, prep.content,
+                                                      prep.mode, prep.has_content)
 
     metrics: dict[str, Any] = {"dataset": ds.manifest.name, "items": ds.num_items, "users": data.num_users,
                                "interactions": {"train": len(data.train), "valid": len(data.valid),
@@ -171,22 +152,30 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     retrieval_models = {}
     for variant, use_content in variants:
         _log(f"[train] retrieval, {variant}")
-        model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=use_content)
+        model = retrieval_model(prep, cfg, use_content)
         train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
                         callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data))
         metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
         retrieval_models[variant] = model
         save_run_weights(cfg, run_dir, variant, model)
+    if cfg.multitask.enabled and has_content:
+        _log("[train] retrieval, multitask (retrieval + ranking + item category)")
+        model = retrieval_model(prep, cfg, True, multitask=True)
+        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
+                        callbacks=run_callbacks(cfg, run_dir, "multitask", model, ds, data))
+        metrics["retrieval"]["multitask"] = retrieval_metrics(model, data, cfg.ks)
+        retrieval_models["multitask"] = model
+        save_run_weights(cfg, run_dir, "multitask", model)
 
     result = RunResult(metrics, run_dir=run_dir, models=dict(retrieval_models), data=data, item_ids=ds.item_ids,
                        dataset=ds, content=content)
     rank_data = None
     if cfg.train_ranking:
-        # Retrieval learns from positives only; ranking with 0/1 labels also learns from the 0s.
-        rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
+        rank_data = prep.rank_data
         result.models["ranking"], metrics["ranking"] = _train_ranking(
             features, rank_data, cfg, mode, has_content, verbose, run_callbacks(cfg, run_dir, "ranking"))
         save_run_weights(cfg, run_dir, "ranking", result.models["ranking"])
+        metrics["ranking_model"] = cfg.ranking.model
     if export_dir is not None:
         _export(result, ds.manifest.name, export_dir, cfg, mode, rank_data)
     metrics["exports"] = {k: str(v) for k, v in result.exports.items()}
@@ -269,25 +258,50 @@ class PreparedData:
     features: Any                    # models.features.ItemFeatures
     mode: str                        # rating | label | implicit
     has_content: bool
+    content: ItemContent | None = None
 
 
 def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | None = None,
-                 verbose: int = 0) -> PreparedData:
-    """Load -> split -> encode -> features with ``cfg``: the same steps, seeds and encoder store
-    as ``run``, so a re-evaluation or a tuning trial sees exactly the run's data."""
+                 verbose: int = 0, log: Callable[[str], None] | None = None) -> PreparedData:
+    """Load -> split -> encode (-> align) -> features with ``cfg``: the one implementation of these
+    steps, used by ``run``, ``load_run`` and ``tune``, so a re-evaluation or a tuning trial sees
+    exactly the run's data. ``log`` receives the data, encode and decode report lines."""
+    say = log or (lambda _msg: None)
     ds = dataset or load_dataset(dataset_dir, on_unknown_items=cfg.on_unknown_items)  # type: ignore[arg-type]
+    for line in ds.report.lines():
+        say(f"[data] {line}")
     s = cfg.split
     inter = split_interactions(ds.interactions, s.strategy, valid_frac=s.valid_frac, test_frac=s.test_frac,  # type: ignore[arg-type]
                                cold_item_frac=s.cold_item_frac, seed=s.seed)
     target = "rating" if "rating" in inter.columns else ("label" if "label" in inter.columns else None)
     mode = target or "implicit"
-    positives = inter[inter["label"] > 0] if mode == "label" else inter
+    positives = inter[inter["label"] > 0] if mode == "label" else inter  # retrieval learns from positives
     data = encode_interactions(positives, ds.num_items, target)
+    # Retrieval learns from positives only; ranking with 0/1 labels also learns from the 0s.
     rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
-    content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0) if ds.manifest.modalities else None
+    say(f"[data] {ds.manifest.name}: {ds.num_items} items, {data.num_users} users with training data, "
+        f"interactions train/valid/test = {len(data.train)}/{len(data.valid)}/{len(data.test)}")
+    content: ItemContent | None = None
+    if ds.manifest.modalities:
+        say(f"[encode] modalities: {', '.join(ds.manifest.modalities)}")
+        content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0)
+        for report in content.reports:
+            say(f"[decode] {report.summary()}")
+        if cfg.pretrain.enabled:  # cross-modal alignment -> one more content modality, "aligned"
+            content = add_aligned_modality(ds, content, cfg.pretrain, verbose=verbose > 0, reseed=cfg.seed)[0]
     features = build_item_features(ds, content, data.train_item_rows)
     has_content = bool(features.content) or features.categorical.shape[1] > 0 or features.numeric.shape[1] > 0
-    return PreparedData(ds, data, rank_data, features, mode, has_content)
+    return PreparedData(ds, data, rank_data, features, mode, has_content, content)
+
+
+def retrieval_model(prep: PreparedData, cfg: RunConfig, use_content: bool, *, multitask: bool = False) -> Any:
+    """The retrieval (or multitask) model ``cfg`` describes, built on ``prep``'s data and users."""
+    users = build_user_features(prep.dataset.users, prep.data.user_ids)
+    if multitask:
+        return build_multitask(prep.features, prep.data.num_users, cfg.retrieval, cfg.multitask, data=prep.data,
+                               users=users, rating=prep.mode == "rating")
+    return build_retrieval(prep.features, prep.data.num_users, cfg.retrieval, use_content=use_content,
+                           data=prep.data, users=users)
 
 
 def _restore(model: Any, weights: Path, build: Any) -> None:
@@ -315,7 +329,7 @@ def load_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_di
     data, features = prep.data, prep.features
     result = RunResult({}, run_dir=run_dir, data=data, item_ids=prep.dataset.item_ids)
     for variant in state["retrieval"]:
-        model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=variant != "id_only")
+        model = retrieval_model(prep, cfg, variant != "id_only", multitask=variant == "multitask")
         one = np.ones(1, np.int32)
         _restore(model, run_dir / "weights" / variant / "ckpt",
                  lambda m=model, one=one: (m.query_tower(one), m.item_tower(one)))
@@ -415,7 +429,7 @@ def tune(dataset_dir: str | Path, out_dir: str | Path, config: RunConfig | None 
 
         def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
             tf.keras.utils.set_random_seed(trial_cfg.seed)
-            model = build_retrieval(prep.features, prep.data.num_users, trial_cfg.retrieval, use_content=use_content)
+            model = retrieval_model(prep, trial_cfg, use_content)
             train_retrieval(model, prep.data, trial_cfg.retrieval, seed=trial_cfg.seed, verbose=0)
             return validation_retrieval_metrics(model, prep.data, k)
     else:

@@ -5,7 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfmmrec.train.inputs import encode_interactions, ranking_dataset, ranking_eval_set, retrieval_dataset
+from tfmmrec.train.inputs import (
+    encode_interactions,
+    ranking_dataset,
+    ranking_eval_set,
+    retrieval_dataset,
+    user_histories,
+)
 
 
 @pytest.fixture()
@@ -57,3 +63,21 @@ def test_ranking_eval_negatives_are_unseen_and_from_the_positives_group(log: pd.
     # Each positive's negatives are of its own kind: cold positives get cold negatives.
     cold_neg_users = set(inputs["user"][4:][~warm[4:]])
     assert cold_neg_users <= {1, 2}
+
+
+def test_histories_hold_only_earlier_items_never_the_target() -> None:
+    """Per interaction: the user's items before it in time (log order breaks no ties here), left-padded;
+    per user: their last items. Timestamps, not file order, decide what came before."""
+    log = pd.DataFrame({"user_id": ["a", "a", "b", "a", "a", "b"], "item_idx": [0, 1, 2, 3, 4, 5],
+                        "timestamp": [40, 10, 5, 30, 20, 6], "split": "train"})
+    data = encode_interactions(log, num_items=6)
+    per_interaction, per_user = user_histories(data.train, data.num_users, length=2)
+    # user a in time order: item rows 1 (t10), 4 (t20), 3 (t30), 0 (t40) -> indices 2, 5, 4, 1
+    expected = {1: [5, 4], 2: [0, 0], 4: [2, 5], 5: [0, 2], 3: [0, 0], 6: [0, 3]}
+    for item, history in zip(data.train.item, per_interaction):
+        assert history.tolist() == expected[item]
+        assert item not in history
+    assert per_user.tolist() == [[0, 0], [4, 1], [3, 6]]  # row 0: the unknown user has none
+    batch = next(iter(retrieval_dataset(data, batch_size=10, seed=0, history=per_interaction)))
+    for item, history in zip(batch["item"].numpy(), batch["history"].numpy()):
+        assert history.tolist() == expected[item]  # histories stay aligned with their pairs when shuffled

@@ -145,3 +145,40 @@ class ItemFeatureTable(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "modality_dims": self.modality_dims, "num_rows": self.num_rows,
                 "num_categorical": self.num_categorical, "num_numeric": self.num_numeric}
+
+
+@dataclass
+class UserFeatures:
+    """Categorical columns of the users table as codes per user index (row 0: unknown user)."""
+
+    codes: np.ndarray              # [num_users + 1, fields] int32, 0 = unknown value
+    cardinalities: list[int]       # per field, including the unknown code 0
+    names: list[str]
+
+
+def build_user_features(users: pd.DataFrame | None, user_ids: np.ndarray,
+                        max_cardinality: int = 10_000) -> UserFeatures:
+    """Codes for every column of ``users`` except ``user_id`` that is categorical: text, bool, or
+    integer with at most ``max_cardinality`` values (an integer column with more is an identifier
+    or a quantity, and is left out). ``user_ids[i]`` is user index i + 1."""
+    n = len(user_ids) + 1
+    if users is None:
+        return UserFeatures(np.zeros((n, 0), np.int32), [], [])
+    table = users.drop_duplicates("user_id").set_index("user_id")
+    position = table.index.get_indexer(pd.Index(user_ids))  # -1: user not in the users table
+    codes, cards, names = [], [], []
+    for column in table.columns:
+        values = table[column]
+        numeric = pd.api.types.is_float_dtype(values) or (
+            pd.api.types.is_integer_dtype(values) and values.nunique() > max_cardinality)
+        if numeric:
+            continue
+        text = values.astype("string").fillna("").to_numpy(dtype=object)
+        vocab = pd.Index(sorted(set(text) - {""}))
+        per_row = vocab.get_indexer(text) + 1  # "" and missing -> 0
+        codes.append(np.concatenate([[0], np.where(position >= 0, per_row[position], 0)]))
+        cards.append(len(vocab) + 1)
+        names.append(str(column))
+    if not codes:
+        return UserFeatures(np.zeros((n, 0), np.int32), [], [])
+    return UserFeatures(np.stack(codes, axis=1).astype(np.int32), cards, names)

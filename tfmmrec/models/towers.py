@@ -3,27 +3,120 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.fusion import FUSIONS, make_fusion
 from tfmmrec.models.features import ItemFeatureTable, id_keep_mask
 
+HISTORY_POOLINGS = ("mean", "attention", "mean+attention")
+
 
 @keras.utils.register_keras_serializable(package="tfmmrec")
 class QueryTower(keras.Model):
-    """User index -> L2-normalised embedding. Index 0 (unknown user) is a learned fallback row."""
+    """User -> L2-normalised embedding = user id embedding + user feature embeddings + pooled history.
 
-    def __init__(self, num_users: int, embedding_dim: int, **kwargs: Any) -> None:
+    Index 0 (a user unknown at training time) has an id row like any other: with
+    ``user_id_dropout`` > 0 training routes a share of examples to it, so it learns the generic
+    user, and the rest of the query (features, history) makes it personal.
+
+    The history part pools the item embeddings of the user's recent items (``history_encoder``,
+    normally the item tower itself, so history and candidates live in one space): a user with a
+    few interactions and no trained id row is still "near what they consumed". Pooling is a masked
+    mean, an attention-weighted sum (a small MLP scores each history item), or both summed.
+
+    Call with a user index tensor ``[batch]`` (features and history are then looked up in the
+    tower's own tables, filled by :meth:`set_user_tables` from the training data; that is what an
+    export serves), or with a dict ``{"user", "history"?, "user_features"?}`` to supply them
+    explicitly, e.g. for a user who is not in the tables (``history``: item indices ``[batch, L]``,
+    0 = padding; ``user_features``: codes ``[batch, fields]``, 0 = unknown).
+    """
+
+    def __init__(self, num_users: int, embedding_dim: int, *,
+                 user_feature_cardinalities: tuple[int, ...] = (), history_length: int = 0,
+                 history_pooling: str = "mean", history_encoder: keras.layers.Layer | None = None,
+                 user_id_dropout: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if history_length and history_encoder is None:
+            raise ValueError("history_length > 0 needs a history_encoder (the item tower)")
+        if history_pooling not in HISTORY_POOLINGS:
+            raise ValueError(f"history_pooling must be one of {HISTORY_POOLINGS}, got {history_pooling!r}")
         self.num_users, self.embedding_dim = num_users, embedding_dim
+        self.user_feature_cardinalities = tuple(user_feature_cardinalities)
+        self.history_length, self.history_pooling = history_length, history_pooling
+        self.history_encoder, self.user_id_dropout = history_encoder, user_id_dropout
         self.user_embedding = keras.layers.Embedding(num_users + 1, embedding_dim, name="user_embedding")
+        zeros = keras.initializers.Zeros()
+        self.feature_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"user_feature_{i}")
+                                   for i, c in enumerate(self.user_feature_cardinalities)]
+        if self.user_feature_cardinalities:
+            self.user_codes = self.add_weight(name="user_codes", shape=(num_users + 1, len(self.feature_embeddings)),
+                                              dtype=tf.int32, initializer=zeros, trainable=False)
+        if history_length:
+            self.user_history = self.add_weight(name="user_history", shape=(num_users + 1, history_length),
+                                                dtype=tf.int32, initializer=zeros, trainable=False)
+            if "attention" in history_pooling:
+                self.attention_score = keras.Sequential(
+                    [keras.layers.Dense(embedding_dim, activation="tanh"), keras.layers.Dense(1)],
+                    name="history_attention")
 
-    def call(self, user: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        return tf.math.l2_normalize(self.user_embedding(user), axis=-1)
+    def set_user_tables(self, user_codes: np.ndarray | None = None, history: np.ndarray | None = None) -> None:
+        """Store each user index's feature codes ``[U + 1, fields]`` and recent items ``[U + 1, L]``."""
+        if user_codes is not None:
+            self.user_codes.assign(user_codes.astype(np.int32))
+        if history is not None:
+            self.user_history.assign(history.astype(np.int32))
+
+    def pool_history(self, history: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        """``[batch, L]`` item indices (0 = padding) -> ``[batch, d]``; zeros for an empty history."""
+        history = tf.cast(history, tf.int32)
+        unique, position = tf.unique(tf.reshape(history, [-1]))  # each distinct item through the tower once
+        item_emb = tf.gather(self.history_encoder(unique, training=training), position)
+        item_emb = tf.reshape(item_emb, [tf.shape(history)[0], tf.shape(history)[1], self.embedding_dim])
+        mask = tf.cast(history > 0, tf.float32)
+        out = tf.zeros([tf.shape(history)[0], self.embedding_dim])
+        if "mean" in self.history_pooling:
+            out += tf.reduce_sum(item_emb * mask[..., None], 1) / tf.maximum(tf.reduce_sum(mask, 1, keepdims=True), 1.0)
+        if "attention" in self.history_pooling:
+            logits = tf.squeeze(self.attention_score(item_emb), -1)
+            weights = tf.nn.softmax(tf.where(mask > 0, logits, -1e9), axis=-1) * mask
+            out += tf.reduce_sum(item_emb * weights[..., None], 1)
+        return out
+
+    def call(self, inputs: tf.Tensor | dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
+        given = inputs if isinstance(inputs, dict) else {"user": inputs}
+        user = tf.cast(given["user"], tf.int32)
+        id_user = user
+        if training and self.user_id_dropout > 0:
+            id_user = tf.where(tf.random.uniform(tf.shape(user)) < self.user_id_dropout, tf.zeros_like(user), user)
+        out = self.user_embedding(id_user)
+        if self.feature_embeddings:
+            codes = given.get("user_features")
+            codes = tf.gather(self.user_codes, user) if codes is None else tf.cast(codes, tf.int32)
+            for i, layer in enumerate(self.feature_embeddings):
+                out += layer(codes[:, i])
+        if self.history_length:
+            history = given.get("history")
+            out += self.pool_history(tf.gather(self.user_history, user) if history is None else history, training)
+        return tf.math.l2_normalize(out, axis=-1)
 
     def get_config(self) -> dict[str, Any]:
-        return {"num_users": self.num_users, "embedding_dim": self.embedding_dim, "name": self.name}
+        config = {"num_users": self.num_users, "embedding_dim": self.embedding_dim, "name": self.name}
+        if self.user_feature_cardinalities or self.history_length or self.user_id_dropout:
+            config.update(user_feature_cardinalities=list(self.user_feature_cardinalities),
+                          history_length=self.history_length, history_pooling=self.history_pooling,
+                          user_id_dropout=self.user_id_dropout,
+                          history_encoder=keras.layers.serialize(self.history_encoder) if self.history_encoder
+                          else None)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> QueryTower:
+        config = dict(config)
+        if config.get("history_encoder") is not None:
+            config["history_encoder"] = keras.layers.deserialize(config["history_encoder"])
+        return cls(**config)
 
 
 @keras.utils.register_keras_serializable(package="tfmmrec")
@@ -34,7 +127,11 @@ class ItemTower(keras.Model):
     (fused modalities, categorical and numeric fields) generalises to items with few or no
     interactions. ``id_dropout`` hides the id part for a random share of training examples,
     which forces the content part to carry the item on its own, as it must for cold items.
-    With ``use_content=False`` this is the plain ID-only tower used as a baseline.
+    An item without a trained id row (slot 0: unseen in training, or the unknown index 0) is its
+    content alone. With ``use_content=False`` this is the plain ID-only tower used as a baseline.
+
+    ``content_delta`` (dict modality -> ``[batch, dim]``) is added to the content embeddings; the
+    adversarial training step uses it to perturb content (see ``models.retrieval``).
     """
 
     def __init__(self, table: ItemFeatureTable, num_id_slots: int, embedding_dim: int,
@@ -60,12 +157,24 @@ class ItemTower(keras.Model):
             self.categorical_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"categorical_{i}")
                                            for i, c in enumerate(self.categorical_cardinalities)]
 
-    def call(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+    def fused_content(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor | None:
+        """The fused modalities (+ numeric fields) of items, ``[batch, d]``, without id or categorical
+        fields; ``None`` when the items have neither (the multitask category head reads this)."""
+        feats = self.table(item)
+        embeddings, masks = self._fusion_inputs(feats, id_keep_mask(feats["id_slot"], 0.0, False))
+        return self.fusion(embeddings, masks, training=training) if embeddings else None
+
+    def call(self, item: tf.Tensor, training: bool | None = None,
+             content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
         feats = self.table(item)
         keep = id_keep_mask(feats["id_slot"], self.id_dropout if self.use_content else 0.0, training)
         out = self.id_embedding(feats["id_slot"]) * keep
         if self.use_content:
+            # Op for op as the first release when content_delta is None: graph-mode random seeds follow
+            # the op count, so the default model keeps its measured numbers.
             embeddings, masks = self._fusion_inputs(feats, keep)
+            for m, delta in (content_delta or {}).items():
+                embeddings[m] = embeddings[m] + delta
             if embeddings:
                 out += self.fusion(embeddings, masks, training=training)
             for i, layer in enumerate(self.categorical_embeddings):

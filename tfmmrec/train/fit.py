@@ -5,16 +5,29 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfmmrec.config import RankingConfig, RetrievalConfig
-from tfmmrec.models.features import ItemFeatures, ItemFeatureTable
+from tfmmrec.config import MultitaskConfig, RankingConfig, RetrievalConfig
+from tfmmrec.models.dcn import DCN
+from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
+from tfmmrec.models.multitask import MultitaskRetrieval
 from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.models.towers import ItemTower, QueryTower
-from tfmmrec.train.inputs import EncodedInteractions, ranking_dataset, ranking_eval_set, retrieval_dataset
+from tfmmrec.train.inputs import (
+    EncodedInteractions,
+    ranking_dataset,
+    ranking_eval_set,
+    retrieval_dataset,
+    user_histories,
+)
 
 
 def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
-                    use_content: bool = True) -> TwoTowerRetrieval:
+                    use_content: bool = True, data: EncodedInteractions | None = None,
+                    users: UserFeatures | None = None) -> TwoTowerRetrieval:
+    """The two-tower model of ``cfg``. ``data`` (the training interactions) is needed for user
+    histories and mixed negatives; ``users`` for user features (``cfg.user_features``)."""
+    if (cfg.history_length or cfg.mixed_negatives) and data is None:
+        raise ValueError("retrieval.history_length and retrieval.mixed_negatives need the training data (data=...)")
     if not use_content:
         features = features.with_full_id_vocabulary()
     table = ItemFeatureTable.from_features(features, name="item_features")
@@ -24,9 +37,47 @@ def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
                            id_dropout=cfg.id_dropout,
                            modality_dropout=cfg.modality_dropout, fusion=cfg.fusion,
                            fusion_balance_weight=cfg.fusion_balance_weight, name="item_tower")
-    query_tower = QueryTower(num_users, cfg.embedding_dim, name="query_tower")
+    query_tower = build_query_tower(item_tower, num_users, cfg, data=data, users=users)
     return TwoTowerRetrieval(query_tower, item_tower, temperature=cfg.temperature, logq=cfg.logq,
-                             remove_accidental_hits=cfg.remove_accidental_hits)
+                             remove_accidental_hits=cfg.remove_accidental_hits,
+                             num_hard_negatives=cfg.num_hard_negatives, mixed_negatives=cfg.mixed_negatives,
+                             item_prob=None if data is None else data.item_prob,
+                             negative_pool=None if data is None else np.unique(data.train.item),
+                             adversarial_epsilon=cfg.adversarial_epsilon, adversarial_weight=cfg.adversarial_weight)
+
+
+def build_multitask(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, mt: MultitaskConfig, *,
+                    data: EncodedInteractions, users: UserFeatures | None = None,
+                    rating: bool = False) -> MultitaskRetrieval:
+    """The multitask model: ``cfg``'s two towers and negatives, plus ``mt``'s heads and loss weights.
+    Train it with :func:`train_retrieval`."""
+    if mt.category_weight and not 0 <= mt.category_field < len(features.cardinalities):
+        raise ValueError(f"multitask.category_field={mt.category_field}: the items have "
+                         f"{len(features.cardinalities)} categorical column(s); set multitask.category_weight=0")
+    base = build_retrieval(features, num_users, cfg, data=data, users=users)
+    return MultitaskRetrieval(
+        base.query_tower, base.item_tower, num_categories=features.cardinalities[mt.category_field]
+        if features.cardinalities else 1, category_field=mt.category_field, retrieval_weight=mt.retrieval_weight,
+        ranking_weight=mt.ranking_weight, category_weight=mt.category_weight,
+        ranking_hidden=tuple(mt.ranking_hidden), rating=rating, temperature=cfg.temperature, logq=cfg.logq,
+        remove_accidental_hits=cfg.remove_accidental_hits, num_hard_negatives=cfg.num_hard_negatives,
+        mixed_negatives=cfg.mixed_negatives, item_prob=data.item_prob, negative_pool=np.unique(data.train.item),
+        adversarial_epsilon=cfg.adversarial_epsilon, adversarial_weight=cfg.adversarial_weight)
+
+
+def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfig, *,
+                      data: EncodedInteractions | None = None, users: UserFeatures | None = None) -> QueryTower:
+    """User id (+ user features + pooled history through ``item_tower``), tables filled from ``data``."""
+    cards = tuple(users.cardinalities) if users is not None and cfg.user_features else ()
+    tower = QueryTower(num_users, cfg.embedding_dim, user_feature_cardinalities=cards,
+                       history_length=cfg.history_length, history_pooling=cfg.history_pooling,
+                       history_encoder=item_tower if cfg.history_length else None,
+                       user_id_dropout=cfg.user_id_dropout, name="query_tower")
+    history = None
+    if cfg.history_length and data is not None:
+        history = user_histories(data.train, num_users, cfg.history_length)[1]
+    tower.set_user_tables(users.codes if cards else None, history)  # type: ignore[union-attr]
+    return tower
 
 
 def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig, *,
@@ -34,8 +85,11 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
                     ) -> keras.callbacks.History:
     tf.random.set_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
-    return model.fit(retrieval_dataset(data, cfg.batch_size, seed), epochs=cfg.epochs, verbose=verbose,
-                     callbacks=callbacks)
+    length = getattr(model.query_tower, "history_length", 0)
+    history = user_histories(data.train, data.num_users, length)[0] if length else None
+    ds = retrieval_dataset(data, cfg.batch_size, seed, history=history,
+                           with_target=getattr(model, "uses_target", False))
+    return model.fit(ds, epochs=cfg.epochs, verbose=verbose, callbacks=callbacks)
 
 
 def embed_all(model: TwoTowerRetrieval, data: EncodedInteractions, batch_size: int = 4096
@@ -51,7 +105,14 @@ def embed_all(model: TwoTowerRetrieval, data: EncodedInteractions, batch_size: i
 
 
 def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *, use_content: bool = True) -> DeepFM:
+    """DeepFM, or DCN-v2 with ``cfg.model == "dcn"`` (same fields, same inputs and outputs)."""
     table = ItemFeatureTable.from_features(features, name="item_features")
+    if cfg.model == "dcn":
+        return DCN(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
+                   tuple(cfg.hidden_units), cfg.dropout, use_content=use_content, id_dropout=cfg.id_dropout,
+                   cross_layers=cfg.cross_layers, projection_dim=cfg.cross_projection_dim, name="dcn")
+    if cfg.model != "deepfm":
+        raise ValueError(f"ranking.model must be 'deepfm' or 'dcn', got {cfg.model!r}")
     return DeepFM(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
                   tuple(cfg.hidden_units), cfg.dropout, use_content=use_content, id_dropout=cfg.id_dropout,
                   name="deepfm")

@@ -19,6 +19,7 @@ class SplitArrays:
     user: np.ndarray
     item: np.ndarray
     target: np.ndarray | None  # rating or label, when the log has one
+    time: np.ndarray | None = None  # timestamps, when the log has them (orders users' histories)
 
     def __len__(self) -> int:
         return len(self.user)
@@ -51,7 +52,8 @@ def encode_interactions(interactions: pd.DataFrame, num_items: int, target: str 
     def arrays(df: pd.DataFrame) -> SplitArrays:
         return SplitArrays(user=(vocab.get_indexer(df["user_id"]) + 1).astype(np.int32),
                            item=(df["item_idx"].to_numpy() + 1).astype(np.int32),
-                           target=df[target].to_numpy(np.float32) if target else None)
+                           target=df[target].to_numpy(np.float32) if target else None,
+                           time=df["timestamp"].to_numpy() if "timestamp" in df.columns else None)
 
     train = arrays(train_df)
     counts = np.bincount(train.item, minlength=num_items + 1).astype(np.float64)
@@ -61,9 +63,48 @@ def encode_interactions(interactions: pd.DataFrame, num_items: int, target: str 
                                arrays(interactions[interactions["split"] == "test"]), prob)
 
 
-def retrieval_dataset(data: EncodedInteractions, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Shuffled batches of ``{"user", "item", "item_prob"}`` positive pairs."""
+def user_histories(split: SplitArrays, num_users: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Users' recent items, as padded item indices (0 = padding, most recent last).
+
+    Returns ``(per_interaction, per_user)``: ``per_interaction[j]`` holds the up-to-``length`` items
+    the user of interaction j consumed *before* it (by timestamp, else in log order), never
+    interaction j's own item, so a training example cannot see its target; ``per_user[u]`` holds
+    user index u's last ``length`` items of the split (row 0 empty), the history a query is
+    served with.
+    """
+    n = len(split)
+    order = np.lexsort((split.time, split.user)) if split.time is not None else np.argsort(split.user, kind="stable")
+    users, items = split.user[order], split.item[order]
+    position = np.arange(n)
+    first = np.zeros(n, np.int64)  # position of each user's first interaction, in sorted order
+    if n:
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        first = np.repeat(starts, np.diff(np.r_[starts, n]))
+    sorted_history = np.zeros((n, length), np.int32)
+    for back in range(1, length + 1):
+        source = position - back
+        valid = source >= first
+        sorted_history[:, length - back] = np.where(valid, items[np.maximum(source, 0)], 0)
+    per_interaction = np.empty_like(sorted_history)
+    per_interaction[order] = sorted_history
+    per_user = np.zeros((num_users + 1, length), np.int32)
+    if n:
+        last = np.r_[users[1:] != users[:-1], True]  # each user's last interaction: its history + itself
+        full = np.concatenate([sorted_history[last], items[last][:, None]], axis=1)[:, 1:]
+        per_user[users[last]] = full
+    return per_interaction, per_user
+
+
+def retrieval_dataset(data: EncodedInteractions, batch_size: int, seed: int,
+                      history: np.ndarray | None = None, with_target: bool = False) -> tf.data.Dataset:
+    """Shuffled batches of ``{"user", "item", "item_prob"}`` positive pairs, plus each pair's
+    ``history`` (``[batch, L]``, see :func:`user_histories`) when given, and its rating or label
+    as ``target`` when ``with_target`` and the log has one (the multitask ranking head)."""
     tensors = {"user": data.train.user, "item": data.train.item, "item_prob": data.item_prob[data.train.item]}
+    if history is not None:
+        tensors["history"] = history
+    if with_target and data.train.target is not None:
+        tensors["target"] = data.train.target
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     return ds.shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2)
 
