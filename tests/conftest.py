@@ -43,6 +43,6 @@ def trained_run(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_hub(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """SavedModels with the interfaces of the real TF-Hub encoders (tests/hub_models.py). Read-only."""
-    from hub_models import write_tiny_hub_models
+    from tests.hub_models import write_tiny_hub_models
 
     return write_tiny_hub_models(tmp_path_factory.mktemp("hub"))

@@ -22,6 +22,21 @@ import yaml
 from tfmmrec.config import RunConfig
 
 DOCS: dict[str, str] = {
+    "retrieval.num_hard_negatives": "Keep only the N hardest negatives per query (0 = all in-batch/mixed candidates); "
+                                    "measured to hurt on the demo (false negatives), see docs/models.md.",
+    "retrieval.history_pooling": "mean | attention | mean+attention: how the query tower pools the history items.",
+    "retrieval.user_features": "Add embeddings of the users table's categorical columns to the query tower.",
+    "retrieval.user_id_dropout": "Share of training examples routed to the unknown-user id row, so it learns a "
+                                 "generic user that history and features make personal.",
+    "retrieval.adversarial_weight": "Weight of the FGSM adversarial loss term (with adversarial_epsilon > 0).",
+    "ranking.cross_layers": "Number of DCN-v2 cross layers (ranking.model = dcn).",
+    "multitask": "Retrieval + ranking head + item-category classification from content on shared towers "
+                 "(tfmmrec.models.multitask); an extra retrieval variant when enabled.",
+    "multitask.enabled": "Train the multitask model too and report it as retrieval variant 'multitask'.",
+    "multitask.retrieval_weight": "Loss weight of the retrieval task.",
+    "multitask.ranking_weight": "Loss weight of the ranking head (BCE on positives vs sampled items, MSE on ratings).",
+    "multitask.category_weight": "Loss weight of the item-category classifier fed by fused content only.",
+    "multitask.ranking_hidden": "Hidden units of the ranking head's MLP.",
     "pretrain": "Self-supervised cross-modal alignment (tfmmrec pretrain, tfmmrec.train.pretrain).",
     "split": "How interactions are split into train/valid/test (tfmmrec.data.splits).",
     "split.strategy": "auto | predefined | random | temporal | cold_start; auto = the dataset's own split "

@@ -106,7 +106,7 @@ def test_user_features_codes(features: ItemFeatures) -> None:
 
 def test_query_tower_with_history_and_features_exports(item_tower: ItemTower, tmp_path) -> None:
     """The served query reads the stored history and features inside the SavedModel, by raw user id."""
-    from tfmmrec.export.serving import RetrievalServing, export_retrieval
+    from tfmmrec.export.retrieval import QueryEncoder, RetrievalServing, export_retrieval
 
     tower = QueryTower(NUM_USERS, 8, user_feature_cardinalities=(3,), history_length=3,
                        history_pooling="mean+attention", history_encoder=item_tower)
@@ -115,10 +115,14 @@ def test_query_tower_with_history_and_features_exports(item_tower: ItemTower, tm
     tower.set_user_tables(np.ones((NUM_USERS + 1, 1), np.int32), history)
     user_ids = np.array([f"u{u}" for u in range(1, NUM_USERS + 1)])
     items = item_tower(tf.range(1, NUM_ITEMS + 1)).numpy()
-    serving = RetrievalServing(user_ids, tower, np.array([f"i{i}" for i in range(NUM_ITEMS)]), items, k=5)
+    serving = RetrievalServing(QueryEncoder(user_ids, tower), np.array([f"i{i}" for i in range(NUM_ITEMS)]), items,
+                               max_k=5)
     path = export_retrieval(tmp_path, "history_retrieval", serving)
     loaded = tf.saved_model.load(str(path))
-    served = loaded.signatures["embed_query"](user_id=tf.constant(["u3", "nobody"]))["embedding"].numpy()
-    np.testing.assert_allclose(served, tower(tf.constant([3, 0])).numpy(), rtol=1e-5, atol=1e-6)
-    top = loaded.signatures["serving_default"](user_id=tf.constant(["u3"]))
+    served = loaded.signatures["embed_query"](user_id=tf.constant(["u3", "nobody"]))
+    np.testing.assert_allclose(served["embedding"].numpy()[0], tower(tf.constant([3])).numpy()[0],
+                               rtol=1e-5, atol=1e-6)
+    assert served["known"].numpy().tolist() == [True, False]  # "nobody" gets the export's documented fallback
+    top = loaded.signatures["serving_default"](user_id=tf.constant(["u3"]), recent_item_ids=tf.constant([[""]]),
+                                               exclude_item_ids=tf.constant([[""]]), k=tf.constant([5]))
     assert top["item_ids"].shape == (1, 5)
