@@ -77,6 +77,11 @@ class RunConfig:
     export_top_k: int = 100
     on_unknown_items: str = "error"
     seed: int = 0
+    # tf.distribute strategy: auto | one_device | mirrored | multi_worker (see tfmmrec.train.distribute)
+    distribute: str = "auto"
+    # Fault tolerance: back up training state to RUN_DIR/backup every N steps (and per epoch), so a
+    # killed run resumes when the same command is rerun; 0 turns backups off.
+    backup_every_steps: int = 200
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

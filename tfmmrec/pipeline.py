@@ -23,8 +23,10 @@ from tfmmrec.evaluate.ranking import auc, log_loss, rmse
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
 from tfmmrec.export.serving import RankingServing, RetrievalServing, export_ranking, export_retrieval
 from tfmmrec.models.features import build_item_features
+from tfmmrec.train.distribute import resolve_strategy
 from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
+from tfmmrec.train.resume import backup_root
 
 
 @dataclass
@@ -91,10 +93,12 @@ def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mod
 
 
 def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mode: str, has_content: bool,
-                   verbose: int) -> tuple[Any, dict[str, float]]:
+                   verbose: int, backup: dict[str, Any] | None = None,
+                   strategy: tf.distribute.Strategy | None = None) -> tuple[Any, dict[str, float]]:
     _log(f"[train] ranking (DeepFM on {mode} feedback)")
-    ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
-    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
+    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose, **(backup or {}))
     inputs, labels, warm = ranking_eval_set(data, "test", cfg.ranking.negatives, cfg.seed, explicit=mode != "implicit")
     preds = ranker.predict(inputs, batch_size=8192, verbose=0)
     return ranker, ranking_metrics(labels, preds, warm, mode)
@@ -114,6 +118,20 @@ def _export(result: RunResult, name: str, export_dir: str | Path, cfg: RunConfig
         result.exports["ranking"] = export_ranking(export_dir, f"{name}_ranking", rank_serving)
     for kind, path in result.exports.items():
         _log(f"[export] {kind}: {path}")
+
+
+def _backups(run_dir: Path, cfg: RunConfig, data: EncodedInteractions) -> Path | None:
+    """Where this run's training backups go (None: backups off); see ``tfmmrec.train.resume``."""
+    if cfg.backup_every_steps <= 0:
+        return None
+    keyed = dataclasses.replace(cfg, distribute="auto", backup_every_steps=0)  # resumable under another strategy
+    fingerprint = f"{data.num_users} {data.num_items} {len(data.train)} {int(data.train.item.sum())} " \
+                  f"{int(data.train.user.astype(np.int64) @ data.train.item.astype(np.int64))}"
+    return backup_root(run_dir, keyed.to_yaml(), fingerprint)
+
+
+def _backup_args(backups: Path | None, name: str, cfg: RunConfig) -> dict[str, Any]:
+    return {} if backups is None else {"backup_dir": backups / name, "backup_every_steps": cfg.backup_every_steps}
 
 
 def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None = None, *,
@@ -163,10 +181,14 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     if cfg.train_id_only or not has_content:
         variants.append(("id_only", False))
     retrieval_models = {}
+    strategy = resolve_strategy(cfg.distribute)
+    backups = _backups(run_dir, cfg, data)
     for variant, use_content in variants:
         _log(f"[train] retrieval, {variant}")
-        model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=use_content)
-        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose)
+        with strategy.scope():
+            model = build_retrieval(features, data.num_users, cfg.retrieval, use_content=use_content)
+        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
+                        **_backup_args(backups, f"retrieval_{variant}", cfg))
         metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
         retrieval_models[variant] = model
 
@@ -176,7 +198,8 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         # Retrieval learns from positives only; ranking with 0/1 labels also learns from the 0s.
         rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
         result.models["ranking"], metrics["ranking"] = _train_ranking(features, rank_data, cfg, mode, has_content,
-                                                                      verbose)
+                                                                      verbose, _backup_args(backups, "ranking", cfg),
+                                                                      strategy)
     if export_dir is not None:
         _export(result, ds.manifest.name, export_dir, cfg, mode, rank_data)
     metrics["exports"] = {k: str(v) for k, v in result.exports.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tfmmrec.models.distributed import gather_candidates_across_replicas
 from tfmmrec.models.towers import ItemTower, QueryTower
 
 
@@ -35,9 +36,12 @@ class TwoTowerRetrieval(tfrs.Model):
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         queries = self.query_tower(features["user"], training=training)
         candidates = self.item_tower(features["item"], training=training)
+        # Under a multi-replica strategy: every replica's candidates are negatives for every query.
+        candidates, item_prob, item_ids = gather_candidates_across_replicas(
+            candidates, features["item_prob"] if self.logq else None, features["item"])
         return self.task(
             queries, candidates,
             sample_weight=features.get("weight"),
-            candidate_sampling_probability=features["item_prob"] if self.logq else None,
-            candidate_ids=features["item"] if self.remove_accidental_hits else None,
+            candidate_sampling_probability=item_prob,
+            candidate_ids=item_ids if self.remove_accidental_hits else None,
             compute_metrics=False)
