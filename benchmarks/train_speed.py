@@ -17,6 +17,7 @@ Usage (see benchmarks/README.md)::
 
 Writes ``train_speed.json`` and ``train_speed.md`` into ``--out``.
 """
+# ruff: noqa: I001  (tfmmrec must be imported before TensorFlow touches Keras)
 from __future__ import annotations
 
 import argparse
@@ -216,7 +217,8 @@ FAST = RetrievalConfig(embedding_dim=64, temperature=0.1, logq=True, learning_ra
 
 
 def run_tfmmrec(prep: Prepared, cfg: RetrievalConfig, use_content: bool, *, every_steps: int | None = None,
-                target: float | None = None, seed: int = 0, label: str = "") -> dict[str, Any]:
+                target: float | None = None, seed: int = 0, label: str = "", jit_compile: bool = False
+                ) -> dict[str, Any]:
     """tfmmrec's two-tower through its public training API (``build_retrieval``/``train_retrieval``)."""
     data = prep.data
     tf.keras.utils.set_random_seed(seed)
@@ -227,7 +229,7 @@ def run_tfmmrec(prep: Prepared, cfg: RetrievalConfig, use_content: bool, *, ever
 
     clock = QualityClock(evaluate, cfg.batch_size, every_steps)
     clock.start()
-    train_retrieval(model, data, cfg, seed=seed, verbose=0, callbacks=[clock])
+    train_retrieval(model, data, cfg, seed=seed, verbose=0, callbacks=[clock], jit_compile=jit_compile)
     examples = min(clock.steps * cfg.batch_size, len(data.train) * cfg.epochs)
     name = label or f"tfmmrec {'multimodal (cached)' if use_content else 'ID-only'}"
     out = _summary(name, clock, examples, cfg.batch_size)
@@ -311,9 +313,14 @@ def bench_dataset(prep: Prepared, fast: RetrievalConfig, every_steps: int, log: 
     ref["seconds_to_reference_recall"] = first_time_reaching(ref["curve"], target)
     log(_line(ref))
     results: dict[str, Any] = {"reference": ref, "models": {}}
-    variants = [("id_only", False)] + ([("multimodal", True)] if prep.content is not None else [])
-    for key, use_content in variants:
-        r = run_tfmmrec(prep, fast, use_content, every_steps=every_steps, target=target)
+    defaults = RetrievalConfig(epochs=fast.epochs)
+    variants = [("id_only", fast, False, False, ""),
+                ("id_only_xla", fast, False, True, "tfmmrec ID-only, XLA"),
+                ("id_only_defaults", defaults, False, False, "tfmmrec ID-only, defaults")]
+    if prep.content is not None:
+        variants.insert(1, ("multimodal", fast, True, False, ""))
+    for key, cfg, use_content, jit, label in variants:
+        r = run_tfmmrec(prep, cfg, use_content, every_steps=every_steps, target=target, jit_compile=jit, label=label)
         ratio = (ref["seconds_to_reference_recall"] / r["seconds_to_reference_recall"]
                  if r["seconds_to_reference_recall"] else None)
         r["time_to_reference_quality_ratio"] = round(ratio, 2) if ratio else None
