@@ -42,11 +42,11 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
                     backup_dir: str | Path | None = None, backup_every_steps: int = 100,
                     jit_compile: bool = False) -> keras.callbacks.History:
     """``cfg.batch_size`` is the global batch (split over the replicas of the model's strategy).
-    ``jit_compile``: compile the training step with XLA (see benchmarks/README.md for when it pays)."""
+    ``jit_compile`` (or ``cfg.jit_compile``): compile the training step with XLA (see benchmarks/README.md)."""
     tf.random.set_seed(seed)
     callbacks = list(callbacks or [])
     with model.distribute_strategy.scope():
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=jit_compile)
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=jit_compile or cfg.jit_compile)
         if backup_dir is not None:
             _build_retrieval_variables(model)
             callbacks.append(ResumableBackup(backup_dir, backup_every_steps))

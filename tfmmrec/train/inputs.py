@@ -62,10 +62,34 @@ def encode_interactions(interactions: pd.DataFrame, num_items: int, target: str 
 
 
 def retrieval_dataset(data: EncodedInteractions, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Shuffled batches of ``{"user", "item", "item_prob"}`` positive pairs."""
-    tensors = {"user": data.train.user, "item": data.train.item, "item_prob": data.item_prob[data.train.item]}
-    ds = tf.data.Dataset.from_tensor_slices(tensors)
-    return ds.shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2)
+    """Shuffled batches of ``{"user", "item", "item_prob"}`` positive pairs, reshuffled every epoch.
+
+    Shuffling works on whole batches: one random permutation per epoch, then each batch is one
+    gather from in-memory columns. An element-wise ``shuffle().batch()`` pipeline costs tens of
+    microseconds per example, as much as the training step itself at batch 1024 on 2 cores.
+    """
+    columns = {"user": data.train.user, "item": data.train.item, "item_prob": data.item_prob[data.train.item]}
+    return batched_permutations(columns, batch_size, seed)
+
+
+def batched_permutations(columns: dict[str, np.ndarray], batch_size: int, seed: int) -> tf.data.Dataset:
+    """Batches of rows of ``columns`` in a fresh random order every epoch (the last one partial)."""
+    n = len(next(iter(columns.values())))
+    table = {k: tf.constant(v) for k, v in columns.items()}
+    starts = tf.range(0, n, batch_size, dtype=tf.int64)
+
+    def epoch(order: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(starts).map(
+            lambda s: {k: tf.gather(v, order[s:s + batch_size]) for k, v in table.items()})
+
+    # One random draw per epoch (re-drawn on every iteration, reproducible from ``seed``) seeds a
+    # stateless permutation: a stateful shuffle op would repeat the same order every epoch.
+    epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    orders = epoch_seeds.map(
+        lambda s: tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([s, tf.constant(seed, tf.int64)]))))
+    ds = orders.flat_map(epoch)
+    # The epoch's batch count is fixed; telling tf.data lets Keras know the steps per epoch.
+    return ds.apply(tf.data.experimental.assert_cardinality(int(-(-n // batch_size)))).prefetch(2)
 
 
 def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, seed: int,
