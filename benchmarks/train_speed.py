@@ -213,7 +213,10 @@ def _summary(name: str, clock: QualityClock, examples: int, batch_size: int) -> 
 
 
 # --------------------------------------------------------------------------------------- tfmmrec
-FAST = RetrievalConfig(embedding_dim=64, temperature=0.1, logq=True, learning_rate=0.01, batch_size=1024, epochs=3)
+# tfmmrec's defaults (embedding 64, temperature 0.2, logQ, accidental hits removed, Adam 0.005, batch
+# 1024), for the reference's 3 epochs. A hotter config (temperature 0.1, lr 0.01) was no faster to
+# the reference's quality and worse at the end on the demo catalog.
+FAST = RetrievalConfig(epochs=3)
 
 
 def run_tfmmrec(prep: Prepared, cfg: RetrievalConfig, use_content: bool, *, every_steps: int | None = None,
@@ -313,10 +316,8 @@ def bench_dataset(prep: Prepared, fast: RetrievalConfig, every_steps: int, log: 
     ref["seconds_to_reference_recall"] = first_time_reaching(ref["curve"], target)
     log(_line(ref))
     results: dict[str, Any] = {"reference": ref, "models": {}}
-    defaults = RetrievalConfig(epochs=fast.epochs)
     variants = [("id_only", fast, False, False, ""),
-                ("id_only_xla", fast, False, True, "tfmmrec ID-only, XLA"),
-                ("id_only_defaults", defaults, False, False, "tfmmrec ID-only, defaults")]
+                ("id_only_xla", fast, False, True, "tfmmrec ID-only, XLA")]
     if prep.content is not None:
         variants.insert(1, ("multimodal", fast, True, False, ""))
     for key, cfg, use_content, jit, label in variants:

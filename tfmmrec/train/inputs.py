@@ -98,8 +98,8 @@ def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, 
     training items per positive, drawn afresh every epoch, labelled 1 and 0."""
     train = data.train
     if explicit:
-        ds = tf.data.Dataset.from_tensor_slices(({"user": train.user, "item": train.item}, train.target))
-        return ds.shuffle(len(train), seed=seed).batch(batch_size).prefetch(2)
+        ds = batched_permutations({"user": train.user, "item": train.item, "target": train.target}, batch_size, seed)
+        return ds.map(lambda b: ({"user": b["user"], "item": b["item"]}, b["target"]))
     # Negatives come from items with training interactions only: sampling held-out (cold) items
     # as negatives would teach the model that exactly those items are bad.
     train_items = tf.constant(np.unique(train.item))
@@ -112,10 +112,10 @@ def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, 
         labels = tf.tile(tf.concat([[1.0], tf.zeros([negatives])], 0)[None], [tf.shape(user)[0], 1])
         return {"user": tf.repeat(user, group), "item": tf.reshape(items, [-1])}, tf.reshape(labels, [-1])
 
-    ds = tf.data.Dataset.from_tensor_slices((train.user, train.item)).shuffle(len(train), seed=seed)
+    ds = batched_permutations({"user": train.user, "item": train.item}, max(1, batch_size // group), seed)
     # A sequential map (one cheap op per batch): parallel calls would draw from the stateful RNG
     # in a varying order and make runs irreproducible.
-    return ds.batch(max(1, batch_size // group)).map(with_negatives).prefetch(2)
+    return ds.map(lambda b: with_negatives(b["user"], b["item"])).prefetch(2)
 
 
 def ranking_eval_set(data: EncodedInteractions, split: str, negatives: int, seed: int,
