@@ -1,6 +1,6 @@
 """A training run killed with SIGKILL mid-epoch resumes when the same command is rerun.
 
-The real thing: ``tfmmrec train`` in its own process, backing up every 20 steps; we wait for
+The real thing: ``tfmmrec train`` in its own process, backing up every 10 steps; we wait for
 its first backup, kill -9 it, rerun the identical command, and check that the rerun says it
 resumed inside an epoch and ends within tolerance (Recall@20 / NDCG@20 within 0.05) of an
 uninterrupted run of the same config.
@@ -26,8 +26,8 @@ from tfmmrec.pipeline import run
 from tfmmrec.train.resume import ResumableBackup
 
 REPO = Path(__file__).resolve().parents[2]
-OVERRIDES = ["train_ranking=false", "retrieval.epochs=3", "retrieval.batch_size=32", "retrieval.embedding_dim=16",
-             "backup_every_steps=20", "distribute=one_device"]
+OVERRIDES = ["train_ranking=false", "retrieval.epochs=3", "retrieval.batch_size=64", "retrieval.embedding_dim=16",
+             "backup_every_steps=10", "distribute=one_device"]
 
 
 def _write_dataset(root: Path) -> Path:
