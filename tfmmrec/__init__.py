@@ -33,6 +33,8 @@ from tfmmrec.models.ranking import DeepFM  # noqa: E402
 from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
 from tfmmrec.models.towers import ItemTower, QueryTower  # noqa: E402
 from tfmmrec.pipeline import RunResult, run  # noqa: E402
+from tfmmrec.train.distribute import resolve_strategy  # noqa: E402
+from tfmmrec.train.resume import ResumableBackup  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -43,3 +45,4 @@ __all__ = [
     "import_mmrec", "import_movielens_100k", "import_movielens_csv", "load_dataset", "load_encoder", "rmse", "run",
     "split_interactions", "write_demo_catalog",
 ]
+__all__ += ["ResumableBackup", "resolve_strategy"]
