@@ -34,19 +34,25 @@ def toy_interactions(seed: int = 0) -> pd.DataFrame:
     return df
 
 
+def item_features(data: Any) -> Any:
+    """ID-only item features: every catalog item its own id row, no content."""
+    from tfmmrec.models.features import ItemFeatures
+
+    n = data.num_items
+    return ItemFeatures({}, {}, np.arange(n + 1, dtype=np.int32), np.zeros((n + 1, 0), np.int32), [],
+                        np.zeros((n + 1, 0), np.float32))
+
+
 def setup(strategy: Any) -> tuple[Any, Any, Any]:
     """Data, config and a model built under ``strategy`` with deterministic initial weights."""
     import tensorflow as tf
 
     from tfmmrec.config import RetrievalConfig
-    from tfmmrec.models.features import ItemFeatures
     from tfmmrec.train.fit import build_retrieval
     from tfmmrec.train.inputs import encode_interactions
 
     data = encode_interactions(toy_interactions(), num_items=200)
-    n = data.num_items
-    features = ItemFeatures({}, {}, np.arange(n + 1, dtype=np.int32), np.zeros((n + 1, 0), np.int32), [],
-                            np.zeros((n + 1, 0), np.float32))
+    features = item_features(data)
     cfg = RetrievalConfig(embedding_dim=16, batch_size=BATCH, epochs=EPOCHS, learning_rate=0.02)
     with strategy.scope():
         model = build_retrieval(features, data.num_users, cfg, use_content=False)

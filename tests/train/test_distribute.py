@@ -125,3 +125,19 @@ def test_strategy_names() -> None:
 def test_in_memory_input_is_sharded_by_data() -> None:
     ds = shard_by_data(tf.data.Dataset.range(4))
     assert ds.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+def test_ranking_compiles_and_trains_under_a_strategy() -> None:
+    """DeepFM's loss and AUC metric are created under the model's strategy (Keras refuses others)."""
+    from tfmmrec.config import RankingConfig
+    from tfmmrec.train.fit import build_ranking, train_ranking
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    data, _, _ = job.setup(tf.distribute.get_strategy())
+    features = job.item_features(data)
+    cfg = RankingConfig(field_dim=4, hidden_units=[8], epochs=1, batch_size=512)
+    with strategy.scope():
+        model = build_ranking(features, data.num_users, cfg, use_content=False)
+    history = train_ranking(model, data, cfg, mode="implicit", verbose=0)
+    assert model.distribute_strategy is strategy
+    assert np.isfinite(history.history["loss"][0])

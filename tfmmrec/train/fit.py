@@ -86,14 +86,14 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
     """``mode``: ``rating`` (MSE on ratings), ``label`` (BCE on given 0/1 labels) or ``implicit``
     (BCE on positives and sampled negatives)."""
     tf.random.set_seed(seed)
-    if mode == "rating":
-        loss = keras.losses.MeanSquaredError()
-        metrics = [keras.metrics.RootMeanSquaredError(name="rmse")]
-    else:
-        loss = keras.losses.BinaryCrossentropy(from_logits=True)
-        metrics = [keras.metrics.AUC(from_logits=True, name="auc")]
     callbacks: list[keras.callbacks.Callback] = []
-    with model.distribute_strategy.scope():
+    with model.distribute_strategy.scope():  # metrics must be created under the model's strategy
+        if mode == "rating":
+            loss = keras.losses.MeanSquaredError()
+            metrics = [keras.metrics.RootMeanSquaredError(name="rmse")]
+        else:
+            loss = keras.losses.BinaryCrossentropy(from_logits=True)
+            metrics = [keras.metrics.AUC(from_logits=True, name="auc")]
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
         if backup_dir is not None:
             model({"user": tf.zeros([1], tf.int32), "item": tf.zeros([1], tf.int32)})
