@@ -21,6 +21,7 @@ Writes ``train_speed.json`` and ``train_speed.md`` into ``--out``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -132,6 +133,7 @@ class QualityClock(keras.callbacks.Callback):
         t = self.train_seconds()
         pause = time.perf_counter()
         m = self.evaluate_fn()
+        gc.collect()  # the evaluation's garbage is collected here, not during the timed steps
         self.curve.append({"seconds": round(t, 3), "steps": self.steps, "examples": self.examples, **m})
         self.paused += time.perf_counter() - pause
         if self.stop_at is not None and m["recall@20"] >= self.stop_at:
