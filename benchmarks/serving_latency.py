@@ -23,9 +23,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import tfmmrec  # noqa: E402,F401  (Keras 2 for TFRS)
-import tensorflow as tf  # noqa: E402
 from tfmmrec.export.retrieval import QueryEncoder, RetrievalServing, export_retrieval  # noqa: E402
 from tfmmrec.models.towers import QueryTower  # noqa: E402
 

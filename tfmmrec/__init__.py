@@ -41,8 +41,10 @@ from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
 from tfmmrec.models.towers import ItemTower, QueryTower  # noqa: E402
 from tfmmrec.pipeline import RunResult, TuneResult, evaluate_run, run, tune  # noqa: E402
 from tfmmrec.serving.client import GrpcClient, RestClient  # noqa: E402
+from tfmmrec.train.distribute import resolve_strategy  # noqa: E402
 from tfmmrec.train.finetune import FineTuneRetrieval  # noqa: E402
 from tfmmrec.train.pretrain import add_aligned_modality, align_modalities  # noqa: E402
+from tfmmrec.train.resume import ResumableBackup  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -65,3 +67,4 @@ from tfmmrec.models.multitask import MultitaskRetrieval  # noqa: E402
 from tfmmrec.models.tasks import RetrievalTask  # noqa: E402
 
 __all__ += ["DCN", "MultitaskConfig", "MultitaskRetrieval", "RetrievalTask"]
+__all__ += ["ResumableBackup", "resolve_strategy"]

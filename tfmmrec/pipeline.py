@@ -24,9 +24,11 @@ from tfmmrec.evaluate.ranking import auc, log_loss, rmse
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
 from tfmmrec.export.build import export_ranking_model, export_retrieval_model
 from tfmmrec.models.features import build_item_features, build_user_features
+from tfmmrec.train.distribute import resolve_strategy
 from tfmmrec.train.fit import build_multitask, build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
 from tfmmrec.train.pretrain import add_aligned_modality
+from tfmmrec.train.resume import backup_root
 from tfmmrec.train.tensorboard import tensorboard_callbacks, write_projector
 
 
@@ -96,10 +98,13 @@ def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mod
 
 
 def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mode: str, has_content: bool,
-                   verbose: int, callbacks: list[Any] | None = None) -> tuple[Any, dict[str, float]]:
+                   verbose: int, callbacks: list[Any] | None = None, backup: dict[str, Any] | None = None,
+                   strategy: tf.distribute.Strategy | None = None) -> tuple[Any, dict[str, float]]:
     _log(f"[train] ranking ({'DCN-v2' if cfg.ranking.model == 'dcn' else 'DeepFM'} on {mode} feedback)")
-    ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
-    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose, callbacks=callbacks)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
+    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose, callbacks=callbacks,
+                  **(backup or {}))
     inputs, labels, warm = ranking_eval_set(data, "test", cfg.ranking.negatives, cfg.seed, explicit=mode != "implicit")
     preds = ranker.predict(inputs, batch_size=8192, verbose=0)
     return ranker, ranking_metrics(labels, preds, warm, mode)
@@ -119,6 +124,20 @@ def _export(result: RunResult, name: str, export_dir: str | Path, cfg: RunConfig
                                                          rank_data.user_ids, result.item_ids, binary=mode != "rating")
     for kind, path in result.exports.items():
         _log(f"[export] {kind}: {path}")
+
+
+def _backups(run_dir: Path, cfg: RunConfig, data: EncodedInteractions) -> Path | None:
+    """Where this run's training backups go (None: backups off); see ``tfmmrec.train.resume``."""
+    if cfg.backup_every_steps <= 0:
+        return None
+    keyed = dataclasses.replace(cfg, distribute="auto", backup_every_steps=0)  # resumable under another strategy
+    fingerprint = f"{data.num_users} {data.num_items} {len(data.train)} {int(data.train.item.sum())} " \
+                  f"{int(data.train.user.astype(np.int64) @ data.train.item.astype(np.int64))}"
+    return backup_root(run_dir, keyed.to_yaml(), fingerprint)
+
+
+def _backup_args(backups: Path | None, name: str, cfg: RunConfig) -> dict[str, Any]:
+    return {} if backups is None else {"backup_dir": backups / name, "backup_every_steps": cfg.backup_every_steps}
 
 
 def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None = None, *,
@@ -150,19 +169,25 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     if cfg.train_id_only or not has_content:
         variants.append(("id_only", False))
     retrieval_models = {}
+    strategy = resolve_strategy(cfg.distribute)
+    backups = _backups(run_dir, cfg, data)
     for variant, use_content in variants:
         _log(f"[train] retrieval, {variant}")
-        model = retrieval_model(prep, cfg, use_content)
+        with strategy.scope():
+            model = retrieval_model(prep, cfg, use_content)
         train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
-                        callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data))
+                        callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
+                        **_backup_args(backups, f"retrieval_{variant}", cfg))
         metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
         retrieval_models[variant] = model
         save_run_weights(cfg, run_dir, variant, model)
     if cfg.multitask.enabled and has_content:
         _log("[train] retrieval, multitask (retrieval + ranking + item category)")
-        model = retrieval_model(prep, cfg, True, multitask=True)
+        with strategy.scope():
+            model = retrieval_model(prep, cfg, True, multitask=True)
         train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
-                        callbacks=run_callbacks(cfg, run_dir, "multitask", model, ds, data))
+                        callbacks=run_callbacks(cfg, run_dir, "multitask", model, ds, data),
+                        **_backup_args(backups, "retrieval_multitask", cfg))
         metrics["retrieval"]["multitask"] = retrieval_metrics(model, data, cfg.ks)
         retrieval_models["multitask"] = model
         save_run_weights(cfg, run_dir, "multitask", model)
@@ -173,7 +198,8 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     if cfg.train_ranking:
         rank_data = prep.rank_data
         result.models["ranking"], metrics["ranking"] = _train_ranking(
-            features, rank_data, cfg, mode, has_content, verbose, run_callbacks(cfg, run_dir, "ranking"))
+            features, rank_data, cfg, mode, has_content, verbose, run_callbacks(cfg, run_dir, "ranking"),
+            _backup_args(backups, "ranking", cfg), strategy)
         save_run_weights(cfg, run_dir, "ranking", result.models["ranking"])
         metrics["ranking_model"] = cfg.ranking.model
     if export_dir is not None:

@@ -39,6 +39,20 @@ def test_retrieval_batches_carry_each_items_probability(log: pd.DataFrame) -> No
     np.testing.assert_allclose(batch["item_prob"].numpy(), data.item_prob[batch["item"].numpy()])
 
 
+def test_retrieval_epochs_are_fresh_permutations_of_the_training_pairs(log: pd.DataFrame) -> None:
+    import tensorflow as tf
+
+    data = encode_interactions(log, num_items=10)
+    tf.random.set_seed(0)
+    ds = retrieval_dataset(data, batch_size=3, seed=0)
+    assert ds.cardinality().numpy() == 4  # 10 pairs: 3 + 3 + 3 + 1, known to Keras as steps per epoch
+    pairs = lambda: [(u, i) for b in ds for u, i in zip(b["user"].numpy(), b["item"].numpy())]  # noqa: E731
+    epochs = [pairs() for _ in range(4)]
+    expected = sorted(zip(data.train.user, data.train.item))
+    assert all(sorted(e) == expected for e in epochs)  # every pair once per epoch
+    assert len({tuple(e) for e in epochs}) > 1  # reshuffled between epochs
+
+
 def test_ranking_negatives_come_only_from_training_items(log: pd.DataFrame) -> None:
     data = encode_interactions(log, num_items=10)
     features, labels = [], []

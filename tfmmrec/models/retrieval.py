@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tfmmrec.models.distributed import gather_candidates_across_replicas
 from tfmmrec.models.tasks import RetrievalTask, mixed_sampling_probability
 from tfmmrec.models.towers import ItemTower, QueryTower
 
@@ -74,8 +75,13 @@ class TwoTowerRetrieval(tfrs.Model):
     def share_candidates(self, embeddings: tf.Tensor, ids: tf.Tensor, probs: tf.Tensor
                          ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | None]:
         """The in-batch candidates every query of this replica is scored against, and the column of
-        each query's positive (``None``: the diagonal). One replica's own batch here; a model that
-        gathers candidates across replicas overrides this one method."""
+        each query's positive (``None``: the diagonal).
+
+        Under a multi-replica strategy every replica's candidates (with their ids and sampling
+        probabilities) are negatives for every query, so a global batch of N gives N - 1 negatives
+        as on one device; the gathered rows are rotated so the positives stay on the diagonal. On
+        one device the inputs come back unchanged."""
+        embeddings, probs, ids = gather_candidates_across_replicas(embeddings, probs, ids)
         return embeddings, ids, probs, None
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False,

@@ -1,5 +1,12 @@
-"""Build and train the models with Keras ``compile``/``fit``."""
+"""Build and train the models with Keras ``compile``/``fit``.
+
+Build a model under ``strategy.scope()`` (``tfmmrec.train.distribute.resolve_strategy``) to train
+it distributed: ``train_*`` compile under the model's own strategy and shard the input by data.
+``backup_dir`` turns on fault tolerance (``tfmmrec.train.resume``): rerunning after a kill resumes.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -12,6 +19,7 @@ from tfmmrec.models.multitask import MultitaskRetrieval
 from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.models.towers import ItemTower, QueryTower
+from tfmmrec.train.distribute import shard_by_data
 from tfmmrec.train.inputs import (
     EncodedInteractions,
     ranking_dataset,
@@ -19,6 +27,7 @@ from tfmmrec.train.inputs import (
     retrieval_dataset,
     user_histories,
 )
+from tfmmrec.train.resume import ResumableBackup
 
 
 def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
@@ -81,15 +90,30 @@ def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfi
 
 
 def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig, *,
-                    seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None
-                    ) -> keras.callbacks.History:
+                    seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
+                    backup_dir: str | Path | None = None, backup_every_steps: int = 100,
+                    jit_compile: bool = False) -> keras.callbacks.History:
+    """``cfg.batch_size`` is the global batch (split over the replicas of the model's strategy).
+    ``jit_compile`` (or ``cfg.jit_compile``): compile the training step with XLA (see benchmarks/README.md)."""
     tf.random.set_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+    callbacks = list(callbacks or [])
+    with model.distribute_strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=jit_compile or cfg.jit_compile)
+        if backup_dir is not None:
+            _build_retrieval_variables(model)
+            callbacks.append(ResumableBackup(backup_dir, backup_every_steps))
     length = getattr(model.query_tower, "history_length", 0)
     history = user_histories(data.train, data.num_users, length)[0] if length else None
     ds = retrieval_dataset(data, cfg.batch_size, seed, history=history,
                            with_target=getattr(model, "uses_target", False))
-    return model.fit(ds, epochs=cfg.epochs, verbose=verbose, callbacks=callbacks)
+    return model.fit(shard_by_data(ds), epochs=cfg.epochs, verbose=verbose, callbacks=callbacks)
+
+
+def _build_retrieval_variables(model: TwoTowerRetrieval) -> None:
+    """Create the towers' variables now, so a restored backup has variables to land in even
+    when it finished training and ``fit`` runs zero epochs."""
+    model.query_tower(tf.zeros([1], tf.int32))
+    model.item_tower(tf.zeros([1], tf.int32))
 
 
 def embed_all(model: TwoTowerRetrieval, data: EncodedInteractions, batch_size: int = 4096
@@ -119,20 +143,24 @@ def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *,
 
 
 def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, *, mode: str,
-                  seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None
-                  ) -> keras.callbacks.History:
+                  seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
+                  backup_dir: str | Path | None = None, backup_every_steps: int = 100) -> keras.callbacks.History:
     """``mode``: ``rating`` (MSE on ratings), ``label`` (BCE on given 0/1 labels) or ``implicit``
     (BCE on positives and sampled negatives)."""
     tf.random.set_seed(seed)
-    if mode == "rating":
-        loss = keras.losses.MeanSquaredError()
-        metrics = [keras.metrics.RootMeanSquaredError(name="rmse")]
-    else:
-        loss = keras.losses.BinaryCrossentropy(from_logits=True)
-        metrics = [keras.metrics.AUC(from_logits=True, name="auc")]
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
-    ds = ranking_dataset(data, cfg.batch_size, cfg.negatives, seed, explicit=mode != "implicit")
-    validation, callbacks = None, list(callbacks or [])
+    callbacks = list(callbacks or [])
+    with model.distribute_strategy.scope():  # metrics must be created under the model's strategy
+        if mode == "rating":
+            loss = keras.losses.MeanSquaredError()
+            metrics = [keras.metrics.RootMeanSquaredError(name="rmse")]
+        else:
+            loss = keras.losses.BinaryCrossentropy(from_logits=True)
+            metrics = [keras.metrics.AUC(from_logits=True, name="auc")]
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
+        if backup_dir is not None:
+            model({"user": tf.zeros([1], tf.int32), "item": tf.zeros([1], tf.int32)})
+    ds = shard_by_data(ranking_dataset(data, cfg.batch_size, cfg.negatives, seed, explicit=mode != "implicit"))
+    validation = None
     if len(data.valid):
         # Stop when the validation metric stops improving and keep the best epoch: ratings overfit
         # within a few epochs, implicit feedback with fresh negatives every epoch much later.
@@ -141,5 +169,7 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
         monitor, direction = ("val_rmse", "min") if mode == "rating" else ("val_auc", "max")
         callbacks.append(keras.callbacks.EarlyStopping(monitor, mode=direction, patience=cfg.patience,
                                                        restore_best_weights=True))
+    if backup_dir is not None:  # last: its final backup holds the weights EarlyStopping restored
+        callbacks.append(ResumableBackup(backup_dir, backup_every_steps))
     return model.fit(ds, epochs=cfg.epochs, verbose=verbose, validation_data=validation,
                      validation_batch_size=8192, callbacks=callbacks)

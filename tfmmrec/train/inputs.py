@@ -97,16 +97,40 @@ def user_histories(split: SplitArrays, num_users: int, length: int) -> tuple[np.
 
 def retrieval_dataset(data: EncodedInteractions, batch_size: int, seed: int,
                       history: np.ndarray | None = None, with_target: bool = False) -> tf.data.Dataset:
-    """Shuffled batches of ``{"user", "item", "item_prob"}`` positive pairs, plus each pair's
-    ``history`` (``[batch, L]``, see :func:`user_histories`) when given, and its rating or label
-    as ``target`` when ``with_target`` and the log has one (the multitask ranking head)."""
-    tensors = {"user": data.train.user, "item": data.train.item, "item_prob": data.item_prob[data.train.item]}
+    """Shuffled batches of ``{"user", "item", "item_prob"}`` positive pairs, reshuffled every epoch,
+    plus each pair's ``history`` (``[batch, L]``, see :func:`user_histories`) when given, and its
+    rating or label as ``target`` when ``with_target`` and the log has one (the multitask ranking head).
+
+    Shuffling works on whole batches: one random permutation per epoch, then each batch is one
+    gather from in-memory columns. An element-wise ``shuffle().batch()`` pipeline costs tens of
+    microseconds per example, as much as the training step itself at batch 1024 on 2 cores.
+    """
+    columns = {"user": data.train.user, "item": data.train.item, "item_prob": data.item_prob[data.train.item]}
     if history is not None:
-        tensors["history"] = history
+        columns["history"] = history
     if with_target and data.train.target is not None:
-        tensors["target"] = data.train.target
-    ds = tf.data.Dataset.from_tensor_slices(tensors)
-    return ds.shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(2)
+        columns["target"] = data.train.target
+    return batched_permutations(columns, batch_size, seed)
+
+
+def batched_permutations(columns: dict[str, np.ndarray], batch_size: int, seed: int) -> tf.data.Dataset:
+    """Batches of rows of ``columns`` in a fresh random order every epoch (the last one partial)."""
+    n = len(next(iter(columns.values())))
+    table = {k: tf.constant(v) for k, v in columns.items()}
+    starts = tf.range(0, n, batch_size, dtype=tf.int64)
+
+    def epoch(order: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(starts).map(
+            lambda s: {k: tf.gather(v, order[s:s + batch_size]) for k, v in table.items()})
+
+    # One random draw per epoch (re-drawn on every iteration, reproducible from ``seed``) seeds a
+    # stateless permutation: a stateful shuffle op would repeat the same order every epoch.
+    epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    orders = epoch_seeds.map(
+        lambda s: tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([s, tf.constant(seed, tf.int64)]))))
+    ds = orders.flat_map(epoch)
+    # The epoch's batch count is fixed; telling tf.data lets Keras know the steps per epoch.
+    return ds.apply(tf.data.experimental.assert_cardinality(int(-(-n // batch_size)))).prefetch(2)
 
 
 def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, seed: int,
@@ -115,8 +139,8 @@ def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, 
     training items per positive, drawn afresh every epoch, labelled 1 and 0."""
     train = data.train
     if explicit:
-        ds = tf.data.Dataset.from_tensor_slices(({"user": train.user, "item": train.item}, train.target))
-        return ds.shuffle(len(train), seed=seed).batch(batch_size).prefetch(2)
+        ds = batched_permutations({"user": train.user, "item": train.item, "target": train.target}, batch_size, seed)
+        return ds.map(lambda b: ({"user": b["user"], "item": b["item"]}, b["target"]))
     # Negatives come from items with training interactions only: sampling held-out (cold) items
     # as negatives would teach the model that exactly those items are bad.
     train_items = tf.constant(np.unique(train.item))
@@ -129,10 +153,10 @@ def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, 
         labels = tf.tile(tf.concat([[1.0], tf.zeros([negatives])], 0)[None], [tf.shape(user)[0], 1])
         return {"user": tf.repeat(user, group), "item": tf.reshape(items, [-1])}, tf.reshape(labels, [-1])
 
-    ds = tf.data.Dataset.from_tensor_slices((train.user, train.item)).shuffle(len(train), seed=seed)
+    ds = batched_permutations({"user": train.user, "item": train.item}, max(1, batch_size // group), seed)
     # A sequential map (one cheap op per batch): parallel calls would draw from the stateful RNG
     # in a varying order and make runs irreproducible.
-    return ds.batch(max(1, batch_size // group)).map(with_negatives).prefetch(2)
+    return ds.map(lambda b: with_negatives(b["user"], b["item"])).prefetch(2)
 
 
 def ranking_eval_set(data: EncodedInteractions, split: str, negatives: int, seed: int,
