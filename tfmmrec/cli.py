@@ -88,10 +88,15 @@ def _add_export_parser(sub: Any) -> None:
     p = sub.add_parser("export", help="export a trained run's SavedModels again (new version) from its weights")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--export-dir", type=Path, help="base directory of the SavedModels (default: RUN_DIR/saved_models)")
+    _add_run_dir_options(p, example="export_top_k=50")
+
+
+def _add_run_dir_options(p: argparse.ArgumentParser, example: str) -> None:
+    """Options of the commands that work on a trained run directory (evaluate, export)."""
     p.add_argument("--dataset", type=Path, help="dataset directory (default: the one the run was trained on)")
     p.add_argument("--config", type=Path, help="config YAML (default: RUN_DIR/config.yaml); model keys must match")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set export_top_k=50 (repeatable)")
+                   help=f"override a config value, e.g. --set {example} (repeatable)")
 
 
 def _add_reindex_parser(sub: Any) -> None:
@@ -209,10 +214,7 @@ def _add_evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="re-evaluate trained runs from their run directories (no retraining)")
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                    help="a directory written by `tfmmrec train` (config.yaml, run.json, weights/)")
-    p.add_argument("--dataset", type=Path, help="dataset directory (default: the one the run was trained on)")
-    p.add_argument("--config", type=Path, help="config YAML (default: RUN_DIR/config.yaml); model keys must match")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set 'ks=[5, 10]' (repeatable)")
+    _add_run_dir_options(p, example="'ks=[5, 10]'")
 
 
 def _add_tune_parser(sub: Any) -> None:
