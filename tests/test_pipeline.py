@@ -16,6 +16,13 @@ def test_run_writes_metrics_and_its_config(trained_run) -> None:
         assert set(groups) == {"all", "warm", "cold"}
         assert {"recall@10", "recall@20", "recall@50", "ndcg@20", "users"} <= set(groups["cold"])
     assert {"auc", "auc_warm", "auc_cold", "examples"} <= set(written["ranking"])
+    # The TFRS tutorials' protocol, for comparison: one example per test interaction of a known user,
+    # no exclusion of seen items, so accuracy only grows with K.
+    for variant in ("multimodal", "id_only"):
+        tfrs = written["tfrs_protocol"][variant]["all"]
+        assert tfrs["interactions"] == int((trained_run.data.test.user > 0).sum())
+        assert 0 <= tfrs["top_1_categorical_accuracy"] <= tfrs["top_10_categorical_accuracy"] \
+            <= tfrs["top_100_categorical_accuracy"] <= 1
     cfg = RunConfig.from_yaml(trained_run.run_dir / "config.yaml")
     assert cfg.split.strategy == "cold_start" and cfg.retrieval.batch_size == 512
 

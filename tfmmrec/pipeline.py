@@ -22,6 +22,7 @@ from tfmmrec.data.splits import split_interactions
 from tfmmrec.encoders.encode import ItemContent, encode_catalog
 from tfmmrec.evaluate.ranking import auc, log_loss, rmse
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
+from tfmmrec.evaluate.topk import factorized_top_k_accuracy
 from tfmmrec.export.build import export_ranking_model, export_retrieval_model
 from tfmmrec.models.features import build_item_features, build_user_features
 from tfmmrec.train.distribute import resolve_strategy
@@ -68,17 +69,36 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def retrieval_metrics(model: Any, data: EncodedInteractions, ks: list[int]) -> dict[str, dict[str, float]]:
-    """Test-split full-catalog metrics (train + valid items excluded), all/warm/cold items."""
-    user_emb, item_emb = embed_all(model, data)
+def _test_protocol(data: EncodedInteractions) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray],
+                                                       dict[str, np.ndarray]]:
+    """Held-out test pairs of users with a query embedding, the pairs to exclude (train + valid),
+    and the warm/cold item groups, all as (user index, item row)."""
     warm = np.zeros(data.num_items, bool)
     warm[data.train_item_rows] = True
     test_known = data.test.user > 0  # users without training history have no query embedding to rank for
     heldout = (data.test.user[test_known], data.test.item[test_known] - 1)
     exclude = (np.concatenate([data.train.user, data.valid.user]),
                np.concatenate([data.train.item, data.valid.item]) - 1)
-    return evaluate_retrieval(user_emb, item_emb, heldout, exclude,
-                              item_groups={"warm": warm, "cold": ~warm}, ks=tuple(ks))
+    return heldout, exclude, {"warm": warm, "cold": ~warm}
+
+
+def retrieval_metrics(model: Any, data: EncodedInteractions, ks: list[int]) -> dict[str, dict[str, float]]:
+    """Test-split full-catalog metrics (train + valid items excluded), all/warm/cold items."""
+    heldout, exclude, groups = _test_protocol(data)
+    return evaluate_retrieval(*embed_all(model, data), heldout, exclude, item_groups=groups, ks=tuple(ks))
+
+
+def record_retrieval_metrics(metrics: dict[str, Any], variant: str, model: Any, data: EncodedInteractions,
+                             ks: list[int]) -> None:
+    """``metrics["retrieval"][variant]`` (the full-catalog protocol) and, for comparison with the
+    TFRS tutorials only, ``metrics["tfrs_protocol"][variant]`` (top-K categorical accuracy per test
+    interaction, seen items not excluded; see ``tfmmrec.evaluate.topk``), from one embedding pass."""
+    heldout, exclude, groups = _test_protocol(data)
+    user_emb, item_emb = embed_all(model, data)
+    metrics.setdefault("retrieval", {})[variant] = evaluate_retrieval(user_emb, item_emb, heldout, exclude,
+                                                                      item_groups=groups, ks=tuple(ks))
+    metrics.setdefault("tfrs_protocol", {})[variant] = factorized_top_k_accuracy(user_emb, item_emb, heldout,
+                                                                                 item_groups=groups)
 
 
 def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mode: str) -> dict[str, float]:
@@ -178,7 +198,7 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
                         callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
                         **_backup_args(backups, f"retrieval_{variant}", cfg))
-        metrics["retrieval"][variant] = retrieval_metrics(model, data, cfg.ks)
+        record_retrieval_metrics(metrics, variant, model, data, cfg.ks)
         retrieval_models[variant] = model
         save_run_weights(cfg, run_dir, variant, model)
     if cfg.multitask.enabled and has_content:
@@ -188,7 +208,7 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
                         callbacks=run_callbacks(cfg, run_dir, "multitask", model, ds, data),
                         **_backup_args(backups, "retrieval_multitask", cfg))
-        metrics["retrieval"]["multitask"] = retrieval_metrics(model, data, cfg.ks)
+        record_retrieval_metrics(metrics, "multitask", model, data, cfg.ks)
         retrieval_models["multitask"] = model
         save_run_weights(cfg, run_dir, "multitask", model)
 
@@ -383,7 +403,7 @@ def evaluate_run(run_dir: str | Path, config: RunConfig | None = None, *, datase
     metrics: dict[str, Any] = {"dataset": prep.dataset.manifest.name, "run_dir": str(run_dir), "retrieval": {}}
     for variant, model in loaded.models.items():
         if variant != "ranking":
-            metrics["retrieval"][variant] = retrieval_metrics(model, prep.data, cfg.ks)
+            record_retrieval_metrics(metrics, variant, model, prep.data, cfg.ks)
     if "ranking" in loaded.models:
         rd = prep.rank_data
         inputs, labels, warm = ranking_eval_set(rd, "test", cfg.ranking.negatives, cfg.seed,
