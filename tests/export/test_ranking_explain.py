@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfmmrec.export.ranking import RankingServing
-from tfmmrec.models.ranking import DeepFM
+from tfmmrec.models.dcn import DCN
 
 
-def test_a_contribution_is_the_score_change_when_the_item_lacks_that_modality(trained_run) -> None:
+@pytest.mark.parametrize("kind", ["deepfm", "dcn"])
+def test_a_contribution_is_the_score_change_when_the_item_lacks_that_modality(trained_run, kind: str) -> None:
     ranker, data = trained_run.models["ranking"], trained_run.data
+    if kind == "dcn":  # same fields, DCN-v2's head (untrained weights: the algebra is what is checked)
+        trained = ranker
+        ranker = DCN.from_config({**trained.get_config(), "cross_layers": 2, "projection_dim": 0, "name": "dcn"})
+        ranker({"user": np.arange(1, 4), "item": np.arange(1, 4)})
+        ranker.table.set_weights(trained.table.get_weights())  # the catalog's features (masks included)
     serving = RankingServing(data.user_ids, trained_run.item_ids, ranker, binary=True)
     rows = np.array([0, 1, 2, 3, 4, 5])
     users, items = tf.constant(data.user_ids[rows].astype(str)), tf.constant(trained_run.item_ids[rows].astype(str))
@@ -17,7 +24,7 @@ def test_a_contribution_is_the_score_change_when_the_item_lacks_that_modality(tr
     np.testing.assert_allclose(out["score"], serving.score(users, items)["score"].numpy(), rtol=1e-6, atol=1e-7)
 
     # A copy of the ranker whose feature table says these items have no image: the real "absent" path.
-    clone = DeepFM.from_config(ranker.get_config())
+    clone = type(ranker).from_config(ranker.get_config())
     batch = {"user": rows + 1, "item": rows + 1}
     clone(batch)
     clone.set_weights(ranker.get_weights())

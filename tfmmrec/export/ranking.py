@@ -1,4 +1,4 @@
-"""The ranking SavedModel: a DeepFM score for (user, item) pairs, and where it comes from.
+"""The ranking SavedModel: a DeepFM or DCN-v2 score for (user, item) pairs, and where it comes from.
 
 Signatures:
 
@@ -27,19 +27,6 @@ import tf_keras as keras
 from tfmmrec.export.versioning import save_versioned
 
 
-def deepfm_logit(model: keras.Model, vecs: list[tf.Tensor], firsts: list[tf.Tensor]) -> tf.Tensor:
-    """DeepFM's output from its field vectors (the last lines of ``DeepFM.call``).
-
-    Kept here so ``explain`` can re-score with a field zeroed; the ranking export test checks it
-    against ``model(...)`` so that a change in ``DeepFM.call`` cannot silently diverge.
-    """
-    stacked = tf.stack(vecs, axis=1)
-    fm = 0.5 * tf.reduce_sum(tf.square(tf.reduce_sum(stacked, 1)) - tf.reduce_sum(tf.square(stacked), 1),
-                             axis=-1, keepdims=True)
-    deep = model.deep(tf.reshape(stacked, [-1, len(vecs) * model.field_dim]), training=False)
-    return tf.squeeze(tf.add_n(firsts) + fm + deep, axis=-1) + model.global_bias
-
-
 class RankingServing(tf.Module):
     def __init__(self, user_ids: np.ndarray, item_ids: np.ndarray, model: keras.Model, binary: bool) -> None:
         super().__init__()
@@ -65,13 +52,14 @@ class RankingServing(tf.Module):
                                   tf.TensorSpec([None], tf.string, name="item_id")])
     def explain(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
         vecs, firsts, names = self.model.fields(self._features(user_id, item_id), training=False)
-        score = self._output(deepfm_logit(self.model, vecs, firsts))
+        score = self._output(self.model.logit(vecs, firsts, training=False))
         out = {"score": score}
         for m in self.modalities:
             i = names.index(m)
             masked_vecs = vecs[:i] + [tf.zeros_like(vecs[i])] + vecs[i + 1:]
             masked_firsts = firsts[:i] + [tf.zeros_like(firsts[i])] + firsts[i + 1:]
-            out[f"contribution_{m}"] = score - self._output(deepfm_logit(self.model, masked_vecs, masked_firsts))
+            without = self._output(self.model.logit(masked_vecs, masked_firsts, training=False))
+            out[f"contribution_{m}"] = score - without
         return out
 
     def signatures(self) -> dict[str, Any]:

@@ -38,8 +38,7 @@ class DCN(DeepFM):
         self.cross = [tfrs.layers.dcn.Cross(projection_dim=projection_dim or None, name=f"cross_{i}")
                       for i in range(cross_layers)]
 
-    def call(self, features: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
-        vecs, firsts, _ = self.fields(features, training=training)
+    def logit(self, vecs: list[tf.Tensor], firsts: list[tf.Tensor], training: bool | None = None) -> tf.Tensor:
         x0 = tf.concat(vecs, axis=-1)
         x = x0
         for layer in self.cross:

@@ -77,6 +77,11 @@ class DeepFM(keras.Model):
 
     def call(self, features: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         vecs, firsts, _ = self.fields(features, training=training)
+        return self.logit(vecs, firsts, training=training)
+
+    def logit(self, vecs: list[tf.Tensor], firsts: list[tf.Tensor], training: bool | None = None) -> tf.Tensor:
+        """The score from the field vectors and first-order terms of :meth:`fields`; separate so that
+        an explanation can re-score with one field zeroed (``export.ranking``)."""
         stacked = tf.stack(vecs, axis=1)  # [b, fields, k]
         fm = 0.5 * tf.reduce_sum(tf.square(tf.reduce_sum(stacked, 1)) - tf.reduce_sum(tf.square(stacked), 1),
                                  axis=-1, keepdims=True)
