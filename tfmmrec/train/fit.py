@@ -22,6 +22,7 @@ from tfmmrec.models.towers import ItemTower, QueryTower
 from tfmmrec.train.distribute import shard_by_data
 from tfmmrec.train.inputs import (
     EncodedInteractions,
+    batches_per_epoch,
     ranking_dataset,
     ranking_eval_set,
     retrieval_dataset,
@@ -104,9 +105,21 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
             callbacks.append(ResumableBackup(backup_dir, backup_every_steps))
     length = getattr(model.query_tower, "history_length", 0)
     history = user_histories(data.train, data.num_users, length)[0] if length else None
+    # One endless input iterator for the whole fit (a fresh order every epoch), not a new one per
+    # epoch: see ``batched_permutations``. Multi-worker runs shard the batches between workers, so
+    # they keep the one-epoch dataset, whose per-worker step count tf.data works out.
+    repeat = _num_workers(model.distribute_strategy) == 1
     ds = retrieval_dataset(data, cfg.batch_size, seed, history=history,
-                           with_target=getattr(model, "uses_target", False))
-    return model.fit(shard_by_data(ds), epochs=cfg.epochs, verbose=verbose, callbacks=callbacks)
+                           with_target=getattr(model, "uses_target", False), repeat=repeat)
+    steps = batches_per_epoch(len(data.train), cfg.batch_size) if repeat else None
+    return model.fit(shard_by_data(ds), epochs=cfg.epochs, steps_per_epoch=steps, verbose=verbose,
+                     callbacks=callbacks)
+
+
+def _num_workers(strategy: tf.distribute.Strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
 
 
 def _build_retrieval_variables(model: TwoTowerRetrieval) -> None:
