@@ -116,7 +116,9 @@ class RetrievalTask(keras.layers.Layer):
         if self.temperature is not None:
             scores = scores / self.temperature
         if candidate_sampling_probability is not None:
-            scores = scores - tf.math.log(tf.cast(candidate_sampling_probability, scores.dtype))
+            # As tfrs.layers.loss.SamplingProbablityCorrection, clip included.
+            probability = tf.cast(candidate_sampling_probability, scores.dtype)
+            scores = scores - tf.math.log(tf.clip_by_value(probability, 1e-6, 1.0))
         if self.remove_accidental_hits:
             if candidate_ids is None:
                 raise ValueError("remove_accidental_hits needs candidate_ids")
