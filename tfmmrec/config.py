@@ -62,7 +62,8 @@ class RetrievalConfig:
     adversarial_epsilon: float = 0.0
     adversarial_weight: float = 1.0
     # XLA-compile the training step: ~2x the steady examples/s at batch 1024 on CPU, but a few
-    # seconds of compilation per model (benchmarks/README.md).
+    # seconds of compilation per model (benchmarks/README.md). From batch_size 4096 on the step is
+    # always compiled (train.fit.XLA_FROM_BATCH): the in-batch softmax dominates and XLA repays itself.
     jit_compile: bool = False
 
 

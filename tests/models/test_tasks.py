@@ -59,6 +59,18 @@ def test_positive_columns_other_than_the_diagonal(batch: dict[str, tf.Tensor]) -
     assert in_front.numpy() > only_batch.numpy()  # more negatives can only add to each row's loss
 
 
+def test_loss_without_label_matrix_equals_the_one_hot_cross_entropy(batch: dict[str, tf.Tensor]) -> None:
+    """``call`` skips the dense one-hot labels; the loss must be the same as on ``logits_and_labels``."""
+    task = RetrievalTask(temperature=0.2, remove_accidental_hits=True)
+    candidates = tf.concat([batch["c"], batch["q"][:2]], 0)
+    kwargs = dict(candidate_sampling_probability=tf.concat([batch["prob"], [0.1, 0.2]], 0),
+                  candidate_ids=tf.concat([batch["ids"], [2, 7]], 0), positive_indices=tf.constant([0, 1, 2, 3, 4, 6]))
+    logits, labels = task.logits_and_labels(batch["q"], candidates, **kwargs)
+    expected = tf.reduce_sum(batch["weight"] * tf.nn.softmax_cross_entropy_with_logits(labels, logits))
+    np.testing.assert_allclose(task(batch["q"], candidates, sample_weight=batch["weight"], **kwargs).numpy(),
+                               expected.numpy(), rtol=1e-5)
+
+
 def test_mixed_probability_is_the_mixture_of_both_samplers() -> None:
     """Monte Carlo: how often an item fills a candidate slot, when B slots come from the training
     distribution and B' from the uniform sampler, matches the formula."""

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from tfmmrec.train.inputs import (
+    batches_per_epoch,
     encode_interactions,
     ranking_dataset,
     ranking_eval_set,
@@ -51,6 +52,26 @@ def test_retrieval_epochs_are_fresh_permutations_of_the_training_pairs(log: pd.D
     expected = sorted(zip(data.train.user, data.train.item))
     assert all(sorted(e) == expected for e in epochs)  # every pair once per epoch
     assert len({tuple(e) for e in epochs}) > 1  # reshuffled between epochs
+
+
+def test_one_endless_iterator_gives_every_pair_once_per_epoch_in_a_new_order(log: pd.DataFrame) -> None:
+    """``train_retrieval`` feeds ``fit`` one iterator for all epochs (``steps_per_epoch`` batches
+    each): every block of that many batches must be one whole epoch, and each block a new order."""
+    data = encode_interactions(log, num_items=10)
+    steps = batches_per_epoch(len(data.train), 3)
+    assert steps == 4
+    it = iter(retrieval_dataset(data, batch_size=3, seed=0, repeat=True))
+    epochs = []
+    for _ in range(4):
+        batches = [next(it) for _ in range(steps)]
+        assert [len(b["user"]) for b in batches] == [3, 3, 3, 1]  # an epoch ends with its partial batch
+        epochs.append([(u, i) for b in batches for u, i in zip(b["user"].numpy(), b["item"].numpy())])
+    expected = sorted(zip(data.train.user, data.train.item))
+    assert all(sorted(e) == expected for e in epochs)
+    assert len({tuple(e) for e in epochs}) == 4  # a fresh order every epoch
+    again = iter(retrieval_dataset(data, batch_size=3, seed=0, repeat=True))
+    assert [(u, i) for _ in range(steps) for b in [next(again)]
+            for u, i in zip(b["user"].numpy(), b["item"].numpy())] == epochs[0]  # reproducible from the seed
 
 
 def test_ranking_negatives_come_only_from_training_items(log: pd.DataFrame) -> None:

@@ -95,9 +95,42 @@ class RetrievalTask(keras.layers.Layer):
         """Summed cross-entropy over queries (TFRS's reduction). ``compute_*metrics`` are accepted
         for interface compatibility; evaluation is a separate full-catalog pass (``tfmmrec.evaluate``)."""
         del compute_metrics, compute_batch_metrics
+        if not self.num_hard_negatives:
+            return self._sparse_loss(query_embeddings, candidate_embeddings, sample_weight,
+                                     candidate_sampling_probability, candidate_ids, positive_indices)
         logits, labels = self.logits_and_labels(query_embeddings, candidate_embeddings,
                                                 candidate_sampling_probability, candidate_ids, positive_indices)
         return self.loss_fn(y_true=labels, y_pred=logits, sample_weight=sample_weight)
+
+    def _sparse_loss(self, query_embeddings: tf.Tensor, candidate_embeddings: tf.Tensor,
+                     sample_weight: tf.Tensor | None, candidate_sampling_probability: tf.Tensor | None,
+                     candidate_ids: tf.Tensor | None, positive_indices: tf.Tensor | None) -> tf.Tensor:
+        """The same loss as :meth:`logits_and_labels` + categorical cross-entropy, without a dense
+        ``[queries, candidates]`` label matrix: at batch 8192 TFRS's ``tf.eye`` labels are 268 MB of
+        floats written, masked and read on every step. Positives are column indices; the accidental-hit
+        mask and the cross-entropy use them directly."""
+        scores = tf.linalg.matmul(query_embeddings, candidate_embeddings, transpose_b=True)
+        num_queries, num_candidates = tf.shape(scores)[0], tf.shape(scores)[1]
+        positives = (tf.range(num_queries) if positive_indices is None
+                     else tf.cast(positive_indices, tf.int32))
+        if self.temperature is not None:
+            scores = scores / self.temperature
+        if candidate_sampling_probability is not None:
+            # As tfrs.layers.loss.SamplingProbablityCorrection, clip included.
+            probability = tf.cast(candidate_sampling_probability, scores.dtype)
+            scores = scores - tf.math.log(tf.clip_by_value(probability, 1e-6, 1.0))
+        if self.remove_accidental_hits:
+            if candidate_ids is None:
+                raise ValueError("remove_accidental_hits needs candidate_ids")
+            candidate_ids = tf.reshape(candidate_ids, [-1])
+            hit = tf.equal(tf.gather(candidate_ids, positives)[:, None], candidate_ids[None, :])
+            hit = tf.logical_and(hit, tf.not_equal(tf.range(num_candidates)[None, :], positives[:, None]))
+            # TFRS adds the float minimum to such logits (tfrs.layers.loss.MIN_FLOAT).
+            scores = tf.where(hit, scores + tfrs.layers.loss.MIN_FLOAT, scores)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=positives, logits=scores)
+        if sample_weight is not None:
+            losses = losses * tf.reshape(tf.cast(sample_weight, losses.dtype), [-1])
+        return tf.reduce_sum(losses)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "temperature": self.temperature,

@@ -22,6 +22,7 @@ from tfmmrec.models.towers import ItemTower, QueryTower
 from tfmmrec.train.distribute import shard_by_data
 from tfmmrec.train.inputs import (
     EncodedInteractions,
+    batches_per_epoch,
     ranking_dataset,
     ranking_eval_set,
     retrieval_dataset,
@@ -89,24 +90,37 @@ def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfi
     return tower
 
 
+# Global batch from which train_retrieval XLA-compiles the step regardless of ``jit_compile``: at
+# 8192 the step went from ~0.5 s to ~0.2 s on the 2-core CPU (benchmarks/README.md).
+XLA_FROM_BATCH = 4096
+
+
 def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig, *,
                     seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
                     backup_dir: str | Path | None = None, backup_every_steps: int = 100,
                     jit_compile: bool = False) -> keras.callbacks.History:
     """``cfg.batch_size`` is the global batch (split over the replicas of the model's strategy).
-    ``jit_compile`` (or ``cfg.jit_compile``): compile the training step with XLA (see benchmarks/README.md)."""
+    ``jit_compile`` (or ``cfg.jit_compile``): compile the training step with XLA (see benchmarks/README.md).
+    From a global batch of ``XLA_FROM_BATCH`` on, the step is always XLA-compiled: the
+    ``batch x batch`` in-batch softmax then dominates the step and XLA runs it 2-3x faster, which
+    repays the compilation (a few seconds, once per model) within the first epoch."""
     tf.random.set_seed(seed)
     callbacks = list(callbacks or [])
     with model.distribute_strategy.scope():
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=jit_compile or cfg.jit_compile)
+        jit = jit_compile or cfg.jit_compile or cfg.batch_size >= XLA_FROM_BATCH
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=jit)
         if backup_dir is not None:
             _build_retrieval_variables(model)
             callbacks.append(ResumableBackup(backup_dir, backup_every_steps))
     length = getattr(model.query_tower, "history_length", 0)
     history = user_histories(data.train, data.num_users, length)[0] if length else None
+    # One endless input iterator for the whole fit (a fresh order every epoch), not a new one per
+    # epoch: see ``batched_permutations``. Workers split every global batch between their replicas,
+    # so an epoch is the same number of steps on every worker.
     ds = retrieval_dataset(data, cfg.batch_size, seed, history=history,
-                           with_target=getattr(model, "uses_target", False))
-    return model.fit(shard_by_data(ds), epochs=cfg.epochs, verbose=verbose, callbacks=callbacks)
+                           with_target=getattr(model, "uses_target", False), repeat=True)
+    steps = batches_per_epoch(len(data.train), cfg.batch_size)
+    return model.fit(shard_by_data(ds), epochs=cfg.epochs, steps_per_epoch=steps, verbose=verbose, callbacks=callbacks)
 
 
 def _build_retrieval_variables(model: TwoTowerRetrieval) -> None:

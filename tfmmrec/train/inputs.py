@@ -96,7 +96,8 @@ def user_histories(split: SplitArrays, num_users: int, length: int) -> tuple[np.
 
 
 def retrieval_dataset(data: EncodedInteractions, batch_size: int, seed: int,
-                      history: np.ndarray | None = None, with_target: bool = False) -> tf.data.Dataset:
+                      history: np.ndarray | None = None, with_target: bool = False,
+                      repeat: bool = False) -> tf.data.Dataset:
     """Shuffled batches of ``{"user", "item", "item_prob"}`` positive pairs, reshuffled every epoch,
     plus each pair's ``history`` (``[batch, L]``, see :func:`user_histories`) when given, and its
     rating or label as ``target`` when ``with_target`` and the log has one (the multitask ranking head).
@@ -104,17 +105,33 @@ def retrieval_dataset(data: EncodedInteractions, batch_size: int, seed: int,
     Shuffling works on whole batches: one random permutation per epoch, then each batch is one
     gather from in-memory columns. An element-wise ``shuffle().batch()`` pipeline costs tens of
     microseconds per example, as much as the training step itself at batch 1024 on 2 cores.
+    ``repeat``: one endless stream of epochs, see :func:`batched_permutations`.
     """
     columns = {"user": data.train.user, "item": data.train.item, "item_prob": data.item_prob[data.train.item]}
     if history is not None:
         columns["history"] = history
     if with_target and data.train.target is not None:
         columns["target"] = data.train.target
-    return batched_permutations(columns, batch_size, seed)
+    return batched_permutations(columns, batch_size, seed, repeat=repeat)
 
 
-def batched_permutations(columns: dict[str, np.ndarray], batch_size: int, seed: int) -> tf.data.Dataset:
-    """Batches of rows of ``columns`` in a fresh random order every epoch (the last one partial)."""
+def batches_per_epoch(num_rows: int, batch_size: int) -> int:
+    """Steps of one epoch of :func:`batched_permutations` (the last batch may be partial)."""
+    return -(-num_rows // batch_size)
+
+
+def batched_permutations(columns: dict[str, np.ndarray], batch_size: int, seed: int,
+                         repeat: bool = False) -> tf.data.Dataset:
+    """Batches of rows of ``columns`` in a fresh random order every epoch (the last one partial).
+
+    ``repeat=False``: one epoch per iteration (each new iterator draws a new order). ``repeat=True``:
+    one endless iterator, epoch after epoch, each a fresh permutation (every row exactly once per
+    :func:`batches_per_epoch` batches); give ``fit`` that ``steps_per_epoch``. Keras then keeps one
+    iterator for the whole ``fit``. With a finite dataset Keras makes a new iterator every epoch
+    and drops the old one, and destroying a tf.data iterator blocks the training loop until its
+    background threads stop: measured 0.6-2.3 s at one epoch boundary out of two or three on the
+    shared 2-core machine (benchmarks/README.md), against ~10 ms per training step.
+    """
     n = len(next(iter(columns.values())))
     table = {k: tf.constant(v) for k, v in columns.items()}
     starts = tf.range(0, n, batch_size, dtype=tf.int64)
@@ -125,12 +142,17 @@ def batched_permutations(columns: dict[str, np.ndarray], batch_size: int, seed: 
 
     # One random draw per epoch (re-drawn on every iteration, reproducible from ``seed``) seeds a
     # stateless permutation: a stateful shuffle op would repeat the same order every epoch.
-    epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    # ``repeat``: the endless random stream gives every epoch its own seed, the same sequence on
+    # every run with the same ``seed``.
+    epoch_seeds = (tf.data.Dataset.random(seed=seed) if repeat
+                   else tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1))
     orders = epoch_seeds.map(
         lambda s: tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([s, tf.constant(seed, tf.int64)]))))
     ds = orders.flat_map(epoch)
+    if repeat:
+        return ds.prefetch(2)
     # The epoch's batch count is fixed; telling tf.data lets Keras know the steps per epoch.
-    return ds.apply(tf.data.experimental.assert_cardinality(int(-(-n // batch_size)))).prefetch(2)
+    return ds.apply(tf.data.experimental.assert_cardinality(batches_per_epoch(n, batch_size))).prefetch(2)
 
 
 def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, seed: int,
