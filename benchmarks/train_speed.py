@@ -222,7 +222,7 @@ FAST = RetrievalConfig(epochs=3)
 
 
 def run_tfmmrec(prep: Prepared, cfg: RetrievalConfig, use_content: bool, *, every_steps: int | None = None,
-                target: float | None = None, seed: int = 0, label: str = "", jit_compile: bool = False
+                target: float | None = None, seed: int = 0, label: str = "", jit_compile: bool | None = None
                 ) -> dict[str, Any]:
     """tfmmrec's two-tower through its public training API (``build_retrieval``/``train_retrieval``)."""
     data = prep.data

@@ -61,10 +61,10 @@ class RetrievalConfig:
     # FGSM-style adversarial perturbation of content embeddings (0 = off) and its loss weight.
     adversarial_epsilon: float = 0.0
     adversarial_weight: float = 1.0
-    # XLA-compile the training step: ~2x the steady examples/s at batch 1024 on CPU, but a few
-    # seconds of compilation per model (benchmarks/README.md). From batch_size 4096 on the step is
-    # always compiled (train.fit.XLA_FROM_BATCH): the in-batch softmax dominates and XLA repays itself.
-    jit_compile: bool = False
+    # XLA-compile the training step: true / false, or null = auto: on from batch_size 4096
+    # (train.fit.XLA_FROM_BATCH), where the in-batch softmax dominates and XLA repays its few seconds
+    # of compilation; off below it and with history pooling (tf.unique does not compile).
+    jit_compile: bool | None = None
 
 
 @dataclass

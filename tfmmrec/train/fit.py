@@ -90,7 +90,7 @@ def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfi
     return tower
 
 
-# Global batch from which train_retrieval XLA-compiles the step regardless of ``jit_compile``: at
+# Global batch from which train_retrieval XLA-compiles the step when ``jit_compile`` is auto: at
 # 8192 the step went from ~0.5 s to ~0.2 s on the 2-core CPU (benchmarks/README.md).
 XLA_FROM_BATCH = 4096
 
@@ -98,16 +98,18 @@ XLA_FROM_BATCH = 4096
 def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig, *,
                     seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
                     backup_dir: str | Path | None = None, backup_every_steps: int = 100,
-                    jit_compile: bool = False) -> keras.callbacks.History:
+                    jit_compile: bool | None = None) -> keras.callbacks.History:
     """``cfg.batch_size`` is the global batch (split over the replicas of the model's strategy).
-    ``jit_compile`` (or ``cfg.jit_compile``): compile the training step with XLA (see benchmarks/README.md).
-    From a global batch of ``XLA_FROM_BATCH`` on, the step is always XLA-compiled: the
-    ``batch x batch`` in-batch softmax then dominates the step and XLA runs it 2-3x faster, which
-    repays the compilation (a few seconds, once per model) within the first epoch."""
+    ``jit_compile`` (else ``cfg.jit_compile``): compile the training step with XLA (see
+    benchmarks/README.md); ``None`` = auto: on from a global batch of ``XLA_FROM_BATCH``, where the
+    ``batch x batch`` in-batch softmax dominates the step and XLA runs it 2-3x faster, which repays
+    the compilation (a few seconds, once per model) within the first epoch."""
     tf.random.set_seed(seed)
     callbacks = list(callbacks or [])
     with model.distribute_strategy.scope():
-        jit = jit_compile or cfg.jit_compile or cfg.batch_size >= XLA_FROM_BATCH
+        jit = jit_compile if jit_compile is not None else cfg.jit_compile
+        if jit is None:  # auto; history pooling uses tf.unique, which XLA cannot compile
+            jit = cfg.batch_size >= XLA_FROM_BATCH and not getattr(model.query_tower, "history_length", 0)
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=jit)
         if backup_dir is not None:
             _build_retrieval_variables(model)
