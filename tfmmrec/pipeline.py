@@ -188,29 +188,22 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     variants = [("multimodal", True)] if has_content else []
     if cfg.train_id_only or not has_content:
         variants.append(("id_only", False))
+    if cfg.multitask.enabled and has_content:
+        variants.append(("multitask", True))
     retrieval_models = {}
     strategy = resolve_strategy(cfg.distribute)
     backups = _backups(run_dir, cfg, data)
     for variant, use_content in variants:
-        _log(f"[train] retrieval, {variant}")
+        multitask = variant == "multitask"
+        _log(f"[train] retrieval, {variant}" + (" (retrieval + ranking + item category)" if multitask else ""))
         with strategy.scope():
-            model = retrieval_model(prep, cfg, use_content)
+            model = retrieval_model(prep, cfg, use_content, multitask=multitask)
         train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
                         callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
                         **_backup_args(backups, f"retrieval_{variant}", cfg))
         record_retrieval_metrics(metrics, variant, model, data, cfg.ks)
         retrieval_models[variant] = model
         save_run_weights(cfg, run_dir, variant, model)
-    if cfg.multitask.enabled and has_content:
-        _log("[train] retrieval, multitask (retrieval + ranking + item category)")
-        with strategy.scope():
-            model = retrieval_model(prep, cfg, True, multitask=True)
-        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
-                        callbacks=run_callbacks(cfg, run_dir, "multitask", model, ds, data),
-                        **_backup_args(backups, "retrieval_multitask", cfg))
-        record_retrieval_metrics(metrics, "multitask", model, data, cfg.ks)
-        retrieval_models["multitask"] = model
-        save_run_weights(cfg, run_dir, "multitask", model)
 
     result = RunResult(metrics, run_dir=run_dir, models=dict(retrieval_models), data=data, item_ids=ds.item_ids,
                        dataset=ds, content=content)

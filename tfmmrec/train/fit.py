@@ -7,6 +7,7 @@ it distributed: ``train_*`` compile under the model's own strategy and shard the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -48,12 +49,16 @@ def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
                            modality_dropout=cfg.modality_dropout, fusion=cfg.fusion,
                            fusion_balance_weight=cfg.fusion_balance_weight, name="item_tower")
     query_tower = build_query_tower(item_tower, num_users, cfg, data=data, users=users)
-    return TwoTowerRetrieval(query_tower, item_tower, temperature=cfg.temperature, logq=cfg.logq,
-                             remove_accidental_hits=cfg.remove_accidental_hits,
-                             num_hard_negatives=cfg.num_hard_negatives, mixed_negatives=cfg.mixed_negatives,
-                             item_prob=None if data is None else data.item_prob,
-                             negative_pool=None if data is None else np.unique(data.train.item),
-                             adversarial_epsilon=cfg.adversarial_epsilon, adversarial_weight=cfg.adversarial_weight)
+    return TwoTowerRetrieval(query_tower, item_tower, **_retrieval_task_options(cfg, data))
+
+
+def _retrieval_task_options(cfg: RetrievalConfig, data: EncodedInteractions | None) -> dict[str, Any]:
+    """The loss and negatives options ``TwoTowerRetrieval`` (and the multitask model) take from ``cfg``."""
+    return dict(temperature=cfg.temperature, logq=cfg.logq, remove_accidental_hits=cfg.remove_accidental_hits,
+                num_hard_negatives=cfg.num_hard_negatives, mixed_negatives=cfg.mixed_negatives,
+                item_prob=None if data is None else data.item_prob,
+                negative_pool=None if data is None else np.unique(data.train.item),
+                adversarial_epsilon=cfg.adversarial_epsilon, adversarial_weight=cfg.adversarial_weight)
 
 
 def build_multitask(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, mt: MultitaskConfig, *,
@@ -69,10 +74,7 @@ def build_multitask(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
         base.query_tower, base.item_tower, num_categories=features.cardinalities[mt.category_field]
         if features.cardinalities else 1, category_field=mt.category_field, retrieval_weight=mt.retrieval_weight,
         ranking_weight=mt.ranking_weight, category_weight=mt.category_weight,
-        ranking_hidden=tuple(mt.ranking_hidden), rating=rating, temperature=cfg.temperature, logq=cfg.logq,
-        remove_accidental_hits=cfg.remove_accidental_hits, num_hard_negatives=cfg.num_hard_negatives,
-        mixed_negatives=cfg.mixed_negatives, item_prob=data.item_prob, negative_pool=np.unique(data.train.item),
-        adversarial_epsilon=cfg.adversarial_epsilon, adversarial_weight=cfg.adversarial_weight)
+        ranking_hidden=tuple(mt.ranking_hidden), rating=rating, **_retrieval_task_options(cfg, data))
 
 
 def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfig, *,
@@ -106,15 +108,15 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     the compilation (a few seconds, once per model) within the first epoch."""
     tf.random.set_seed(seed)
     callbacks = list(callbacks or [])
+    length = getattr(model.query_tower, "history_length", 0)
     with model.distribute_strategy.scope():
         jit = jit_compile if jit_compile is not None else cfg.jit_compile
         if jit is None:  # auto; history pooling uses tf.unique, which XLA cannot compile
-            jit = cfg.batch_size >= XLA_FROM_BATCH and not getattr(model.query_tower, "history_length", 0)
+            jit = cfg.batch_size >= XLA_FROM_BATCH and not length
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=jit)
         if backup_dir is not None:
             _build_retrieval_variables(model)
             callbacks.append(ResumableBackup(backup_dir, backup_every_steps))
-    length = getattr(model.query_tower, "history_length", 0)
     history = user_histories(data.train, data.num_users, length)[0] if length else None
     # One endless input iterator for the whole fit (a fresh order every epoch), not a new one per
     # epoch: see ``batched_permutations``. Workers split every global batch between their replicas,
