@@ -161,6 +161,19 @@ class TuneConfig:
 
 
 @dataclass
+class LimitsConfig:
+    """Bounds on untrusted input (catalog files and serving requests), so no single file or request
+    can take the machine's memory or time. A catalog file over a limit masks that modality for
+    that item and is counted in the decode report; a serving request over one is refused with an
+    error naming the input."""
+
+    max_file_bytes: int = 64 * 2**20  # bytes of one media or table file (64 MiB)
+    max_image_pixels: int = 40_000_000  # width x height read from the image header, checked before decoding
+    max_audio_seconds: float = 600.0  # length of one audio clip (from its header) before it is decoded
+    max_text_chars: int = 20_000  # characters of one item's text; longer text is refused, not truncated
+
+
+@dataclass
 class RunConfig:
     """A whole run: data split, encoders, models, evaluation and export."""
 
@@ -181,6 +194,7 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     # Fault tolerance: back up training state to RUN_DIR/backup every N steps (and per epoch), so a
     # killed run resumes when the same command is rerun; 0 turns backups off.
     backup_every_steps: int = 200

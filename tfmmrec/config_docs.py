@@ -38,6 +38,8 @@ DOCS: dict[str, str] = {
     "multitask.category_weight": "Loss weight of the item-category classifier fed by fused content only.",
     "multitask.ranking_hidden": "Hidden units of the ranking head's MLP.",
     "pretrain": "Self-supervised cross-modal alignment (tfmmrec pretrain, tfmmrec.train.pretrain).",
+    "limits": "Bounds on untrusted input: catalog files over a limit are masked and reported, serving "
+              "requests over one are refused naming the input.",
     "split": "How interactions are split into train/valid/test (tfmmrec.data.splits).",
     "split.strategy": "auto | predefined | random | temporal | cold_start; auto = the dataset's own split "
                       "column when it has one, else random.",
