@@ -5,6 +5,10 @@ TFRS 0.7.7 and ``hub.KerasLayer`` need Keras 2 (``tf_keras``), while TF >= 2.16 
 selects Keras 2; it is set here, first thing. If your program touched ``tf.keras`` before
 importing tfmmrec, set the variable yourself at the very top (or in the shell):
 ``import os; os.environ["TF_USE_LEGACY_KERAS"] = "1"``.
+
+Then two environment guards (``_deps_check``): a scann built for another TensorFlow minor is
+hidden from TFRS with a warning (it would break ``import tensorflow_recommenders``), and a
+setuptools without ``pkg_resources`` (needed by tensorflow_hub) stops the import with the fix.
 """
 from __future__ import annotations
 
@@ -13,9 +17,12 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tfmmrec._deps_check import check_pkg_resources, guard_scann  # noqa: E402
 from tfmmrec._keras_check import check_keras_version  # noqa: E402
 
 check_keras_version()
+check_pkg_resources()
+guard_scann()  # before anything imports TFRS, which imports any installed scann
 
 from tfmmrec.config import PretrainConfig, RankingConfig, RetrievalConfig, RunConfig, SplitConfig  # noqa: E402
 from tfmmrec.data.demo import write_demo_catalog  # noqa: E402

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tfmmrec.data.loader import Dataset
 from tfmmrec.encoders.registry import DEFAULT_ENCODERS, EncoderSpec, get_encoder_spec
 from tfmmrec.encoders.store import EmbeddingStore, StoreSection, content_hash, file_hash, item_key
-from tfmmrec.media.audio import decode_wav
+from tfmmrec.media.compressed import decode_audio, unsupported_reason
 from tfmmrec.media.image import decode_image
 from tfmmrec.media.stream import DecodeReport, stream_decoded
 from tfmmrec.progress import Progress
@@ -94,6 +94,12 @@ def plan(dataset: Dataset, store: EmbeddingStore, encoders: dict[str, str] | Non
                     keys.append("")
                     continue
                 try:
+                    reason = unsupported_reason(dataset.root / rel) if mspec.kind == "audio" else None
+                    if reason:  # e.g. FLAC without a decoder: not corrupt, retried once one is installed
+                        report.unsupported.append(rel)
+                        report.unsupported_reason = reason
+                        keys.append("")
+                        continue
                     keys.append(item_key(item_id, file_hash(dataset.root / rel)))
                 except OSError:
                     report.missing.append(rel)
@@ -197,7 +203,7 @@ def _batches(root: Path, p: ModalityPlan, todo: np.ndarray, batch_size: int) -> 
     if kind == "image":
         decode = lambda b: decode_image(b, p.spec.image_size)  # noqa: E731
     else:
-        decode = lambda b: decode_wav(b, p.spec.audio_seconds)  # noqa: E731
+        decode = lambda b: decode_audio(b, p.spec.audio_seconds)  # noqa: E731  WAV, or FLAC/Ogg/MP3 made WAV
     chunks, _ = stream_decoded(root, [p.inputs[r] for r in todo], decode, modality=p.modality, batch_size=batch_size)
     for sub_rows, batch in chunks:
         yield todo[sub_rows], batch

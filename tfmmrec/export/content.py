@@ -6,10 +6,9 @@ frozen encoders as training, the same per-dimension z-scoring (statistics of the
 catalog), the same categorical vocabularies and numeric scaling, then the tower's fusion and
 categorical embeddings, with the id part off (as for any item unseen in training).
 
-Only core TensorFlow ops are used. Training decodes audio with tensorflow-io, which the
-standard TF Serving binary lacks, so here WAV files are decoded with ``tf.audio.decode_wav``
-and brought to 16 kHz mono by linear interpolation: identical for 16 kHz clips, a close
-approximation for other rates (tensorflow-io resamples with a band-limited filter).
+Only core TensorFlow ops are used. Audio goes through ``tfmmrec.media.audio.decode_wav``, the
+decoder the tf.data pipeline uses in training (RIFF parsing, PCM/float WAV, band-limited
+resampling to 16 kHz in core ops), so a clip is embedded here exactly as it was in training.
 
 Missing content is an empty string (text) or empty bytes (image/audio): that modality is
 masked, exactly as an absent file is in training. Precomputed-vector modalities cannot be
@@ -27,9 +26,9 @@ import tf_keras as keras
 from tfmmrec.data.loader import Dataset
 from tfmmrec.encoders.encode import ItemContent
 from tfmmrec.encoders.registry import DEFAULT_ENCODERS, get_encoder_spec, load_encoder
+from tfmmrec.media.audio import TARGET_RATE, decode_wav
 from tfmmrec.media.image import decode_image
 
-TARGET_RATE = 16000
 _IMAGE_MAGIC = [b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM"]
 
 
@@ -79,24 +78,15 @@ class ContentSpec:
         return cls(raw, zstats, categorical, numeric, mean.astype(np.float32), std.astype(np.float32))
 
 
-def decode_wav_core(contents: tf.Tensor, max_seconds: float) -> tf.Tensor:
-    """16-bit PCM WAV bytes -> 16 kHz mono ``[max_seconds * 16000]`` with core TF ops only."""
+def decode_wav_core(contents: tf.Tensor, max_seconds: float, modality: str = "audio",
+                    max_input_seconds: float | None = None) -> tf.Tensor:
+    """WAV bytes -> 16 kHz mono ``[max_seconds * 16000]``: training's decoder, after a check that
+    names the modality (compressed audio is decoded before the graph in training; not here)."""
     check = tf.debugging.Assert(tf.equal(tf.strings.substr(contents, 0, 4), "RIFF"),
-                                ["audio: bytes are not a RIFF/WAVE file (send b'' for no audio)"])
+                                [f"{modality}: bytes are not a RIFF/WAVE file (send b'' for no audio)"])
     with tf.control_dependencies([check]):
         contents = tf.identity(contents)
-    audio, rate = tf.audio.decode_wav(contents)
-    wave = tf.reduce_mean(audio, axis=1)
-    length = int(max_seconds * TARGET_RATE)
-    n_in = tf.shape(wave)[0]
-    step = tf.cast(rate, tf.float32) / TARGET_RATE
-    n_out = tf.minimum(tf.cast(tf.floor(tf.cast(n_in, tf.float32) / step), tf.int32), length)
-    pos = tf.range(n_out, dtype=tf.float32) * step
-    i0 = tf.minimum(tf.cast(tf.floor(pos), tf.int32), n_in - 1)
-    i1 = tf.minimum(i0 + 1, n_in - 1)
-    frac = pos - tf.cast(i0, tf.float32)
-    out = tf.gather(wave, i0) * (1.0 - frac) + tf.gather(wave, i1) * frac
-    return tf.pad(out, [[0, length - n_out]])
+    return decode_wav(contents, max_seconds, max_input_seconds)
 
 
 def _checked_image(contents: tf.Tensor, modality: str) -> tf.Tensor:
@@ -161,7 +151,8 @@ class ContentEncoder(tf.Module):
             length = int(spec.audio_seconds * TARGET_RATE)
 
             def one(contents: tf.Tensor) -> tf.Tensor:
-                return tf.cond(tf.strings.length(contents) > 0, lambda: decode_wav_core(contents, spec.audio_seconds),
+                return tf.cond(tf.strings.length(contents) > 0,
+                               lambda: decode_wav_core(contents, spec.audio_seconds, modality),
                                lambda: tf.zeros([length]))
             batch = tf.map_fn(one, values, fn_output_signature=tf.TensorSpec([length], tf.float32))
         emb = tf.cast(encoder(batch), tf.float32)

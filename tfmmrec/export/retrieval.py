@@ -112,6 +112,9 @@ class RetrievalServing(tf.Module):
         self.scann = None
         if index == "scann":
             import tensorflow_recommenders as tfrs
+
+            from tfmmrec._deps_check import require_scann
+            require_scann()
             options = {"num_leaves": max(1, min(1000, int(np.sqrt(len(ids))))), "num_leaves_to_search": 50,
                        "num_reordering_candidates": max(100, self.max_k), **(scann_options or {})}
             options["num_leaves_to_search"] = min(options["num_leaves_to_search"], options["num_leaves"])

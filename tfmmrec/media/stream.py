@@ -24,7 +24,9 @@ DecodeFn = Callable[[tf.Tensor], tf.Tensor]
 
 @dataclass
 class DecodeReport:
-    """Per modality: how many files were decoded, absent (no path), missing or undecodable."""
+    """Per modality: how many files were decoded, absent (no path), missing, undecodable, or in a
+    format this environment cannot decode (``unsupported``: e.g. FLAC without ``tfmmrec[audio]``;
+    such files are not corrupt and are tried again once a decoder is installed)."""
 
     modality: str
     total: int = 0
@@ -32,11 +34,15 @@ class DecodeReport:
     absent: int = 0
     missing: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
+    unsupported_reason: str = ""
 
     def summary(self) -> str:
         text = (f"{self.modality}: {self.decoded}/{self.total} decoded, {self.absent} without a file, "
                 f"{len(self.missing)} missing, {len(self.failed)} failed to decode")
-        bad = self.missing[:3] + self.failed[:3]
+        if self.unsupported:
+            text += f", {len(self.unsupported)} {self.unsupported_reason or 'unsupported format'}"
+        bad = self.missing[:3] + self.failed[:3] + self.unsupported[:3]
         return text + (f" (e.g. {', '.join(bad)})" if bad else "")
 
 
