@@ -76,7 +76,7 @@ def guard_scann() -> str | None:
     sys.modules["scann"] = None  # type: ignore[assignment]  # TFRS's `from scann import ...` -> ImportError
     scann_problem = problem
     warnings.warn(f"{problem}: it is ignored, so TFRS and tfmmrec work without the ScaNN index. {_SCANN_FIX}",
-                  RuntimeWarning, stacklevel=3)
+                  RuntimeWarning, stacklevel=2)
     return problem
 
 

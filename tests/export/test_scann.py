@@ -9,8 +9,16 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from tfmmrec import _deps_check
 from tfmmrec.export.build import export_retrieval_model
+
+try:  # scann is an optional extra with one build per TF minor (none yet for TF 2.21)
+    _deps_check.require_scann()
+    SCANN_MISSING = ""
+except RuntimeError as e:
+    SCANN_MISSING = str(e)
 
 RELOAD = textwrap.dedent("""
     import json, sys
@@ -32,6 +40,17 @@ RELOAD = textwrap.dedent("""
 """)
 
 
+def test_asking_for_scann_without_a_working_scann_says_what_to_install(trained_run, tmp_path: Path) -> None:
+    if not SCANN_MISSING:
+        pytest.skip("a working scann is installed here")
+    data, model = trained_run.data, trained_run.models["multimodal"]
+    item_emb = model.item_tower(np.arange(1, len(trained_run.item_ids) + 1)).numpy()
+    with pytest.raises(RuntimeError, match=r"tfmmrec\[scann\]"):
+        export_retrieval_model(tmp_path, "shop", model, data.user_ids, trained_run.item_ids, item_emb, 10,
+                               index="scann")
+
+
+@pytest.mark.skipif(bool(SCANN_MISSING), reason=f"needs the scann extra: {SCANN_MISSING[:200]}")
 def test_scann_export_reloads_only_with_scann_imported(trained_run, tmp_path: Path) -> None:
     data, model = trained_run.data, trained_run.models["multimodal"]
     n = len(trained_run.item_ids)

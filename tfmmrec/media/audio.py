@@ -171,10 +171,10 @@ def _parse_header(contents: tf.Tensor, max_input_seconds: float | None) -> dict:
 
     checks = [check(is_wave, "not a RIFF/WAVE file")]
     with tf.control_dependencies(checks):
-        checks.append(check(chunks["fmt_pos"] >= 0, "no 'fmt ' chunk in the WAV header"))
-        checks.append(check(chunks["data_pos"] >= 0, "no 'data' chunk in the WAV file"))
+        checks.append(check(chunks["fmt_pos"] >= 0, "no fmt chunk in the WAV header"))
+        checks.append(check(chunks["data_pos"] >= 0, "no data chunk in the WAV file"))
     with tf.control_dependencies(checks):
-        checks.append(check(chunks["fmt_size"] >= 16, "the WAV 'fmt ' chunk is too short:", chunks["fmt_size"]))
+        checks.append(check(chunks["fmt_size"] >= 16, "the WAV fmt chunk is too short:", chunks["fmt_size"]))
         checks.append(check(channels > 0, "the WAV header says 0 channels"))
         checks.append(check(rate > 0, "the WAV header says sample rate 0"))
         checks.append(check(tf.reduce_any(matches), "unsupported WAV format (tag, bits per sample):", tag, bits,

@@ -48,12 +48,17 @@ def available_decoder() -> str | None:
         return "soundfile"
     except (ImportError, OSError):  # OSError: the package without its libsndfile
         pass
+    return "tensorflow-io" if tfio_loads() else None
+
+
+def tfio_loads() -> bool:
+    """Whether tensorflow-io is installed and its compiled ops load with this TF (2.16/2.17 only)."""
     try:
         import tensorflow_io as tfio
-        tfio.audio.decode_wav(tf.constant(float_wav(np.zeros((1, 1), np.float32), 16000)), dtype=tf.float32)
-        return "tensorflow-io"
-    except Exception:  # not installed, or its ops do not load with this TF (NotImplementedError)
-        return None
+        tfio.audio.resample(tf.zeros([8, 1]), rate_in=8000, rate_out=16000)
+        return True
+    except Exception:  # not installed, or NotImplementedError: libtensorflow_io.so ... undefined symbol
+        return False
 
 
 def unsupported_reason(path: str | Path) -> str | None:
@@ -120,7 +125,13 @@ def decode_audio(contents: tf.Tensor, max_seconds: float, max_input_seconds: flo
         (first[0] == 0xFF) & (first[1] >= 0xE0)])  # MPEG audio frame sync
 
     def convert() -> tf.Tensor:
-        wav = tf.numpy_function(lambda b: to_wav_bytes(bytes(b)), [contents], tf.string, stateful=False)
-        return tf.ensure_shape(wav, [])
+        # numpy_function hands bytes over as numpy "S" strings, which drop trailing NULs (Ogg pages and
+        # WAV samples can end in them): a 0x01 sentinel travels at the end each way and is cut off.
+        def to_wav(marked: object) -> bytes:
+            return to_wav_bytes(np.asarray(marked).item()[:-1]) + b"\x01"
+
+        marked = tf.numpy_function(to_wav, [tf.strings.join([contents, b"\x01"])], tf.string, stateful=False)
+        marked = tf.ensure_shape(marked, [])
+        return tf.strings.substr(marked, 0, tf.strings.length(marked) - 1)
 
     return decode_wav(tf.cond(compressed, convert, lambda: contents), max_seconds, max_input_seconds)
