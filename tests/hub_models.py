@@ -40,7 +40,8 @@ CLS, SEP, PAD = 2, 3, 0
 
 
 def _rng_var(shape: tuple[int, ...], seed: int, name: str, trainable: bool = True) -> tf.Variable:
-    values = np.random.default_rng(seed).standard_normal(shape).astype(np.float32) / np.sqrt(shape[0])
+    # float32 after the division: with numpy 2 a float32 array / np.float64 scalar is float64 (NEP 50)
+    values = (np.random.default_rng(seed).standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32)
     return tf.Variable(values, trainable=trainable, name=name)
 
 

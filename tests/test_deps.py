@@ -53,7 +53,7 @@ def installed_extras() -> set[str]:
     for extra in EXTRA_CHECKS:
         reqs = [r for r in requirements if r.marker is not None and r.marker.evaluate({"extra": extra})]
         try:
-            if all(r.specifier.contains(importlib.metadata.version(r.name), prereleases=True) for r in reqs):
+            if reqs and all(r.specifier.contains(importlib.metadata.version(r.name), prereleases=True) for r in reqs):
                 found.add(extra)
         except importlib.metadata.PackageNotFoundError:
             continue
