@@ -180,9 +180,10 @@ def _add_encode_parser(sub: Any) -> None:
 def _cmd_encode(args: argparse.Namespace) -> int:
     from tfmmrec.encoders.encode import encode_dataset
 
-    encoders = {**_config(args).encoders, **_encoders_arg(args.encoders)}
-    plans = encode_dataset(args.dataset, encoders=encoders, cache_dir=args.cache,
-                           batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.quiet)
+    cfg = _config(args)
+    encoders = {**cfg.encoders, **_encoders_arg(args.encoders)}
+    plans = encode_dataset(args.dataset, encoders=encoders, cache_dir=args.cache, batch_size=args.batch_size,
+                           chunk_size=args.chunk_size, progress=not args.quiet, limits=cfg.limits)
     for p in plans:
         items = sum(bool(k) for k in p.keys)
         print(f"{p.modality} ({p.spec.name}): {p.computed} encoded now, {items - p.computed} already stored"

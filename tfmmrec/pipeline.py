@@ -323,7 +323,7 @@ def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | 
     content: ItemContent | None = None
     if ds.manifest.modalities:
         say(f"[encode] modalities: {', '.join(ds.manifest.modalities)}")
-        content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0)
+        content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0, limits=cfg.limits)
         for report in content.reports:
             say(f"[decode] {report.summary()}")
         if cfg.pretrain.enabled:  # cross-modal alignment -> one more content modality, "aligned"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from tfmmrec.data.manifest import DatasetError
 
@@ -27,9 +28,14 @@ DEFAULT_MAX_BYTES = 64 * 2**20
 class PathRefused(DatasetError):
     """A catalog path that may not be read; ``reason`` is the short, reportable cause."""
 
-    def __init__(self, rel: str, reason: str) -> None:
-        super().__init__(f"{rel}: {reason}")
-        self.rel, self.reason = rel, reason
+    def __init__(self, rel: str, reason: str, detail: str = "") -> None:
+        super().__init__(f"{rel}: {reason}" + (f" ({detail})" if detail else ""))
+        self.rel, self.reason, self.detail = rel, reason, detail
+
+    @property
+    def explained(self) -> str:
+        """The reason with its detail, for one-line errors."""
+        return self.reason + (f" ({self.detail})" if self.detail else "")
 
 
 def resolve_in_root(root: str | Path, rel: str | os.PathLike[str], *, max_bytes: int | None = DEFAULT_MAX_BYTES,
@@ -47,7 +53,7 @@ def resolve_in_root(root: str | Path, rel: str | os.PathLike[str], *, max_bytes:
     if "\0" in text:
         raise PathRefused(text, "path contains a NUL byte")
     if os.path.isabs(text):
-        raise PathRefused(text, "absolute path (paths must be relative to the dataset root)")
+        raise PathRefused(text, "absolute path", "paths must be relative to the dataset root")
     base = os.path.realpath(root)
     full = os.path.realpath(os.path.join(base, text))
     if os.path.commonpath([base, full]) != base or full == base:
@@ -57,11 +63,11 @@ def resolve_in_root(root: str | Path, rel: str | os.PathLike[str], *, max_bytes:
     except FileNotFoundError:
         raise PathRefused(text, "file not found") from None
     except OSError as err:
-        raise PathRefused(text, f"cannot be read ({err.strerror})") from None
+        raise PathRefused(text, "cannot be read", str(err.strerror)) from None
     if not stat.S_ISREG(st.st_mode):
         raise PathRefused(text, "not a regular file")
     if max_bytes is not None and st.st_size > max_bytes:
-        raise PathRefused(text, f"over limits.max_file_bytes ({st.st_size} > {max_bytes} bytes)")
+        raise PathRefused(text, "over limits.max_file_bytes", f"{st.st_size} > {max_bytes} bytes")
     if not allow_empty and st.st_size == 0:
         raise PathRefused(text, "empty file")
     return Path(full)
@@ -77,20 +83,28 @@ def read_bounded(path: str | Path, max_bytes: int | None = DEFAULT_MAX_BYTES, *,
     ``limit``: read only the first ``limit`` bytes (a header), without the size check.
     """
     name = rel if rel is not None else str(path)
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as err:
-        raise PathRefused(name, f"cannot be read ({err.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise PathRefused(name, "not a regular file")
+    with open_checked(path, name) as f:
         if limit is not None:
             return f.read(limit)
         data = f.read(max_bytes + 1) if max_bytes is not None else f.read()
     if max_bytes is not None and len(data) > max_bytes:
-        raise PathRefused(name, f"over limits.max_file_bytes (more than {max_bytes} bytes)")
+        raise PathRefused(name, "over limits.max_file_bytes", f"more than {max_bytes} bytes")
     return data
+
+
+def open_checked(path: str | Path, name: str) -> BinaryIO:
+    """Open a checked path for reading without following a symlink or blocking on a fifo, and
+    make sure what was opened is a regular file (the path may have changed since the check)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise PathRefused(name, "cannot be read", str(err.strerror)) from None
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        raise PathRefused(name, "not a regular file")
+    return f
 
 
 def read_in_root(root: str | Path, rel: str, max_bytes: int | None = DEFAULT_MAX_BYTES) -> bytes:
@@ -105,4 +119,4 @@ def manifest_file(root: str | Path, rel: str, key: str, max_bytes: int | None = 
     try:
         return resolve_in_root(root, rel, max_bytes=max_bytes)
     except PathRefused as err:
-        raise DatasetError(f"manifest key {key!r} ({rel}): {err.reason}") from None
+        raise DatasetError(f"manifest key {key!r} ({rel}): {err.explained}") from None
