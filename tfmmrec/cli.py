@@ -105,6 +105,7 @@ def _add_reindex_parser(sub: Any) -> None:
     p.add_argument("--model-dir", type=Path, required=True,
                    help="BASE/NAME of the retrieval export; its newest version is the starting point")
     p.add_argument("--version", type=int, help="version number to write (default: newest + 1)")
+    _add_config_options(p)  # limits.* bound the new items' files
 
 
 def _cmd_reindex(args: argparse.Namespace) -> int:
@@ -112,7 +113,8 @@ def _cmd_reindex(args: argparse.Namespace) -> int:
     from tfmmrec.export.reindex import reindex
 
     dataset = load_dataset(args.dataset, on_unknown_items="drop")  # interactions play no part in an index
-    result = reindex(args.model_dir.parent, args.model_dir.name, dataset, version=args.version)
+    result = reindex(args.model_dir.parent, args.model_dir.name, dataset, version=args.version,
+                     limits=_config(args).limits)
     print(f"[reindex] {result.summary()}")
     return 0
 

@@ -138,7 +138,8 @@ def _export(result: RunResult, name: str, export_dir: str | Path, cfg: RunConfig
     _, item_emb = embed_all(model, result.data)
     result.exports["retrieval"] = export_retrieval_model(
         export_dir, f"{name}_retrieval", model, result.data.user_ids, result.item_ids, item_emb, cfg.export_top_k,
-        dataset=result.dataset, content=result.content, encoders=cfg.encoders, index=cfg.export_index)
+        dataset=result.dataset, content=result.content, encoders=cfg.encoders, index=cfg.export_index,
+        limits=cfg.limits)
     if rank_data is not None:
         result.exports["ranking"] = export_ranking_model(export_dir, f"{name}_ranking", result.models["ranking"],
                                                          rank_data.user_ids, result.item_ids, binary=mode != "rating")
@@ -271,8 +272,18 @@ def projector_metadata(ds: Dataset, columns: list[str], max_items: int) -> tuple
     image_specs = [spec for spec in ds.manifest.modalities.values() if spec.kind == "image"]
     if image_specs:
         paths = items[image_specs[0].column].fillna("").astype(str)
-        images = [ds.root / p if p else None for p in paths]
+        images = [_image_in_root(ds.root, p) for p in paths]
     return items[columns].reset_index(drop=True), images
+
+
+def _image_in_root(root: Path, rel: str) -> Path | None:
+    """The thumbnail file of an item, through the catalog path gate (None: a grey tile)."""
+    from tfmmrec.data.paths import PathRefused, resolve_in_root
+
+    try:
+        return resolve_in_root(root, rel) if rel else None
+    except PathRefused:
+        return None
 
 
 def save_run_weights(cfg: RunConfig, run_dir: str | Path, name: str, model: Any) -> None:
