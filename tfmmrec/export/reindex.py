@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfmmrec.config import LimitsConfig
 from tfmmrec.data.loader import Dataset
+from tfmmrec.data.manifest import DatasetError
 from tfmmrec.export.build import raw_content_inputs
 from tfmmrec.export.retrieval import RetrievalServing, export_retrieval
 from tfmmrec.export.tf_serving import WARMUP_FILE
@@ -64,7 +65,7 @@ def _embed_rows(embed: tf.types.experimental.ConcreteFunction, inputs: dict[str,
                 break
             except tf.errors.InvalidArgumentError as e:
                 if attempt == (binary[-1] if binary else None):
-                    raise ValueError(f"item {item}: its content cannot be embedded: {e.message}") from None
+                    raise DatasetError(f"item {item}: its content cannot be embedded: {e.message}") from None
     return np.stack(rows)
 
 
