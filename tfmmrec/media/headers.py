@@ -122,11 +122,11 @@ def audio_format(header: bytes) -> str | None:
     return None
 
 
-def wav_info(header: bytes, file_size: int | None = None) -> WavInfo | None:
+def wav_info(header: bytes) -> WavInfo | None:
     """The ``fmt `` and ``data`` chunks of a RIFF/WAVE header (None if they are not in ``header``).
 
-    ``data_bytes`` is the data chunk's declared size, capped by what the file can hold when
-    ``file_size`` is given (a truncated file is caught by the decoder, not here).
+    ``data_bytes`` is the data chunk's *declared* size: a decoder may allocate by it, so a
+    header promising hours is judged by its promise (a truncated file fails in the decoder).
     """
     if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
         return None
@@ -138,8 +138,6 @@ def wav_info(header: bytes, file_size: int | None = None) -> WavInfo | None:
             tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", header[body:body + 16])
             fmt = (tag, channels, rate, bits)
         elif chunk == b"data" and fmt is not None:
-            if file_size is not None:
-                size = min(size, max(file_size - body, 0))
             return WavInfo(fmt[0], fmt[1], fmt[2], fmt[3], size)
         pos = body + size + (size & 1)
     return None

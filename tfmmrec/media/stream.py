@@ -102,7 +102,7 @@ def audio_precheck(max_seconds: float | None) -> Precheck:
         fmt = audio_format(header)
         if fmt is not None and fmt != "wav":
             return "unsupported", fmt
-        info = wav_info(header, size)
+        info = wav_info(header)
         if info is None:
             return None  # not a readable WAV header: the decoder fails it and it is counted as failed
         if info.frames == 0:
