@@ -167,7 +167,7 @@ class LimitsConfig:
     that item and is counted in the decode report; a serving request over one is refused with an
     error naming the input."""
 
-    max_file_bytes: int = 64 * 2**20  # bytes of one media or table file (64 MiB)
+    max_file_bytes: int = 64 * 2**20  # bytes of one media file (64 MiB), checked before it is opened
     max_image_pixels: int = 40_000_000  # width x height read from the image header, checked before decoding
     max_audio_seconds: float = 600.0  # length of one audio clip (from its header) before it is decoded
     max_text_chars: int = 20_000  # characters of one item's text; longer text is refused, not truncated

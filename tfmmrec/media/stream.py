@@ -8,6 +8,13 @@ tf.data cannot catch an op's error per element, so decoding runs with ``ignore_e
 every element carries its row index: a row that never comes out failed. Some decoders signal
 a truncated file with OutOfRange, which ends a tf.data iteration as if the data were done; the
 loop below notices the early end and resumes after the culprit, so no row is ever lost silently.
+
+Catalog files are untrusted: before tf.data sees a path it passes ``data.paths`` (inside the
+dataset root, a regular file, at most ``limits.max_file_bytes``; nothing is opened otherwise)
+and a header check (``media.headers``: pixel count, clip length, format). What fails there is
+never decoded and is counted apart: *refused* (with its reason), *unsupported format* (WebP,
+TIFF, MP3 ...: not a corrupt file, just one tfmmrec does not decode) or *missing* (an empty
+file, a clip with no samples).
 """
 from __future__ import annotations
 
