@@ -327,6 +327,11 @@ def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | 
     mode = target or "implicit"
     positives = inter[inter["label"] > 0] if mode == "label" else inter  # retrieval learns from positives
     data = encode_interactions(positives, ds.num_items, target)
+    if not len(data.train):
+        from tfmmrec.data.manifest import DatasetError
+
+        raise DatasetError(f"{ds.root}: no training interactions after the split (split.strategy={s.strategy!r}; "
+                           "weight 0 rows and label 0 rows do not train retrieval)")
     # Retrieval learns from positives only; ranking with 0/1 labels also learns from the 0s.
     rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
     say(f"[data] {ds.manifest.name}: {ds.num_items} items, {data.num_users} users with training data, "
@@ -373,7 +378,13 @@ def load_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_di
     state_path = run_dir / RUN_STATE
     if not state_path.is_file():
         raise FileNotFoundError(f"{state_path}: not a run directory (written by `tfmmrec train` / tfmmrec.run)")
-    state = json.loads(state_path.read_text())
+    try:
+        state = json.loads(state_path.read_text())
+        state["dataset_dir"], state["retrieval"], state["ranking"]  # noqa: B018  (keys a run directory has)
+    except (ValueError, KeyError, TypeError) as err:
+        from tfmmrec.data.manifest import DatasetError
+
+        raise DatasetError(f"{state_path}: not a run state written by tfmmrec ({err})") from None
     cfg = config or RunConfig.from_yaml(run_dir / "config.yaml")
     prep = prepare_data(dataset_dir or state["dataset_dir"], cfg, verbose=verbose)
     data, features = prep.data, prep.features

@@ -60,6 +60,25 @@ def wav_bytes(seconds: float = 0.25, rate: int = 16000) -> bytes:
     return buf.getvalue()
 
 
+#: The classic 1x1 GIF (one frame with a graphic control extension).
+TINY_GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
+            b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+
+
+def gif_animation(width: int, height: int, frames: int) -> bytes:
+    """A GIF whose screen is width x height with ``frames`` frames: TF decodes frames x screen."""
+    frame = TINY_GIF[19:-1]  # graphic control extension + image descriptor + data
+    return b"GIF89a" + struct.pack("<HH", width, height) + TINY_GIF[10:19] + frame * frames + b";"
+
+
+def bmp_bytes(w: int = 2, h: int = 2) -> bytes:
+    row = (b"\x10\x80\xf0" * w).ljust((3 * w + 3) // 4 * 4, b"\0")
+    pixels = row * h
+    header = struct.pack("<2sIHHI", b"BM", 54 + len(pixels), 0, 0, 54)
+    dib = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, len(pixels), 2835, 2835, 0, 0)
+    return header + dib + pixels
+
+
 def base_catalog(root: Path, **manifest: object) -> Path:
     """Six items with a title, a PNG and a WAV each; two users; a users table."""
     (root / "media").mkdir(parents=True, exist_ok=True)
@@ -309,6 +328,20 @@ LOAD_ERRORS: dict[str, tuple[Callable[[Path], None], str]] = {
                              r"1 interactions reference item ids not in items\.csv \(first: 'ghost' in row 2\)"),
     "table: interactions without item ids": (lambda r: (r / "interactions.csv").write_text("user_id,timestamp\nu1,1\n"),
                                              r"interactions\.csv: missing column\(s\) \['item_id'\]"),
+    "table: NUL in an item id": (parquet_items(lambda d: d.__setitem__("item_id", ["i0", "i\x00x", *d["item_id"][2:]])),
+                                 r"items\.parquet: item id with a control character .*row\(s\) 3"),
+    "table: newline in a user id": (set_cell("users.csv", "user_id", 1, "u\n2"),
+                                    r"users\.csv: user id with a control character .*row\(s\) 3"),
+    "table: numeric column of lists in parquet": (parquet_items(lambda d: d.__setitem__("price", [[1.0]] * len(d))),
+                                                  r"items\.parquet: column 'price' must be numeric"),
+    "table: timestamps as text": (set_cell("interactions.csv", "timestamp", 0, "2020-01-01"),
+                                  r"column 'timestamp' must be numeric; row 2 has '2020-01-01'"),
+    "table: latin-1 bytes": (lambda r: (r / "users.csv").write_bytes("user_id,age\nu1,3\nu2,4\nJos\xe9,5\n".encode(
+        "latin-1")), r"users\.csv: cannot be read as a table"),
+    "table: ragged CSV rows": (lambda r: (r / "users.csv").write_text("user_id,age\nu1,3\nu2,4,5,6\n"),
+                               r"users\.csv: cannot be read as a table.*Expected 2 fields in line 3"),
+    "manifest: python tag": (lambda r: (r / "manifest.yaml").write_text("items: !!python/object:os.system x\n"),
+                             r"not valid YAML"),
     # vector files
     "vectors: object-dtype npy": (vector_npy(lambda p: np.save(p, np.array([{"a": 1}] * N_ITEMS, dtype=object),
                                                                allow_pickle=True)),
@@ -342,6 +375,11 @@ LOAD_ERRORS: dict[str, tuple[Callable[[Path], None], str]] = {
     "vectors: parquet numbers": (vector_parquet([1.5] * N_ITEMS), r"row 1: expected a list of numbers, got float"),
     "vectors: parquet duplicate ids": (vector_parquet([[1.0]] * 3, ids=["i0", "i1", "i0"]),
                                        r"vec\.parquet: duplicate item ids \['i0'\]"),
+    "vectors: parquet dicts": (vector_parquet([{"a": 1.0}] * N_ITEMS), r"row 1: expected a list of numbers"),
+    "vectors: complex npy": (vector_npy(lambda p: np.save(p, np.zeros((N_ITEMS, 2), np.complex64))),
+                             r"must hold numbers, got dtype complex64"),
+    "vectors: 3-D npy": (vector_npy(lambda p: np.save(p, np.zeros((N_ITEMS, 2, 2), np.float32))),
+                         r"expected a 2-D array .*shape \(6, 2, 2\)"),
 }
 
 
@@ -358,6 +396,29 @@ def test_the_base_catalog_itself_loads(tmp_path: Path) -> None:
     """The control for every case above: without the fault, the catalog is fine."""
     ds = load_dataset(base_catalog(tmp_path / "data"))
     assert ds.num_items == N_ITEMS and len(ds.interactions) == 6 and ds.manifest.categorical == ["brand"]
+
+
+def test_bom_and_parquet_timestamps_are_read_as_users_mean_them(tmp_path: Path) -> None:
+    root = base_catalog(tmp_path / "data")
+    (root / "users.csv").write_bytes(b"\xef\xbb\xbfuser_id,age\nu1,3\nu2,4\n")  # Excel's UTF-8 BOM
+    inter = pd.read_csv(root / "interactions.csv", dtype=str)
+    inter["timestamp"] = pd.date_range("2024-01-01", periods=len(inter), freq="h", tz="Europe/Berlin")
+    inter.to_parquet(root / "interactions.parquet", index=False)
+    edit_manifest(root, interactions="interactions.parquet")
+    ds = load_dataset(root)
+    assert list(ds.users["user_id"]) == ["u1", "u2"]
+    assert ds.interactions["timestamp"].is_monotonic_increasing and ds.interactions["timestamp"].dtype.kind in "iu"
+
+
+def test_all_training_weights_zero_is_a_clear_error(tmp_path: Path) -> None:
+    from tfmmrec.config import RunConfig
+    from tfmmrec.pipeline import prepare_data
+
+    root = base_catalog(tmp_path / "data")
+    edit_table(root, "interactions.csv", lambda d: d.assign(w=0))
+    edit_manifest(root, weight="w")
+    with pytest.raises(DatasetError, match="no training interactions after the split"):
+        prepare_data(root, RunConfig())
 
 
 def test_valid_weights_and_labels_are_accepted(tmp_path: Path) -> None:
@@ -440,6 +501,17 @@ media_case("audio: FLAC", "audio_path", "unsupported", "flac")(
     lambda r: ((r / "media" / "a.flac").write_bytes(b"fLaC" + os.urandom(100)), "media/a.flac")[1])
 media_case("audio: truncated WAV", "audio_path", "failed", "")(
     lambda r: ((r / "media" / "cut.wav").write_bytes(wav_bytes(0.5)[:30]), "media/cut.wav")[1])
+media_case("image: animated GIF over max pixels", "image_path", "skipped", "over limits.max_image_pixels")(
+    lambda r: ((r / "media" / "anim.gif").write_bytes(gif_animation(800, 800, 3)), "media/anim.gif")[1])
+media_case("image: symlink loop", "image_path", "skipped", "cannot be read")(
+    lambda r: (os.symlink("loop_b.png", r / "media" / "loop_a.png"),
+               os.symlink("loop_a.png", r / "media" / "loop_b.png"), "media/loop_a.png")[2])
+media_case("image: path too long", "image_path", "skipped", "cannot be read")(lambda r: "media/" + "x" * 5000 + ".png")
+media_case("audio: sample rate 0", "audio_path", "failed", "")(
+    lambda r: ((r / "media" / "rate0.wav").write_bytes(wav_bytes()[:24] + struct.pack("<I", 0) + wav_bytes()[28:]),
+               "media/rate0.wav")[1])
+media_case("audio: a PNG named .wav", "audio_path", "failed", "")(
+    lambda r: ((r / "media" / "png.wav").write_bytes(png_bytes()), "media/png.wav")[1])
 media_case("audio: ../ outside the root", "audio_path", "skipped", "outside the dataset root")(
     lambda r: (_outside(r, "x.wav", wav_bytes()), "../outside/x.wav")[1])
 
@@ -493,6 +565,27 @@ def test_bad_media_is_a_counted_skip_naming_item_and_reason(media_run, case: str
         assert rel in report.missing
     else:
         assert rel in report.failed
+
+
+GOOD_MEDIA = {"gif": TINY_GIF, "bmp": bmp_bytes(), "jpeg": tf.io.encode_jpeg(np.zeros((9, 7, 3), np.uint8)).numpy(),
+              "anim_small": gif_animation(20, 20, 3)}
+
+
+def test_every_supported_image_format_decodes(tmp_path: Path) -> None:
+    """The controls of the cases above: GIF (animated too), BMP, JPEG and PNG decode under LIMITS."""
+    from tfmmrec.encoders.encode import media_precheck
+    from tfmmrec.media.image import decode_image
+    from tfmmrec.media.stream import stream_decoded
+
+    paths = []
+    for name, data in GOOD_MEDIA.items():
+        (tmp_path / f"{name}.img").write_bytes(data)
+        paths.append(f"{name}.img")
+    iterator, report = stream_decoded(tmp_path, paths, lambda b: decode_image(b, 4, LIMITS.max_image_pixels),
+                                      modality="image", precheck=media_precheck("image", LIMITS))
+    rows = np.concatenate([r for r, _ in iterator])
+    assert sorted(rows.tolist()) == list(range(len(paths))), report.summary()
+    assert report.decoded == len(paths) and not report.failed and not report.skipped
 
 
 def test_media_report_counts_add_up_and_good_items_decode(media_run) -> None:

@@ -90,7 +90,7 @@ def read_table(path: Path, str_columns: list[str]) -> pd.DataFrame:
         elif suffix in (".csv", ".tsv"):
             sep = "\t" if suffix == ".tsv" else ","
             df = pd.read_csv(path, sep=sep, dtype={c: str for c in str_columns}, keep_default_na=False,
-                             na_values={c: [] for c in str_columns})
+                             na_values={c: [] for c in str_columns}, encoding="utf-8-sig")  # a BOM is not a column
         else:
             raise DatasetError(f"{path}: unsupported table format {suffix!r} (use .csv, .tsv or .parquet)")
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError, TypeError, ImportError) as err:
@@ -112,8 +112,15 @@ def _require_columns(df: pd.DataFrame, columns: list[str], path: Path) -> None:
 def _require_numeric(df: pd.DataFrame, column: str, path: Path, what: str = "numeric",
                      ok: np.ndarray | None = None) -> None:
     """``column`` as finite numbers (``ok``: a further per-row condition, named by ``what``)."""
-    values = pd.to_numeric(df[column], errors="coerce")
-    as_float = values.to_numpy(np.float64, na_value=np.nan)
+    column_values = df[column]
+    if isinstance(column_values.dtype, pd.DatetimeTZDtype):  # Parquet timestamps: nanoseconds, UTC
+        column_values = column_values.dt.tz_convert("UTC").dt.tz_localize(None)
+    try:
+        values = pd.to_numeric(column_values, errors="coerce")
+        as_float = values.to_numpy(np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: column {column!r} must be {what}; it holds {df[column].dtype} values such as "
+                           f"{str(df[column].iloc[0])[:40]!r}") from None
     good = np.isfinite(as_float)
     if ok is not None:
         with np.errstate(invalid="ignore"):
@@ -135,6 +142,10 @@ def _require_ids(df: pd.DataFrame, column: str, path: Path, what: str) -> None:
     empty = df[column].str.strip().eq("").to_numpy()
     if empty.any():
         raise DatasetError(f"{path}: empty {what} id in column {column!r}, row(s) {_first_rows(empty)}")
+    control = df[column].str.contains("[\x00-\x1f]", regex=True).to_numpy()
+    if control.any():  # NUL separates id and content hash in the embedding store; newlines break reports
+        raise DatasetError(f"{path}: {what} id with a control character (NUL, tab, newline ...) in column "
+                           f"{column!r}, row(s) {_first_rows(control)}: {df[column][control].iloc[0]!r}")
 
 
 def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> Dataset:

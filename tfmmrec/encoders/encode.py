@@ -84,7 +84,9 @@ def resolve_encoders(encoders: dict[str, str] | None) -> dict[str, str]:
 
 def media_precheck(kind: str, limits: LimitsConfig) -> Precheck:
     """The header check of a media kind under ``limits`` (pixels, seconds, format)."""
-    return image_precheck(limits.max_image_pixels) if kind == "image" else audio_precheck(limits.max_audio_seconds)
+    if kind == "image":
+        return image_precheck(limits.max_image_pixels, limits.max_file_bytes)
+    return audio_precheck(limits.max_audio_seconds)
 
 
 def plan(dataset: Dataset, store: EmbeddingStore, encoders: dict[str, str] | None = None,
@@ -131,7 +133,8 @@ def plan(dataset: Dataset, store: EmbeddingStore, encoders: dict[str, str] | Non
                     keys.append(item_key(item_id, file_hash(full, max_bytes=limits.max_file_bytes)))
                 except PathRefused as err:
                     category = category if full is None else "skipped"
-                    report.add(category, err.reason, rel if category == "missing" else media_entry(rel, item_id))
+                    report.add(category, err.reason,
+                               rel if category in ("missing", "failed") else media_entry(rel, item_id))
                     keys.append("")
         plans.append(ModalityPlan(modality, names[mspec.kind], spec, keys, inputs, report,
                                   store.section(modality, spec.encoder_id), limits=limits))
@@ -193,7 +196,7 @@ def _encode_missing(root: Path, p: ModalityPlan, batch_size: int, chunk_size: in
     if p.report is not None:
         cached = known.found & np.array([bool(k) for k in p.keys])
         p.report.decoded = int((cached & known.ok).sum())
-        p.report.failed = [p.inputs[i] for i in np.flatnonzero(cached & ~known.ok)]
+        p.report.failed += [p.inputs[i] for i in np.flatnonzero(cached & ~known.ok)]  # after the precheck's
     if not len(todo):
         return
     from tfmmrec.encoders.contracts import ContentEncoder  # loads TF-Hub models only when needed

@@ -85,6 +85,41 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def gif_frames(data: bytes) -> int:
+    """Frames of a whole GIF file (TF decodes every frame, even when it keeps only the first, so
+    an animation costs frames x width x height): its image descriptors, walking the block structure."""
+    if len(data) < 13:
+        return 0
+    pos, frames = 13, 0
+    if data[10] & 0x80:  # global colour table
+        pos += 3 * 2 ** ((data[10] & 7) + 1)
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            break
+        if block == 0x21:  # extension: label, then sub-blocks
+            pos = _skip_sub_blocks(data, pos + 2)
+        elif block == 0x2C:  # image descriptor (+ local colour table, LZW code size, sub-blocks)
+            frames += 1
+            if pos + 10 > len(data):
+                break
+            flags = data[pos + 9]
+            pos += 10 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+            pos = _skip_sub_blocks(data, pos + 1)
+        else:
+            break
+    return frames
+
+
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    while pos < len(data):
+        size = data[pos]
+        pos += 1 + size
+        if size == 0:
+            break
+    return pos
+
+
 @dataclass
 class WavInfo:
     """The fields of a RIFF/WAVE header that decide whether and how long it decodes."""

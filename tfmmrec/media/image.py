@@ -31,9 +31,17 @@ def _uint(b: tf.Tensor, offset: int, n: int, big_endian: bool) -> tf.Tensor:
     return value
 
 
+def _gif_frames_estimate(contents: tf.Tensor) -> tf.Tensor:
+    """Frames of a GIF, counted by their graphic control extensions (at least 1): TF decodes every
+    frame of an animation, so its cost is frames x screen. An estimate (a frame may lack the
+    extension); the catalog stage counts image descriptors exactly (``media.headers.gif_frames``)."""
+    pieces = tf.strings.split(tf.reshape(contents, [1]), sep=b"\x21\xf9\x04")
+    return tf.maximum(tf.cast(pieces.row_lengths()[0], tf.int64) - 1, 1)
+
+
 def image_pixels(contents: tf.Tensor) -> tf.Tensor:
-    """Width x height declared by a PNG (IHDR), GIF, BMP or JPEG (SOF marker) header, as int64;
-    -1 for other bytes (which ``tf.io.decode_image`` rejects anyway)."""
+    """Width x height declared by a PNG (IHDR), GIF (screen x frames), BMP or JPEG (SOF marker)
+    header, as int64; -1 for other bytes (which ``tf.io.decode_image`` rejects anyway)."""
     b = _header_bytes(contents)
     png = tf.reduce_all(tf.equal(b[:4], [0x89, 0x50, 0x4E, 0x47]))
     jpeg = tf.reduce_all(tf.equal(b[:3], [0xFF, 0xD8, 0xFF]))
@@ -49,7 +57,7 @@ def image_pixels(contents: tf.Tensor) -> tf.Tensor:
 
     return tf.case([
         (png, lambda: _uint(b, 16, 4, True) * _uint(b, 20, 4, True)),
-        (gif, lambda: _uint(b, 6, 2, False) * _uint(b, 8, 2, False)),
+        (gif, lambda: _uint(b, 6, 2, False) * _uint(b, 8, 2, False) * _gif_frames_estimate(contents)),
         (bmp, lambda: signed32(_uint(b, 18, 4, False)) * signed32(_uint(b, 22, 4, False))),
         (jpeg, jpeg_pixels),
     ], default=lambda: tf.constant(-1, tf.int64), exclusive=False)

@@ -26,12 +26,21 @@ import numpy as np
 import tensorflow as tf
 
 from tfmmrec.data.paths import DEFAULT_MAX_BYTES, PathRefused, read_bounded, resolve_in_root
-from tfmmrec.media.headers import DECODED_IMAGE_FORMATS, HEADER_BYTES, audio_format, image_format, image_size, wav_info
+from tfmmrec.media.headers import (
+    DECODED_IMAGE_FORMATS,
+    HEADER_BYTES,
+    audio_format,
+    gif_frames,
+    image_format,
+    image_size,
+    wav_info,
+)
 
 DecodeFn = Callable[[tf.Tensor], tf.Tensor]
-#: header bytes, file size -> None (go ahead and decode) or (category, reason): category is
-#: ``missing``, ``skipped`` (refused, e.g. over a limit) or ``unsupported`` (reason: the format).
-Precheck = Callable[[bytes, int], "tuple[str, str] | None"]
+#: header bytes, the checked file -> None (go ahead and decode) or (category, reason): category is
+#: ``missing``, ``skipped`` (refused, e.g. over a limit), ``unsupported`` (reason: the format) or
+#: ``failed``. A check that needs more than the header reads the file through ``read_bounded``.
+Precheck = Callable[[bytes, Path], "tuple[str, str] | None"]
 
 
 @dataclass
@@ -85,16 +94,20 @@ class DecodeReport:
         return text + (f" (e.g. {', '.join(bad)})" if bad else "")
 
 
-def image_precheck(max_pixels: int | None) -> Precheck:
-    """Refuse what ``tf.io.decode_image`` cannot read (as *unsupported*) and images over ``max_pixels``."""
-    def check(header: bytes, size: int) -> tuple[str, str] | None:
+def image_precheck(max_pixels: int | None, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Precheck:
+    """Refuse what ``tf.io.decode_image`` cannot read (as *unsupported*) and images over
+    ``max_pixels`` (an animated GIF: all its frames, which TF decodes)."""
+    def check(header: bytes, full: Path) -> tuple[str, str] | None:
         fmt = image_format(header)
         if fmt is not None and fmt not in DECODED_IMAGE_FORMATS:
             return "unsupported", fmt
         dims = image_size(header)
-        if max_pixels is not None and dims is not None and dims[0] * dims[1] > max_pixels:
-            return "skipped", "over limits.max_image_pixels"
-        return None
+        if max_pixels is None or dims is None:
+            return None
+        pixels = dims[0] * dims[1]
+        if fmt == "gif" and pixels <= max_pixels:
+            pixels *= max(gif_frames(read_bounded(full, max_bytes)), 1)
+        return ("skipped", "over limits.max_image_pixels") if pixels > max_pixels else None
     return check
 
 
@@ -105,13 +118,15 @@ def audio_precheck(max_seconds: float | None) -> Precheck:
     Stand-in until ``media.audio.decode_wav`` takes ``max_input_seconds`` (branch i13): the
     length is read from the WAV header here, before any decoder runs.
     """
-    def check(header: bytes, size: int) -> tuple[str, str] | None:
+    def check(header: bytes, full: Path) -> tuple[str, str] | None:
         fmt = audio_format(header)
         if fmt is not None and fmt != "wav":
             return "unsupported", fmt
         info = wav_info(header)
         if info is None:
             return None  # not a readable WAV header: the decoder fails it and it is counted as failed
+        if not (info.channels and info.sample_rate and info.bits):
+            return "failed", "invalid WAV header (0 channels, sample rate or bits)"
         if info.frames == 0:
             return "missing", "empty clip"
         if max_seconds is not None and info.seconds > max_seconds:
@@ -134,7 +149,10 @@ def check_media_file(root: Path, rel: str, precheck: Precheck | None = None,
         return None, category, err.reason
     if not header:
         return None, "missing", "empty file"
-    verdict = precheck(header, full.stat().st_size)
+    try:
+        verdict = precheck(header, full)
+    except PathRefused as err:
+        return None, "skipped", err.reason
     if verdict is not None:
         return None, verdict[0], verdict[1]
     return full, "ok", ""
