@@ -214,7 +214,13 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as err:  # the CLI prefixes the file name
+            raise ConfigError(f"not valid YAML: {' '.join(str(err).split())}") from None
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(f"expected a mapping of config keys at the top level, got {type(raw).__name__}")
+        return cls.from_dict(raw or {})
 
     def with_overrides(self, assignments: list[str]) -> RunConfig:
         """Apply ``key.sub=value`` overrides (values parsed as YAML)."""

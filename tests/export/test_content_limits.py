@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import struct
 import wave
-import zlib
 from io import BytesIO
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.media_files import png_header_only
 from tfmmrec.config import LimitsConfig
-
-
-def png_header_only(w: int, h: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
 
 
 def wav(seconds: float, byte_rate: int | None = None) -> bytes:

@@ -16,7 +16,6 @@ import struct
 import subprocess
 import sys
 import wave
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
+from tests.media_files import TINY_GIF, bmp_bytes, gif_animation, png_header_only
 from tfmmrec.config import LimitsConfig
 from tfmmrec.data.loader import load_dataset
 from tfmmrec.data.manifest import DatasetError
@@ -41,13 +41,6 @@ def png_bytes(h: int = 8, w: int = 8, seed: int = 0) -> bytes:
     return tf.io.encode_png(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).numpy()
 
 
-def png_header_only(w: int, h: int) -> bytes:
-    """A PNG signature and IHDR declaring w x h pixels, then garbage: a decompression bomb's header."""
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
-            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + os.urandom(400))
-
-
 def wav_bytes(seconds: float = 0.25, rate: int = 16000) -> bytes:
     import io
 
@@ -58,25 +51,6 @@ def wav_bytes(seconds: float = 0.25, rate: int = 16000) -> bytes:
         f.setframerate(rate)
         f.writeframes((np.sin(np.arange(int(rate * seconds)) / 5) * 8000).astype(np.int16).tobytes())
     return buf.getvalue()
-
-
-#: The classic 1x1 GIF (one frame with a graphic control extension).
-TINY_GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
-            b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
-
-
-def gif_animation(width: int, height: int, frames: int) -> bytes:
-    """A GIF whose screen is width x height with ``frames`` frames: TF decodes frames x screen."""
-    frame = TINY_GIF[19:-1]  # graphic control extension + image descriptor + data
-    return b"GIF89a" + struct.pack("<HH", width, height) + TINY_GIF[10:19] + frame * frames + b";"
-
-
-def bmp_bytes(w: int = 2, h: int = 2) -> bytes:
-    row = (b"\x10\x80\xf0" * w).ljust((3 * w + 3) // 4 * 4, b"\0")
-    pixels = row * h
-    header = struct.pack("<2sIHHI", b"BM", 54 + len(pixels), 0, 0, 54)
-    dib = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, len(pixels), 2835, 2835, 0, 0)
-    return header + dib + pixels
 
 
 def base_catalog(root: Path, **manifest: object) -> Path:
@@ -502,7 +476,8 @@ media_case("audio: FLAC", "audio_path", "unsupported", "flac")(
 media_case("audio: truncated WAV", "audio_path", "failed", "")(
     lambda r: ((r / "media" / "cut.wav").write_bytes(wav_bytes(0.5)[:30]), "media/cut.wav")[1])
 media_case("image: animated GIF over max pixels", "image_path", "skipped", "over limits.max_image_pixels")(
-    lambda r: ((r / "media" / "anim.gif").write_bytes(gif_animation(800, 800, 3)), "media/anim.gif")[1])
+    lambda r: ((r / "media" / "anim.gif").write_bytes(gif_animation(1, 1, 3, frame_size=(800, 800))),
+               "media/anim.gif")[1])
 media_case("image: symlink loop", "image_path", "skipped", "cannot be read")(
     lambda r: (os.symlink("loop_b.png", r / "media" / "loop_a.png"),
                os.symlink("loop_a.png", r / "media" / "loop_b.png"), "media/loop_a.png")[2])
@@ -689,3 +664,22 @@ def test_cli_encode_skips_a_fifo_outside_the_root_without_hanging(tmp_path: Path
     proc = _cli("encode", str(root), "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "1 refused (outside the dataset root: 1, e.g. i0 (../pipe.png))" in proc.stdout
+
+
+def test_cli_in_process_maps_run_and_config_file_errors_to_exit_2(tmp_path: Path, capsys) -> None:
+    """A garbage run.json, an invalid config YAML and a missing dataset: one line each, exit 2."""
+    from tfmmrec.cli import main
+    from tfmmrec.config import RunConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    RunConfig().to_yaml(run / "config.yaml")
+    (run / "run.json").write_text("{not json")
+    (tmp_path / "bad.yaml").write_text("retrieval: [unclosed\n")
+    cases = [(["evaluate", str(run)], r"run\.json: not a run state written by tfmmrec"),
+             (["config", "--config", str(tmp_path / "bad.yaml")], r"bad\.yaml"),
+             (["train", str(tmp_path / "nowhere"), "--no-export"], r"nowhere/manifest\.yaml: no manifest")]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        lines = _error_lines(capsys.readouterr().err)
+        assert len(lines) == 1 and __import__("re").search(message, lines[0]), (argv, lines)

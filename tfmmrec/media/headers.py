@@ -85,12 +85,16 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def gif_frames(data: bytes) -> int:
-    """Frames of a whole GIF file (TF decodes every frame, even when it keeps only the first, so
-    an animation costs frames x width x height): its image descriptors, walking the block structure."""
+def gif_canvas(data: bytes) -> tuple[int, int, int]:
+    """(frames, canvas width, canvas height) of a whole GIF file, walking its block structure.
+
+    TF decodes every frame onto a canvas of the largest frame's width x height, even when it
+    keeps only the first frame, so that is what an animation costs (not the screen size its
+    header declares).
+    """
     if len(data) < 13:
-        return 0
-    pos, frames = 13, 0
+        return 0, 0, 0
+    pos, frames, width, height = 13, 0, 0, 0
     if data[10] & 0x80:  # global colour table
         pos += 3 * 2 ** ((data[10] & 7) + 1)
     while pos < len(data):
@@ -100,15 +104,17 @@ def gif_frames(data: bytes) -> int:
         if block == 0x21:  # extension: label, then sub-blocks
             pos = _skip_sub_blocks(data, pos + 2)
         elif block == 0x2C:  # image descriptor (+ local colour table, LZW code size, sub-blocks)
-            frames += 1
             if pos + 10 > len(data):
                 break
+            frames += 1
+            w, h = struct.unpack("<HH", data[pos + 5:pos + 9])
+            width, height = max(width, w), max(height, h)
             flags = data[pos + 9]
             pos += 10 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
             pos = _skip_sub_blocks(data, pos + 1)
         else:
             break
-    return frames
+    return frames, width, height
 
 
 def _skip_sub_blocks(data: bytes, pos: int) -> int:

@@ -31,17 +31,52 @@ def _uint(b: tf.Tensor, offset: int, n: int, big_endian: bool) -> tf.Tensor:
     return value
 
 
-def _gif_frames_estimate(contents: tf.Tensor) -> tf.Tensor:
-    """Frames of a GIF, counted by their graphic control extensions (at least 1): TF decodes every
-    frame of an animation, so its cost is frames x screen. An estimate (a frame may lack the
-    extension); the catalog stage counts image descriptors exactly (``media.headers.gif_frames``)."""
-    pieces = tf.strings.split(tf.reshape(contents, [1]), sep=b"\x21\xf9\x04")
-    return tf.maximum(tf.cast(pieces.row_lengths()[0], tf.int64) - 1, 1)
+def _byte(contents: tf.Tensor, pos: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """The byte at ``pos`` as int64 (0 past the end)."""
+    safe = tf.minimum(pos, tf.maximum(length - 1, 0))
+    value = tf.cast(tf.io.decode_raw(tf.strings.substr(contents, safe, 1), tf.uint8)[0], tf.int64)
+    return tf.where(pos < length, value, tf.constant(0, tf.int64))
+
+
+def _gif_canvas_pixels(contents: tf.Tensor) -> tf.Tensor:
+    """frames x largest frame width x height of a GIF, walking its blocks with a ``tf.while_loop``
+    (one step per block or 255-byte sub-block): what ``tf.io.decode_gif`` allocates, whatever the
+    screen size in the header says. Same walk as ``media.headers.gif_canvas``."""
+    length = tf.cast(tf.strings.length(contents), tf.int64)
+    b = _header_bytes(contents)
+    gct = tf.where(b[10] >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), b[10] % 8), 0)
+    zero = tf.constant(0, tf.int64)
+
+    def step(pos, in_blocks, frames, width, height, done):  # noqa: ANN001, ANN202
+        byte = _byte(contents, pos, length)
+
+        def sub_block():  # noqa: ANN202
+            return pos + 1 + byte, byte > 0, frames, width, height, done
+
+        def block():  # noqa: ANN202
+            is_ext, is_img = tf.equal(byte, 0x21), tf.equal(byte, 0x2C)
+            w = _byte(contents, pos + 5, length) + 256 * _byte(contents, pos + 6, length)
+            h = _byte(contents, pos + 7, length) + 256 * _byte(contents, pos + 8, length)
+            flags = _byte(contents, pos + 9, length)
+            lct = tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8), 0)
+            new_pos = tf.where(is_ext, pos + 2, tf.where(is_img, pos + 11 + lct, pos))
+            return (new_pos, is_ext | is_img, frames + tf.cast(is_img, tf.int64),
+                    tf.where(is_img, tf.maximum(width, w), width), tf.where(is_img, tf.maximum(height, h), height),
+                    ~(is_ext | is_img))
+        out = tf.cond(in_blocks, sub_block, block)
+        return (*out[:5], out[5] | (out[0] >= length))
+
+    _, _, frames, width, height, _ = tf.while_loop(
+        lambda pos, in_blocks, frames, width, height, done: ~done, step,
+        (13 + gct, tf.constant(False), zero, zero, zero, tf.constant(False)),
+        maximum_iterations=tf.cast(length, tf.int32) + 1)
+    return frames * width * height
 
 
 def image_pixels(contents: tf.Tensor) -> tf.Tensor:
-    """Width x height declared by a PNG (IHDR), GIF (screen x frames), BMP or JPEG (SOF marker)
-    header, as int64; -1 for other bytes (which ``tf.io.decode_image`` rejects anyway)."""
+    """Width x height declared by a PNG (IHDR), BMP or JPEG (SOF marker) header, as int64; a GIF's
+    frames x canvas (see ``_gif_canvas_pixels``); -1 for other bytes (``tf.io.decode_image``
+    rejects them anyway)."""
     b = _header_bytes(contents)
     png = tf.reduce_all(tf.equal(b[:4], [0x89, 0x50, 0x4E, 0x47]))
     jpeg = tf.reduce_all(tf.equal(b[:3], [0xFF, 0xD8, 0xFF]))
@@ -57,7 +92,7 @@ def image_pixels(contents: tf.Tensor) -> tf.Tensor:
 
     return tf.case([
         (png, lambda: _uint(b, 16, 4, True) * _uint(b, 20, 4, True)),
-        (gif, lambda: _uint(b, 6, 2, False) * _uint(b, 8, 2, False) * _gif_frames_estimate(contents)),
+        (gif, lambda: tf.maximum(_uint(b, 6, 2, False) * _uint(b, 8, 2, False), _gif_canvas_pixels(contents))),
         (bmp, lambda: signed32(_uint(b, 18, 4, False)) * signed32(_uint(b, 22, 4, False))),
         (jpeg, jpeg_pixels),
     ], default=lambda: tf.constant(-1, tf.int64), exclusive=False)

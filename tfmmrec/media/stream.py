@@ -30,7 +30,7 @@ from tfmmrec.media.headers import (
     DECODED_IMAGE_FORMATS,
     HEADER_BYTES,
     audio_format,
-    gif_frames,
+    gif_canvas,
     image_format,
     image_size,
     wav_info,
@@ -106,7 +106,8 @@ def image_precheck(max_pixels: int | None, max_bytes: int | None = DEFAULT_MAX_B
             return None
         pixels = dims[0] * dims[1]
         if fmt == "gif" and pixels <= max_pixels:
-            pixels *= max(gif_frames(read_bounded(full, max_bytes)), 1)
+            frames, width, height = gif_canvas(read_bounded(full, max_bytes))
+            pixels = max(pixels, frames * width * height)
         return ("skipped", "over limits.max_image_pixels") if pixels > max_pixels else None
     return check
 
