@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfmmrec.config import LimitsConfig
+from tfmmrec.config import ConfigError, LimitsConfig
 from tfmmrec.data.loader import Dataset
 from tfmmrec.data.manifest import DatasetError
 from tfmmrec.export.build import raw_content_inputs
@@ -83,8 +83,11 @@ def reindex(base: str | Path, name: str, dataset: Dataset, *, version: int | Non
         raise FileNotFoundError(f"{model_dir} has no version to reindex from")
     source = model_dir / str(versions[-1])
     loaded = tf.saved_model.load(str(source))
+    if not all(hasattr(loaded, a) for a in ("item_ids", "item_embeddings", "query", "max_k_var", "index_kind")):
+        raise ConfigError(f"{source} is not a tfmmrec retrieval export (no item index); reindex needs "
+                          "saved_models/<name>_retrieval")
     if "embed_item_content" not in loaded.signatures:
-        raise ValueError(f"{source} has no embed_item_content signature (an ID-only model cannot embed new items)")
+        raise ConfigError(f"{source} has no embed_item_content signature (an ID-only model cannot embed new items)")
     old_ids = [b.decode() for b in loaded.item_ids.numpy()]
     old_emb = loaded.item_embeddings.numpy()
     position = {item: i for i, item in enumerate(old_ids)}
