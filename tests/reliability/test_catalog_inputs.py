@@ -232,6 +232,10 @@ LOAD_ERRORS: dict[str, tuple[Callable[[Path], None], str]] = {
     "manifest: unknown key": (lambda r: edit_manifest(r, timestmap="ts"), r"unknown keys \['timestmap'\]"),
     "manifest: rating and label": (lambda r: edit_manifest(r, rating="timestamp", label="timestamp"),
                                    r"give 'rating' .* or 'label' .*not both"),
+    "manifest: a column both categorical and numeric": (lambda r: edit_manifest(r, categorical=["brand", "price"]),
+                                                        r"\['price'\] named as more than one of"),
+    "manifest: a modality named like a field": (modalities(brand={"kind": "text", "columns": ["title"]}),
+                                                r"\['brand'\] named as more than one of"),
     "manifest: column listed twice": (lambda r: edit_manifest(r, numeric=["price", "price"]), r"lists a column twice"),
     # table paths
     "path: items outside the root": (outside_file("items"), r"manifest key 'items' \(\.\./outside/t\.csv\): outside"),

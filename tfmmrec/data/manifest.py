@@ -155,6 +155,12 @@ class Manifest:
                     _require_str(spec[key], f"{where}: key {key!r}")
             modalities[name] = ModalitySpec(**spec)
             modalities[name].validate(name)
+        # Modalities and fields become the exported signature's input names: they must differ.
+        clash = sorted((set(modalities) & set(raw["categorical"] + raw["numeric"]))
+                       | (set(raw["categorical"]) & set(raw["numeric"])))
+        if clash:
+            raise DatasetError(f"{source}: {clash} named as more than one of modality / categorical / numeric; "
+                               "each name can be only one (they are the export's input names)")
         return cls(modalities=modalities, **raw)
 
     def save(self, root: str | Path) -> Path:
