@@ -56,7 +56,7 @@ def resolve_in_root(root: str | Path, rel: str | os.PathLike[str], *, max_bytes:
         raise PathRefused(text, "absolute path", "paths must be relative to the dataset root")
     base = os.path.realpath(root)
     full = os.path.realpath(os.path.join(base, text))
-    if os.path.commonpath([base, full]) != base or full == base:
+    if os.path.commonpath([base, full]) != base:
         raise PathRefused(text, "outside the dataset root")
     try:
         st = os.stat(full)
