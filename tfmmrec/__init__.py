@@ -75,3 +75,9 @@ from tfmmrec.models.tasks import RetrievalTask  # noqa: E402
 
 __all__ += ["DCN", "MultitaskConfig", "MultitaskRetrieval", "RetrievalTask"]
 __all__ += ["ResumableBackup", "resolve_strategy"]
+
+from tfmmrec.config import LimitsConfig  # noqa: E402
+from tfmmrec.data.paths import PathRefused, resolve_in_root  # noqa: E402
+from tfmmrec.media.stream import DecodeReport  # noqa: E402
+
+__all__ += ["DecodeReport", "LimitsConfig", "PathRefused", "resolve_in_root"]

@@ -43,6 +43,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfmmrec", description="Multimodal recommendation with TensorFlow.")
+    parser.add_argument("--debug", action="store_true",
+                        help="on a data, config or file error, show the traceback too (exit code stays 2)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="demo catalog -> train (multimodal and ID-only) -> evaluate -> export")
@@ -81,7 +83,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_pretrain_parser(sub)
     _add_reindex_parser(sub)
     _add_serving_config_parser(sub)
+    _add_debug_everywhere(parser)
     return parser
+
+
+def _add_debug_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` after the subcommand too (``tfmmrec train DIR --debug``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                   help="show the traceback of a data, config or file error")
+                _add_debug_everywhere(child)
 
 
 def _add_export_parser(sub: Any) -> None:
@@ -105,6 +118,7 @@ def _add_reindex_parser(sub: Any) -> None:
     p.add_argument("--model-dir", type=Path, required=True,
                    help="BASE/NAME of the retrieval export; its newest version is the starting point")
     p.add_argument("--version", type=int, help="version number to write (default: newest + 1)")
+    _add_config_options(p)  # limits.* bound the new items' files
 
 
 def _cmd_reindex(args: argparse.Namespace) -> int:
@@ -112,7 +126,8 @@ def _cmd_reindex(args: argparse.Namespace) -> int:
     from tfmmrec.export.reindex import reindex
 
     dataset = load_dataset(args.dataset, on_unknown_items="drop")  # interactions play no part in an index
-    result = reindex(args.model_dir.parent, args.model_dir.name, dataset, version=args.version)
+    result = reindex(args.model_dir.parent, args.model_dir.name, dataset, version=args.version,
+                     limits=_config(args).limits)
     print(f"[reindex] {result.summary()}")
     return 0
 
@@ -180,9 +195,10 @@ def _add_encode_parser(sub: Any) -> None:
 def _cmd_encode(args: argparse.Namespace) -> int:
     from tfmmrec.encoders.encode import encode_dataset
 
-    encoders = {**_config(args).encoders, **_encoders_arg(args.encoders)}
-    plans = encode_dataset(args.dataset, encoders=encoders, cache_dir=args.cache,
-                           batch_size=args.batch_size, chunk_size=args.chunk_size, progress=not args.quiet)
+    cfg = _config(args)
+    encoders = {**cfg.encoders, **_encoders_arg(args.encoders)}
+    plans = encode_dataset(args.dataset, encoders=encoders, cache_dir=args.cache, batch_size=args.batch_size,
+                           chunk_size=args.chunk_size, progress=not args.quiet, limits=cfg.limits)
     for p in plans:
         items = sum(bool(k) for k in p.keys)
         print(f"{p.modality} ({p.spec.name}): {p.computed} encoded now, {items - p.computed} already stored"
@@ -279,28 +295,60 @@ def _fmt(value: float | None) -> str:
 def _print_decode_report(metrics: dict[str, Any]) -> None:
     """Repeat at the end what media could not be decoded: it is easy to miss mid-run."""
     for r in metrics.get("decode", []):
+        skipped, unsupported = r.get("skipped") or {}, r.get("unsupported") or {}
         bad = r["missing"] + r["failed"]
-        if bad or r["absent"]:
-            print(f"decode report, {r['modality']}: {r['decoded']}/{r['total']} decoded, {r['absent']} without a file, "
-                  f"{len(r['missing'])} missing ({', '.join(r['missing'][:5]) or '-'}), "
-                  f"{len(r['failed'])} failed to decode ({', '.join(r['failed'][:5]) or '-'}); "
-                  "those items are served by their other modalities")
+        if bad or r["absent"] or skipped or unsupported:
+            line = (f"decode report, {r['modality']}: {r['decoded']}/{r['total']} decoded, {r['absent']} without a "
+                    f"file, {len(r['missing'])} missing ({', '.join(r['missing'][:5]) or '-'}), "
+                    f"{len(r['failed'])} failed to decode ({', '.join(r['failed'][:5]) or '-'})")
+            if unsupported:
+                line += ", unsupported format: " + ", ".join(f"{f} {len(v)} ({', '.join(v[:3])})"
+                                                            for f, v in sorted(unsupported.items()))
+            if skipped:
+                line += ", refused: " + "; ".join(f"{reason} {len(v)} ({', '.join(v[:3])})"
+                                                  for reason, v in sorted(skipped.items()))
+            print(line + "; those items are served by their other modalities")
 
 
 def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    import tfmmrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads Keras)
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by the user's data, config or files (exit code 2, one line); anything else is
+    a bug in tfmmrec and keeps its traceback (exit code 1)."""
+    import yaml
+
     from tfmmrec.config import ConfigError
     from tfmmrec.data.manifest import DatasetError
 
+    # EncoderUnavailable is a ConfigError; PathRefused a DatasetError.
+    return DatasetError, ConfigError, OSError, yaml.YAMLError, UnicodeDecodeError
+
+
+def error_line(err: BaseException) -> str:
+    """One line naming what is wrong (OSError: the file and the system's reason)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+        if err.filename2 is not None:
+            text = f"{err.filename} -> {err.filename2}: {err.strerror}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import tfmmrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads Keras)
+
     try:
         return _dispatch(args)
-    except (DatasetError, ConfigError, FileExistsError, FileNotFoundError) as err:
-        print(f"tfmmrec: error: {err}", file=sys.stderr)
+    except user_errors() as err:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"tfmmrec: error: {error_line(err)}", file=sys.stderr)
         return 2
 
 

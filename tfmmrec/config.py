@@ -167,7 +167,7 @@ class LimitsConfig:
     that item and is counted in the decode report; a serving request over one is refused with an
     error naming the input."""
 
-    max_file_bytes: int = 64 * 2**20  # bytes of one media or table file (64 MiB)
+    max_file_bytes: int = 64 * 2**20  # bytes of one media file (64 MiB), checked before it is opened
     max_image_pixels: int = 40_000_000  # width x height read from the image header, checked before decoding
     max_audio_seconds: float = 600.0  # length of one audio clip (from its header) before it is decoded
     max_text_chars: int = 20_000  # characters of one item's text; longer text is refused, not truncated
@@ -214,7 +214,13 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunConfig:
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as err:  # the CLI prefixes the file name
+            raise ConfigError(f"not valid YAML: {' '.join(str(err).split())}") from None
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(f"expected a mapping of config keys at the top level, got {type(raw).__name__}")
+        return cls.from_dict(raw or {})
 
     def with_overrides(self, assignments: list[str]) -> RunConfig:
         """Apply ``key.sub=value`` overrides (values parsed as YAML)."""

@@ -138,7 +138,8 @@ def _export(result: RunResult, name: str, export_dir: str | Path, cfg: RunConfig
     _, item_emb = embed_all(model, result.data)
     result.exports["retrieval"] = export_retrieval_model(
         export_dir, f"{name}_retrieval", model, result.data.user_ids, result.item_ids, item_emb, cfg.export_top_k,
-        dataset=result.dataset, content=result.content, encoders=cfg.encoders, index=cfg.export_index)
+        dataset=result.dataset, content=result.content, encoders=cfg.encoders, index=cfg.export_index,
+        limits=cfg.limits)
     if rank_data is not None:
         result.exports["ranking"] = export_ranking_model(export_dir, f"{name}_ranking", result.models["ranking"],
                                                          rank_data.user_ids, result.item_ids, binary=mode != "rating")
@@ -271,8 +272,18 @@ def projector_metadata(ds: Dataset, columns: list[str], max_items: int) -> tuple
     image_specs = [spec for spec in ds.manifest.modalities.values() if spec.kind == "image"]
     if image_specs:
         paths = items[image_specs[0].column].fillna("").astype(str)
-        images = [ds.root / p if p else None for p in paths]
+        images = [_image_in_root(ds.root, p) for p in paths]
     return items[columns].reset_index(drop=True), images
+
+
+def _image_in_root(root: Path, rel: str) -> Path | None:
+    """The thumbnail file of an item, through the catalog path gate (None: a grey tile)."""
+    from tfmmrec.data.paths import PathRefused, resolve_in_root
+
+    try:
+        return resolve_in_root(root, rel) if rel else None
+    except PathRefused:
+        return None
 
 
 def save_run_weights(cfg: RunConfig, run_dir: str | Path, name: str, model: Any) -> None:
@@ -316,6 +327,11 @@ def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | 
     mode = target or "implicit"
     positives = inter[inter["label"] > 0] if mode == "label" else inter  # retrieval learns from positives
     data = encode_interactions(positives, ds.num_items, target)
+    if not len(data.train):
+        from tfmmrec.data.manifest import DatasetError
+
+        raise DatasetError(f"{ds.root}: no training interactions after the split (split.strategy={s.strategy!r}; "
+                           "weight 0 rows and label 0 rows do not train retrieval)")
     # Retrieval learns from positives only; ranking with 0/1 labels also learns from the 0s.
     rank_data = data if mode != "label" else encode_interactions(inter, ds.num_items, target)
     say(f"[data] {ds.manifest.name}: {ds.num_items} items, {data.num_users} users with training data, "
@@ -323,7 +339,7 @@ def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | 
     content: ItemContent | None = None
     if ds.manifest.modalities:
         say(f"[encode] modalities: {', '.join(ds.manifest.modalities)}")
-        content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0)
+        content = encode_catalog(ds, encoders=cfg.encoders, progress=verbose > 0, limits=cfg.limits)
         for report in content.reports:
             say(f"[decode] {report.summary()}")
         if cfg.pretrain.enabled:  # cross-modal alignment -> one more content modality, "aligned"
@@ -362,7 +378,13 @@ def load_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_di
     state_path = run_dir / RUN_STATE
     if not state_path.is_file():
         raise FileNotFoundError(f"{state_path}: not a run directory (written by `tfmmrec train` / tfmmrec.run)")
-    state = json.loads(state_path.read_text())
+    try:
+        state = json.loads(state_path.read_text())
+        state["dataset_dir"], state["retrieval"], state["ranking"]  # noqa: B018  (keys a run directory has)
+    except (ValueError, KeyError, TypeError) as err:
+        from tfmmrec.data.manifest import DatasetError
+
+        raise DatasetError(f"{state_path}: not a run state written by tfmmrec ({err})") from None
     cfg = config or RunConfig.from_yaml(run_dir / "config.yaml")
     prep = prepare_data(dataset_dir or state["dataset_dir"], cfg, verbose=verbose)
     data, features = prep.data, prep.features

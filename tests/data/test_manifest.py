@@ -88,3 +88,18 @@ def test_invalid_yaml_and_non_mapping(tmp_path: Path) -> None:
     (tmp_path / MANIFEST_NAME).write_text("- just\n- a list\n")
     with pytest.raises(DatasetError, match="mapping"):
         Manifest.load(tmp_path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": "../../../somewhere"}, r"key 'name' must be a plain name"),
+    ({"name": ".."}, r"key 'name' must be a plain name"),
+    ({"categorical": "brand"}, r"key 'categorical' must be a list of column names, e\.g\. \['brand'\]"),
+    ({"modalities": ["text"]}, r"key 'modalities' must be a mapping"),
+    ({"items": 5}, r"key 'items' must be a non-empty string, got int 5"),
+    ({"modalities": {"t": {"kind": "text", "columns": "title"}}}, r"modality 't': key 'columns' must be a list"),
+])
+def test_every_key_has_its_type_checked(tmp_path: Path, change: dict, message: str) -> None:
+    """A manifest is untrusted input: a string where a list belongs is refused, not read letter by letter."""
+    write_manifest(tmp_path, {"items": "a.csv", "interactions": "b.csv", **change})
+    with pytest.raises(DatasetError, match=message):
+        Manifest.load(tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tfmmrec.encoders.store import EmbeddingStore, file_hash, item_key
 
@@ -49,3 +50,17 @@ def test_file_hash_follows_bytes_not_names_or_times(tmp_path: Path) -> None:
     (tmp_path / "b.png").write_bytes(b"same")
     (tmp_path / "c.png").write_bytes(b"other")
     assert file_hash(tmp_path / "a.png") == file_hash(tmp_path / "b.png") != file_hash(tmp_path / "c.png")
+
+
+def test_file_hash_never_blocks_on_a_fifo_nor_reads_past_its_bound(tmp_path: Path) -> None:
+    import os
+
+    from tfmmrec.data.paths import PathRefused
+
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(PathRefused, match="not a regular file"):
+        file_hash(tmp_path / "pipe")
+    (tmp_path / "big").write_bytes(b"x" * 5000)
+    with pytest.raises(PathRefused, match="max_file_bytes"):
+        file_hash(tmp_path / "big", block=1024, max_bytes=4096)
+    assert file_hash(tmp_path / "big", max_bytes=5000) == file_hash(tmp_path / "big")

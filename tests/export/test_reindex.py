@@ -87,3 +87,35 @@ def test_reindex_adds_new_items_from_content_and_drops_removed_ones(trained_run,
     history = inter[inter.user_id == best].item_id.astype(str).tolist()
     out = results(["a-new-visitor"], [history])
     assert b"new-0001" in out[0]
+
+
+def test_reindex_masks_and_names_new_items_whose_files_it_may_not_read(trained_run, tmp_path: Path, capsys) -> None:
+    """A new item's image outside the catalog, a fifo, a pixel bomb: masked and named, never read."""
+    import os
+
+    from tests.media_files import png_header_only
+
+    data, model, ds = trained_run.data, trained_run.models["multimodal"], trained_run.dataset
+    item_emb = model.item_tower(np.arange(1, len(trained_run.item_ids) + 1)).numpy()
+    base = tmp_path / "saved_models"
+    export_retrieval_model(base, "shop", model, data.user_ids, trained_run.item_ids, item_emb, 100,
+                           dataset=ds, content=trained_run.content)
+    root = tmp_path / "catalog"
+    shutil.copytree(ds.root, root, ignore=shutil.ignore_patterns(".tfmmrec_cache"))
+    items = pd.read_csv(root / "items.csv", keep_default_na=False)
+    with_image = items[items.image_path != ""].iloc[0]
+    shutil.copy(root / with_image.image_path, tmp_path / "outside.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    (root / "images" / "bomb.png").write_bytes(png_header_only(12000, 12000))
+    new = pd.DataFrame([with_image.to_dict()] * 3).assign(
+        item_id=["new-out", "new-fifo", "new-bomb"], image_path=["../outside.png", "../pipe.png", "images/bomb.png"])
+    pd.concat([items, new]).to_csv(root / "items.csv", index=False)
+
+    result = reindex(base, "shop", load_dataset(root, on_unknown_items="drop"))
+    assert result.masked == {"new-out": ["image (outside the dataset root)"],
+                             "new-fifo": ["image (outside the dataset root)"],
+                             "new-bomb": ["image (over limits.max_image_pixels)"]}
+    shutil.rmtree(result.path)  # the CLI again from version 1: it says so too
+    assert main(["reindex", str(root), "--model-dir", str(base / "shop")]) == 0
+    out = capsys.readouterr().out
+    assert "3 added from content" in out and "3 new items had media masked" in out and "new-fifo (image (" in out

@@ -83,6 +83,7 @@ def test_without_a_decoder_compressed_files_are_reported_unsupported_not_corrupt
         "modalities": {"audio": {"kind": "audio", "column": "audio_path"}}}))
     content = encode_catalog(load_dataset(tmp_path), progress=False)
     report = content.reports[0]
-    assert (report.decoded, report.absent, report.failed, report.unsupported) == (1, 1, ["c.wav"], ["b.flac"])
-    assert "1 unsupported format FLAC (install tfmmrec[audio])" in report.summary()
+    assert (report.decoded, report.absent, report.failed) == (1, 1, ["c.wav"])
+    assert report.unsupported == {"flac (install tfmmrec[audio])": ["b (b.flac)"]}
+    assert "1 of an unsupported format (flac (install tfmmrec[audio]): 1)" in report.summary()
     assert content.masks["audio"].tolist() == [1, 0, 0, 0]

@@ -100,3 +100,32 @@ def test_truncated_wavs_anywhere_lose_no_other_row(tmp_path: Path, bad_rows: lis
     assert rows == good
     assert sorted(report.failed) == sorted(f"{i}.wav" for i in bad_rows)
     assert report.decoded == len(good)
+
+
+def test_refused_unsupported_and_empty_files_are_counted_apart(tmp_path: Path) -> None:
+    """Never opened: outside the root, a fifo; not decoded: WebP (unsupported), a clip with no samples."""
+    import os
+
+    from tfmmrec.media.stream import audio_precheck, image_precheck
+
+    write_png(tmp_path / "ok.png", (0, 255, 0))
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "w.webp").write_bytes(b"RIFF\x20\x00\x00\x00WEBPVP8 " + bytes(40))
+    (tmp_path.parent / "secret.png").write_bytes((tmp_path / "ok.png").read_bytes())
+    paths = ["ok.png", "pipe.png", "w.webp", "../secret.png", ""]
+    iterator, report = stream_decoded(tmp_path, paths, lambda b: decode_image(b, 4), modality="image",
+                                      precheck=image_precheck(10_000), items=["a", "b", "c", "d", "e"])
+    rows, _ = drain(iterator)
+    assert rows.tolist() == [0]
+    assert report.skipped == {"not a regular file": ["b (pipe.png)"], "outside the dataset root": ["d (../secret.png)"]}
+    assert report.unsupported == {"webp": ["c (w.webp)"]}
+    assert (report.decoded, report.absent, report.failed, report.missing) == (1, 1, [], [])
+    assert "1 of an unsupported format (webp: 1)" in report.summary()
+
+    write_wav(tmp_path / "empty.wav", TARGET_RATE, 1, 0.0)
+    write_wav(tmp_path / "long.wav", 8000, 1, 2.0)
+    write_wav(tmp_path / "ok.wav", TARGET_RATE, 1, 0.25)
+    iterator, report = stream_decoded(tmp_path, ["empty.wav", "long.wav", "ok.wav"], lambda b: decode_wav(b, 0.25),
+                                      modality="audio", precheck=audio_precheck(1.0))
+    assert drain(iterator)[0].tolist() == [2]
+    assert report.missing == ["empty.wav"] and report.skipped == {"over limits.max_audio_seconds": ["long.wav"]}

@@ -13,6 +13,11 @@ import numpy as np
 import pandas as pd
 
 from tfmmrec.data.manifest import DatasetError, Manifest
+from tfmmrec.data.paths import manifest_file
+
+#: Bytes of one table or vector file (a real interaction log is far larger than a media file).
+MAX_TABLE_BYTES = 16 * 2**30
+_NPY_MAGIC = b"\x93NUMPY"
 
 SPLITS = ("train", "valid", "test")
 OnUnknown = Literal["error", "drop"]
@@ -77,17 +82,24 @@ def read_table(path: Path, str_columns: list[str]) -> pd.DataFrame:
             df = pd.read_parquet(path)
             for c in str_columns:
                 if c in df.columns:
+                    null = df[c].isna().to_numpy()
+                    if null.any():  # astype(str) would turn them into an id "None"
+                        raise DatasetError(f"{path}: column {c!r} has null ids in row(s) {_first_rows(null, base=1)} "
+                                           f"({int(null.sum())} in all)")
                     df[c] = df[c].astype(str)
         elif suffix in (".csv", ".tsv"):
             sep = "\t" if suffix == ".tsv" else ","
             df = pd.read_csv(path, sep=sep, dtype={c: str for c in str_columns}, keep_default_na=False,
-                             na_values={c: [] for c in str_columns})
+                             na_values={c: [] for c in str_columns}, encoding="utf-8-sig")  # a BOM is not a column
         else:
             raise DatasetError(f"{path}: unsupported table format {suffix!r} (use .csv, .tsv or .parquet)")
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError, TypeError, ImportError) as err:
         if isinstance(err, DatasetError):
             raise
         raise DatasetError(f"{path}: cannot be read as a table: {err}") from err
+    if len(set(map(str, df.columns))) != len(df.columns):
+        raise DatasetError(f"{path}: duplicate column names in {list(df.columns)}")
+    df.columns = [str(c) for c in df.columns]
     return df
 
 
@@ -97,18 +109,43 @@ def _require_columns(df: pd.DataFrame, columns: list[str], path: Path) -> None:
         raise DatasetError(f"{path}: missing column(s) {missing}; it has {list(df.columns)}")
 
 
-def _require_numeric(df: pd.DataFrame, column: str, path: Path) -> None:
-    values = pd.to_numeric(df[column], errors="coerce")
-    bad = np.flatnonzero(values.isna().to_numpy())
+def _require_numeric(df: pd.DataFrame, column: str, path: Path, what: str = "numeric",
+                     ok: np.ndarray | None = None) -> None:
+    """``column`` as finite numbers (``ok``: a further per-row condition, named by ``what``)."""
+    column_values = df[column]
+    if isinstance(column_values.dtype, pd.DatetimeTZDtype):  # Parquet timestamps: nanoseconds, UTC
+        column_values = column_values.dt.tz_convert("UTC").dt.tz_localize(None)
+    try:
+        values = pd.to_numeric(column_values, errors="coerce")
+        as_float = values.to_numpy(np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: column {column!r} must be {what}; it holds {df[column].dtype} values such as "
+                           f"{str(df[column].iloc[0])[:40]!r}") from None
+    good = np.isfinite(as_float)
+    if ok is not None:
+        with np.errstate(invalid="ignore"):
+            good &= ok(as_float)
+    bad = np.flatnonzero(~good)
     if len(bad):
         row = int(bad[0])
-        raise DatasetError(f"{path}: column {column!r} must be numeric; row {row + 2} has "
+        raise DatasetError(f"{path}: column {column!r} must be {what}; row {row + 2} has "
                            f"{df[column].iloc[row]!r} ({len(bad)} bad rows in all)")
     df[column] = values
 
 
-def _first_rows(mask: np.ndarray, n: int = 5) -> str:
-    return ", ".join(str(int(i) + 2) for i in np.flatnonzero(mask)[:n])  # +2: header + 1-based
+def _first_rows(mask: np.ndarray, n: int = 5, base: int = 2) -> str:
+    """Row numbers as a user sees them: CSV lines (``base`` 2: header + 1-based)."""
+    return ", ".join(str(int(i) + base) for i in np.flatnonzero(mask)[:n])
+
+
+def _require_ids(df: pd.DataFrame, column: str, path: Path, what: str) -> None:
+    empty = df[column].str.strip().eq("").to_numpy()
+    if empty.any():
+        raise DatasetError(f"{path}: empty {what} id in column {column!r}, row(s) {_first_rows(empty)}")
+    control = df[column].str.contains("[\x00-\x1f]", regex=True).to_numpy()
+    if control.any():  # NUL separates id and content hash in the embedding store; newlines break reports
+        raise DatasetError(f"{path}: {what} id with a control character (NUL, tab, newline ...) in column "
+                           f"{column!r}, row(s) {_first_rows(control)}: {df[column][control].iloc[0]!r}")
 
 
 def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> Dataset:
@@ -124,14 +161,15 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
     m = Manifest.load(root)
     report = LoadReport()
 
-    items_path = root / m.items
+    items_path = manifest_file(root, m.items, "items", MAX_TABLE_BYTES)
     items = read_table(items_path, [m.item_id])
     text_cols = [c for spec in m.modalities_of("text").values() for c in spec.columns]
     path_cols = [str(spec.column) for k in ("image", "audio") for spec in m.modalities_of(k).values()]
     _require_columns(items, [m.item_id, *text_cols, *path_cols, *m.categorical, *m.numeric], items_path)
+    if not len(items):
+        raise DatasetError(f"{items_path}: the items table has no rows")
     items = items.rename(columns={m.item_id: "item_id"})
-    if (items["item_id"] == "").any():
-        raise DatasetError(f"{items_path}: empty item id in row(s) {_first_rows(items['item_id'].eq('').to_numpy())}")
+    _require_ids(items, "item_id", items_path, "item")
     dup = items["item_id"].duplicated(keep=False).to_numpy()
     if dup.any():
         examples = items.loc[dup, "item_id"].unique()[:5].tolist()
@@ -142,22 +180,25 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
         _require_numeric(items, c, items_path)
     items = items.reset_index(drop=True)
 
-    inter_path = root / m.interactions
+    inter_path = manifest_file(root, m.interactions, "interactions", MAX_TABLE_BYTES)
     inter = read_table(inter_path, [m.user_id, m.item_id])
     optional = [c for c in (m.timestamp, m.rating, m.label, m.weight) if c]
     _require_columns(inter, [m.user_id, m.item_id, *optional], inter_path)
+    if not len(inter):
+        raise DatasetError(f"{inter_path}: the interactions table has no rows")
     inter = inter.rename(columns={m.user_id: "user_id", m.item_id: "item_id"})
     for c in optional:
-        _require_numeric(inter, c, inter_path)
+        if c == m.label:
+            _require_numeric(inter, c, inter_path, "0 or 1 (binary feedback)", lambda v: (v == 0) | (v == 1))
+        elif c == m.weight:
+            _require_numeric(inter, c, inter_path, "a finite number >= 0 (a sample weight)", lambda v: v >= 0)
+        else:
+            _require_numeric(inter, c, inter_path)
     inter = inter.rename(columns={c: n for c, n in zip(
         (m.timestamp, m.rating, m.label, m.weight), ("timestamp", "rating", "label", "weight")) if c})
     if "split" in inter.columns:
-        bad = ~inter["split"].isin(SPLITS).to_numpy()
-        if bad.any():
-            raise DatasetError(f"{inter_path}: column 'split' must be one of {SPLITS}; rows "
-                               f"{_first_rows(bad)} have {inter.loc[bad, 'split'].iloc[0]!r}")
-    if (inter["user_id"] == "").any():
-        raise DatasetError(f"{inter_path}: empty user id in row(s) {_first_rows(inter['user_id'].eq('').to_numpy())}")
+        _check_split_column(inter, inter_path)
+    _require_ids(inter, "user_id", inter_path, "user")
 
     item_index = pd.Index(items["item_id"])
     inter["item_idx"] = item_index.get_indexer(inter["item_id"])
@@ -166,19 +207,40 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
 
     users = None
     if m.users:
-        users_path = root / m.users
+        users_path = manifest_file(root, m.users, "users", MAX_TABLE_BYTES)
         users = read_table(users_path, [m.user_id])
         _require_columns(users, [m.user_id], users_path)
         users = users.rename(columns={m.user_id: "user_id"})
+        _require_ids(users, "user_id", users_path, "user")
+        dup = users["user_id"].duplicated(keep=False).to_numpy()
+        if dup.any():
+            raise DatasetError(f"{users_path}: duplicate user ids {users.loc[dup, 'user_id'].unique()[:5].tolist()} "
+                               f"in rows {_first_rows(dup)}")
         inter, report.dropped_unknown_users = _handle_unknown(
             inter, ~inter["user_id"].isin(users["user_id"]).to_numpy(), "user_id", inter_path, users_path,
             on_unknown_items)
     inter = inter.reset_index(drop=True)
+    if not len(inter):
+        raise DatasetError(f"{inter_path}: no interactions left after dropping unknown ids")
+    if "split" in inter.columns:
+        present = set(inter["split"])
+        for needed in ("train", "test"):
+            if needed not in present:
+                raise DatasetError(f"{inter_path}: column 'split' has no {needed!r} rows (it has "
+                                   f"{sorted(present)}); a predefined split needs train and test rows")
 
     vectors, masks = {}, {}
     for name, spec in m.modalities_of("vector").items():
         vectors[name], masks[name] = _load_vectors(root, name, spec.npy, spec.parquet, item_index, report)
     return Dataset(root, m, items, inter, users, vectors, masks, report)
+
+
+def _check_split_column(inter: pd.DataFrame, inter_path: Path) -> None:
+    values = inter["split"].map(lambda v: v if isinstance(v, str) else None)
+    bad = ~values.isin(SPLITS).to_numpy()
+    if bad.any():
+        raise DatasetError(f"{inter_path}: column 'split' must be one of {SPLITS}; rows "
+                           f"{_first_rows(bad)} have {inter.loc[bad, 'split'].iloc[0]!r}")
 
 
 def _handle_unknown(inter: pd.DataFrame, unknown: np.ndarray, column: str, inter_path: Path, table_path: Path,
@@ -198,31 +260,38 @@ def _load_vectors(root: Path, name: str, npy: str | None, parquet: str | None,
                   item_index: pd.Index, report: LoadReport) -> tuple[np.ndarray, np.ndarray]:
     n = len(item_index)
     if npy is not None:
-        path = root / npy
-        if not path.is_file():
-            raise DatasetError(f"{path}: vector file for modality {name!r} not found")
-        arr = np.load(path, mmap_mode="r")
-        if arr.ndim != 2 or arr.shape[0] != n:
-            raise DatasetError(f"{path}: expected a 2-D array with one row per item ({n} rows), got shape {arr.shape}")
+        path = manifest_file(root, npy, f"modalities.{name}.npy", MAX_TABLE_BYTES)
+        arr = _read_npy(path, name)
+        if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1:
+            raise DatasetError(f"{path}: vector file of modality {name!r}: expected a 2-D array with one row per "
+                               f"item ({n} rows) and at least one column, got shape {arr.shape}")
         arr = np.asarray(arr, dtype=np.float32)
         present = np.isfinite(arr).all(axis=1)
     else:
-        path = root / str(parquet)
+        path = manifest_file(root, str(parquet), f"modalities.{name}.parquet", MAX_TABLE_BYTES)
+        if path.suffix.lower() != ".parquet":
+            raise DatasetError(f"manifest key 'modalities.{name}.parquet' ({parquet}): a vector table must be a "
+                               ".parquet file (columns item_id and vector, a list of floats per row)")
         table = read_table(path, ["item_id"])
         _require_columns(table, ["item_id", "vector"], path)
+        dup = table["item_id"].duplicated(keep=False).to_numpy()
+        if dup.any():
+            raise DatasetError(f"{path}: duplicate item ids {table.loc[dup, 'item_id'].unique()[:5].tolist()} "
+                               f"in rows {_first_rows(dup, base=1)}")
         rows = item_index.get_indexer(table["item_id"])
         known = rows >= 0
         if (~known).any():
             report.vectors_unknown_ids[name] = int((~known).sum())
-        cells = table["vector"].to_numpy()
-        usable = known & np.array([c is not None and np.size(c) > 0 for c in cells], bool)
+        cells = [_vector_cell(c, path, name, r) if k else None
+                 for r, (c, k) in enumerate(zip(table["vector"].tolist(), known))]
+        usable = np.array([c is not None and c.size > 0 for c in cells], bool)
         if not usable.any():
             raise DatasetError(f"{path}: no usable vector for any item of the catalog "
                                f"({int(known.sum())} rows with known item ids)")
-        lengths = {int(np.size(c)) for c in cells[usable]}
+        lengths = {int(c.size) for c, u in zip(cells, usable) if u}
         if len(lengths) > 1:
             raise DatasetError(f"{path}: vectors of modality {name!r} have different lengths {sorted(lengths)}")
-        vecs = np.stack([np.asarray(c, np.float32) for c in cells[usable]])
+        vecs = np.stack([c for c, u in zip(cells, usable) if u]).astype(np.float32)
         arr = np.zeros((n, vecs.shape[1]), np.float32)
         arr[rows[usable]] = vecs
         present = np.zeros(n, bool)
@@ -232,3 +301,37 @@ def _load_vectors(root: Path, name: str, npy: str | None, parquet: str | None,
     if (~present).any():
         report.vectors_missing[name] = int((~present).sum())
     return arr, present
+
+
+def _read_npy(path: Path, name: str) -> np.ndarray:
+    """A real ``.npy`` of numbers (not an ``.npz`` or pickle renamed, not strings or objects)."""
+    with open(path, "rb") as f:
+        magic = f.read(len(_NPY_MAGIC))
+    if magic != _NPY_MAGIC:
+        raise DatasetError(f"{path}: vector file of modality {name!r} is not a .npy array file "
+                           "(write it with numpy.save; .npz archives and pickles are not read)")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DatasetError(f"{path}: vector file of modality {name!r} cannot be read: {err}") from err
+    if arr.dtype.kind not in "fiub":
+        raise DatasetError(f"{path}: vector file of modality {name!r} must hold numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _vector_cell(cell: object, path: Path, name: str, row: int) -> np.ndarray | None:
+    """One Parquet vector: None (no vector) or a 1-D list of numbers; anything else is named."""
+    if cell is None:
+        return None
+    if isinstance(cell, (str, bytes)) or np.ndim(cell) == 0:
+        raise DatasetError(f"{path}: column 'vector' of modality {name!r}, row {row + 1}: expected a list of "
+                           f"numbers, got {type(cell).__name__} {str(cell)[:40]!r}")
+    try:
+        arr = np.asarray(cell, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise DatasetError(f"{path}: column 'vector' of modality {name!r}, row {row + 1}: expected a flat list "
+                           "of numbers (nested or ragged lists, or non-numbers, are not vectors)") from None
+    if arr.ndim != 1:
+        raise DatasetError(f"{path}: column 'vector' of modality {name!r}, row {row + 1}: expected a flat list "
+                           f"of numbers, got a nested array of shape {arr.shape}")
+    return arr

@@ -28,6 +28,7 @@ can be handed around, validated and re-read without knowing who wrote it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ import yaml
 
 MANIFEST_NAME = "manifest.yaml"
 MODALITY_KINDS = ("text", "image", "audio", "vector")
+MAX_MANIFEST_BYTES = 2**20
 
 
 class DatasetError(ValueError):
@@ -107,26 +109,58 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "manifest") -> Manifest:
+        """Check every key's type before building (a manifest is untrusted input), so a list where
+        a mapping belongs or a string where a list of columns belongs is named, not iterated."""
         if not isinstance(raw, dict):
-            raise DatasetError(f"{source}: expected a mapping at the top level")
+            raise DatasetError(f"{source}: expected a mapping at the top level, got {_type_name(raw)}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
+        unknown = sorted(str(k) for k in set(raw) - known)
         if unknown:
             raise DatasetError(f"{source}: unknown keys {unknown}; known keys are {sorted(known)}")
         for required in ("items", "interactions"):
-            if not raw.get(required):
+            if raw.get(required) in (None, ""):
                 raise DatasetError(f"{source}: missing required key {required!r}")
         raw = dict(raw)
+        for key in ("items", "interactions", "item_id", "user_id"):
+            if key in raw:
+                _require_str(raw[key], f"{source}: key {key!r}")
+        for key in ("users", "timestamp", "rating", "label", "weight"):
+            if raw.get(key) is not None:
+                _require_str(raw[key], f"{source}: key {key!r}")
+        if "name" in raw:
+            raw["name"] = _plain_name(raw["name"], f"{source}: key 'name'")
+        for key in ("categorical", "numeric"):
+            raw[key] = _column_list(raw.get(key), f"{source}: key {key!r}")
+        if raw.get("rating") and raw.get("label"):
+            raise DatasetError(f"{source}: give 'rating' (explicit ratings) or 'label' (0/1 feedback), not both")
         modalities = {}
-        for name, spec in (raw.pop("modalities", None) or {}).items():
+        raw_modalities = raw.pop("modalities", None) or {}
+        if not isinstance(raw_modalities, dict):
+            raise DatasetError(f"{source}: key 'modalities' must be a mapping of name -> {{kind: ...}}, "
+                               f"got {_type_name(raw_modalities)}")
+        spec_keys = {f.name for f in dataclasses.fields(ModalitySpec)}
+        for name, spec in raw_modalities.items():
+            where = f"{source}: modality {name!r}"
+            _plain_name(name, f"{source}: modality name")
             if not isinstance(spec, dict):
-                raise DatasetError(f"{source}: modality {name!r} must be a mapping")
-            spec_keys = {f.name for f in dataclasses.fields(ModalitySpec)}
-            bad = sorted(set(spec) - spec_keys)
+                raise DatasetError(f"{where} must be a mapping, got {_type_name(spec)}")
+            bad = sorted(str(k) for k in set(spec) - spec_keys)
             if bad:
-                raise DatasetError(f"{source}: modality {name!r} has unknown keys {bad}")
+                raise DatasetError(f"{where} has unknown keys {bad}")
+            spec = dict(spec)
+            _require_str(spec.get("kind"), f"{where}: key 'kind'")
+            spec["columns"] = _column_list(spec.get("columns"), f"{where}: key 'columns'")
+            for key in ("column", "npy", "parquet"):
+                if spec.get(key) is not None:
+                    _require_str(spec[key], f"{where}: key {key!r}")
             modalities[name] = ModalitySpec(**spec)
             modalities[name].validate(name)
+        # Modalities and fields become the exported signature's input names: they must differ.
+        clash = sorted((set(modalities) & set(raw["categorical"] + raw["numeric"]))
+                       | (set(raw["categorical"]) & set(raw["numeric"])))
+        if clash:
+            raise DatasetError(f"{source}: {clash} named as more than one of modality / categorical / numeric; "
+                               "each name can be only one (they are the export's input names)")
         return cls(modalities=modalities, **raw)
 
     def save(self, root: str | Path) -> Path:
@@ -139,8 +173,50 @@ class Manifest:
         path = Path(root) / MANIFEST_NAME
         if not path.is_file():
             raise DatasetError(f"{path}: no manifest; a dataset directory needs a {MANIFEST_NAME}")
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise DatasetError(f"{path}: over the {MAX_MANIFEST_BYTES} bytes a manifest may have")
         try:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
             raise DatasetError(f"{path}: not valid YAML: {err}") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise DatasetError(f"{path}: cannot be read: {err}") from err
         return cls.from_dict(raw, source=str(path))
+
+
+#: A manifest ``name`` decides where a run writes (``runs/NAME``, ``saved_models/NAME_retrieval``),
+#: so it must be one plain path component.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _require_str(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise DatasetError(f"{where} must be a non-empty string, got {_type_name(value)}")
+    return value
+
+
+def _plain_name(value: Any, where: str) -> str:
+    _require_str(value, where)
+    if not PLAIN_NAME.fullmatch(value) or value in (".", ".."):
+        raise DatasetError(f"{where} must be a plain name (letters, digits, '.', '_', '-'; not '.' or '..'), "
+                           f"got {value!r}")
+    return value
+
+
+def _column_list(value: Any, where: str) -> list[str]:
+    """A list of column names; a bare string is refused (it would be read letter by letter)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DatasetError(f"{where} must be a list of column names, e.g. [{value!r}], got {_type_name(value)}"
+                           if isinstance(value, str) else f"{where} must be a list of column names, "
+                           f"got {_type_name(value)}")
+    for v in value:
+        _require_str(v, f"{where}: each entry")
+    if len(set(value)) != len(value):
+        raise DatasetError(f"{where} lists a column twice: {value}")
+    return list(value)

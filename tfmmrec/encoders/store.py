@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfmmrec.data.paths import PathRefused, open_checked
+
 KEY_SEP = "\0"
 
 
@@ -39,11 +41,20 @@ def content_hash(parts: Iterable[str]) -> str:
     return h.hexdigest()[:20]
 
 
-def file_hash(path: Path, block: int = 1 << 20) -> str:
-    """A digest of a file's bytes: a copied or touched file keeps its key, an edited one does not."""
+def file_hash(path: Path, block: int = 1 << 20, max_bytes: int | None = None) -> str:
+    """A digest of a file's bytes: a copied or touched file keeps its key, an edited one does not.
+
+    Opened through ``data.paths.open_checked`` (never follows a symlink, never blocks on a fifo,
+    only a regular file) and read to at most ``max_bytes``: a file that grew past it is refused
+    (``PathRefused``), so hashing can never read forever.
+    """
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    seen = 0
+    with open_checked(path, str(path)) as f:
         while chunk := f.read(block):
+            seen += len(chunk)
+            if max_bytes is not None and seen > max_bytes:
+                raise PathRefused(str(path), "over limits.max_file_bytes", f"more than {max_bytes} bytes")
             h.update(chunk)
     return h.hexdigest()[:20]
 

@@ -10,20 +10,30 @@ from typing import Any
 
 import numpy as np
 
+from tfmmrec.config import LimitsConfig
 from tfmmrec.data.loader import Dataset
-from tfmmrec.encoders.encode import ItemContent, item_texts
+from tfmmrec.data.paths import PathRefused, read_bounded
+from tfmmrec.encoders.encode import ItemContent, item_texts, media_precheck
 from tfmmrec.export.content import ContentEncoder, ContentSpec
 from tfmmrec.export.ranking import RankingServing, export_ranking
 from tfmmrec.export.retrieval import QueryEncoder, RetrievalServing, export_retrieval
 from tfmmrec.export.tf_serving import WARMUP_FILE, warmup_records
+from tfmmrec.media.stream import Precheck, check_media_file
 
 
-def raw_content_inputs(dataset: Dataset, rows: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+def raw_content_inputs(dataset: Dataset, rows: np.ndarray, names: list[str], *, limits: LimitsConfig | None = None,
+                       masked: dict[str, list[str]] | None = None) -> dict[str, np.ndarray]:
     """The ``embed_item_content`` inputs for dataset ``rows``: texts, file bytes, field values.
 
-    A missing or empty media file gives empty bytes (the modality is masked), as in training.
+    Files are read through the same gate and header checks as in training
+    (``media.stream.check_media_file`` under ``limits``): a missing or empty file, one outside the
+    dataset root, not regular, over a limit or of an unsupported format gives empty bytes (the
+    modality is masked), as does a text over ``limits.max_text_chars``; ``masked`` (item id ->
+    ``"modality (reason)"``) collects the refusals.
     """
+    limits = limits or LimitsConfig()
     rows = np.asarray(rows, np.int64)
+    ids = [str(i) for i in dataset.items["item_id"].iloc[rows]]
     items, manifest = dataset.items.iloc[rows], dataset.manifest
     out: dict[str, np.ndarray] = {}
     for name in names:
@@ -31,9 +41,17 @@ def raw_content_inputs(dataset: Dataset, rows: np.ndarray, names: list[str]) -> 
             spec = manifest.modalities[name]
             if spec.kind == "text":
                 texts = item_texts(dataset, spec.columns)
-                out[name] = np.array([texts[r].encode("utf-8") for r in rows], dtype=object)
+                values = []
+                for item, r in zip(ids, rows):
+                    over = len(texts[r]) > limits.max_text_chars
+                    if over and masked is not None:
+                        masked.setdefault(item, []).append(f"{name} (over limits.max_text_chars)")
+                    values.append(b"" if over else texts[r].encode("utf-8"))
+                out[name] = np.array(values, dtype=object)
             else:
-                out[name] = np.array([_read(dataset.root, p) for p in items[spec.column].tolist()], dtype=object)
+                precheck = media_precheck(spec.kind, limits)
+                out[name] = np.array([_read(dataset.root, p, precheck, limits, name, item, masked)
+                                      for item, p in zip(ids, items[spec.column].tolist())], dtype=object)
         elif name in manifest.categorical:
             out[name] = np.array([str(v).encode("utf-8") for v in items[name].astype(str)], dtype=object)
         elif name in manifest.numeric:
@@ -45,30 +63,39 @@ def raw_content_inputs(dataset: Dataset, rows: np.ndarray, names: list[str]) -> 
     return out
 
 
-def _read(root: Path, rel: Any) -> bytes:
+def _read(root: Path, rel: Any, precheck: Precheck, limits: LimitsConfig, modality: str, item: str,
+          masked: dict[str, list[str]] | None) -> bytes:
     if not isinstance(rel, str) or not rel:
         return b""
+    full, category, reason = check_media_file(root, rel, precheck, limits.max_file_bytes)
     try:
-        return (root / rel).read_bytes()
-    except OSError:
-        return b""
+        if full is not None:
+            return read_bounded(full, limits.max_file_bytes, rel=rel)
+    except PathRefused as err:
+        category, reason = "skipped", err.reason
+    if masked is not None and category != "missing":
+        masked.setdefault(item, []).append(f"{modality} ({'unsupported format ' if category == 'unsupported' else ''}"
+                                           f"{reason})")
+    return b""
 
 
 def retrieval_serving(model: Any, user_ids: np.ndarray, item_ids: np.ndarray, item_embeddings: np.ndarray,
                       max_k: int, *, dataset: Dataset | None = None, content: ItemContent | None = None,
-                      encoders: dict[str, str] | None = None, index: str = "brute_force") -> RetrievalServing:
-    """Serving module of a ``TwoTowerRetrieval``; with the catalog, it can embed raw content too."""
+                      encoders: dict[str, str] | None = None, index: str = "brute_force",
+                      limits: LimitsConfig | None = None) -> RetrievalServing:
+    """Serving module of a ``TwoTowerRetrieval``; with the catalog, it can embed raw content too
+    (refusing request inputs over ``limits``)."""
     content_encoder = None
     tower = model.item_tower
     if dataset is not None and tower.use_content and any(
             s.kind != "vector" for s in dataset.manifest.modalities.values()):
-        content_encoder = ContentEncoder(tower, ContentSpec.from_catalog(dataset, content, encoders))
+        content_encoder = ContentEncoder(tower, ContentSpec.from_catalog(dataset, content, encoders), limits=limits)
     return RetrievalServing(QueryEncoder(user_ids, model.query_tower), item_ids, item_embeddings, max_k,
                             content=content_encoder, index=index)
 
 
 def retrieval_warmup(name: str, serving: RetrievalServing, user_ids: np.ndarray, item_ids: np.ndarray,
-                     dataset: Dataset | None) -> dict[str, bytes]:
+                     dataset: Dataset | None, limits: LimitsConfig | None = None) -> dict[str, bytes]:
     """Warm-up requests for each signature, built from real ids (and real content files)."""
     users = [str(u) for u in user_ids[:3]]
     items = [str(i) for i in item_ids[:2]]
@@ -82,17 +109,19 @@ def retrieval_warmup(name: str, serving: RetrievalServing, user_ids: np.ndarray,
     ]
     if serving.content is not None and dataset is not None:
         names = [spec.name for spec in serving.content_input_specs]
-        requests.append(("embed_item_content", raw_content_inputs(dataset, np.arange(2), names)))
+        requests.append(("embed_item_content", raw_content_inputs(dataset, np.arange(min(2, dataset.num_items)),
+                                                                      names, limits=limits)))
     return {WARMUP_FILE: warmup_records(name, requests)}
 
 
 def export_retrieval_model(base: str | Path, name: str, model: Any, user_ids: np.ndarray, item_ids: np.ndarray,
                            item_embeddings: np.ndarray, max_k: int, *, dataset: Dataset | None = None,
                            content: ItemContent | None = None, encoders: dict[str, str] | None = None,
-                           index: str = "brute_force", version: int | None = None) -> Path:
+                           index: str = "brute_force", version: int | None = None,
+                           limits: LimitsConfig | None = None) -> Path:
     serving = retrieval_serving(model, user_ids, item_ids, item_embeddings, max_k, dataset=dataset,
-                                content=content, encoders=encoders, index=index)
-    warmup = retrieval_warmup(name, serving, user_ids, item_ids, dataset)
+                                content=content, encoders=encoders, index=index, limits=limits)
+    warmup = retrieval_warmup(name, serving, user_ids, item_ids, dataset, limits)
     return export_retrieval(base, name, serving, version, assets_extra=warmup)
 
 

@@ -11,7 +11,9 @@ decoder the tf.data pipeline uses in training (RIFF parsing, PCM/float WAV, band
 resampling to 16 kHz in core ops), so a clip is embedded here exactly as it was in training.
 
 Missing content is an empty string (text) or empty bytes (image/audio): that modality is
-masked, exactly as an absent file is in training. Precomputed-vector modalities cannot be
+masked, exactly as an absent file is in training. Inputs over the run's ``limits`` (bytes per
+file, image pixels from the header, audio seconds, text characters) fail the request with an
+error naming the input and the limit, before anything is decoded. Precomputed-vector modalities cannot be
 computed from raw content and are always masked here. Bytes that are not a PNG/JPEG/GIF/BMP
 image, or not a RIFF/WAVE file, fail the request with an error naming the modality.
 """
@@ -23,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tfmmrec.config import LimitsConfig
 from tfmmrec.data.loader import Dataset
 from tfmmrec.encoders.encode import ItemContent
 from tfmmrec.encoders.registry import DEFAULT_ENCODERS, get_encoder_spec, load_encoder
@@ -89,10 +92,41 @@ def decode_wav_core(contents: tf.Tensor, max_seconds: float, modality: str = "au
     return decode_wav(contents, max_seconds, max_input_seconds)
 
 
+def _wav_seconds(contents: tf.Tensor) -> tf.Tensor:
+    """An upper bound on a WAV's length from its size and the canonical header's byte rate
+    (bytes 28..31), before decoding; a byte rate of 0 counts as 1 (the decoder refuses it)."""
+    head = tf.strings.join([tf.strings.substr(contents, 0, 32), tf.constant(b"\0" * 32)])
+    rate = tf.io.decode_raw(tf.strings.substr(head, 28, 4), tf.uint8)
+    rate = tf.cast(rate, tf.int64)
+    byte_rate = tf.maximum(rate[0] + 256 * (rate[1] + 256 * (rate[2] + 256 * rate[3])), 1)
+    return tf.cast(tf.strings.length(contents), tf.float64) / tf.cast(byte_rate, tf.float64)
+
+
+def _within_limits(contents: tf.Tensor, modality: str, kind: str, limits: LimitsConfig) -> tf.Tensor:
+    """``contents`` after asserting it is within ``limits`` (an error naming the input and the limit)."""
+    if kind == "text":
+        chars = tf.strings.length(contents, unit="UTF8_CHAR")
+        checks = [tf.debugging.Assert(tf.reduce_all(chars <= limits.max_text_chars), [
+            f"{modality}: text over limits.max_text_chars ({limits.max_text_chars} characters); longest:",
+            tf.reduce_max(tf.concat([chars, [0]], 0))])]
+    else:
+        size = tf.strings.length(contents)
+        checks = [tf.debugging.Assert(tf.reduce_all(size <= limits.max_file_bytes), [
+            f"{modality}: file over limits.max_file_bytes ({limits.max_file_bytes} bytes); largest:",
+            tf.reduce_max(tf.concat([size, [0]], 0))])]
+        if kind == "audio":
+            seconds = tf.map_fn(_wav_seconds, contents, fn_output_signature=tf.float64)
+            checks.append(tf.debugging.Assert(tf.reduce_all(seconds <= limits.max_audio_seconds), [
+                f"{modality}: audio over limits.max_audio_seconds ({limits.max_audio_seconds} s)"]))
+    with tf.control_dependencies(checks):
+        return tf.identity(contents)
+
+
 def _checked_image(contents: tf.Tensor, modality: str) -> tf.Tensor:
     """``contents``, after checking it starts like an image file (a clearer error than the decoder's)."""
     ok = tf.reduce_any([tf.strings.substr(contents, 0, len(m)) == m for m in _IMAGE_MAGIC])
-    check = tf.debugging.Assert(ok, [f"{modality}: bytes are not a PNG/JPEG/GIF/BMP image (send b'' for no image)"])
+    check = tf.debugging.Assert(ok, [f"{modality}: bytes are not a PNG/JPEG/GIF/BMP image (an unsupported format "
+                                     "such as WebP or TIFF, or not an image; send b'' for no image)"])
     with tf.control_dependencies([check]):
         return tf.identity(contents)
 
@@ -105,8 +139,9 @@ class ContentEncoder(tf.Module):
     unknown), in ``input_names`` order, and returns ``{"embedding": [batch, d]}``.
     """
 
-    def __init__(self, item_tower: keras.Model, spec: ContentSpec) -> None:
+    def __init__(self, item_tower: keras.Model, spec: ContentSpec, limits: LimitsConfig | None = None) -> None:
         super().__init__()
+        self.limits = limits or LimitsConfig()
         self.tower = item_tower
         self.modality_dims = dict(item_tower.table.modality_dims)
         self.raw = dict(spec.raw)
@@ -136,6 +171,7 @@ class ContentEncoder(tf.Module):
     def _encode(self, modality: str, values: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         kind = self.raw[modality][0]
         spec, encoder = self.encoder_specs[modality], self.encoders[modality]
+        values = _within_limits(values, modality, kind, self.limits)
         present = tf.strings.length(values) > 0
         if kind == "text":
             batch = values
@@ -144,7 +180,8 @@ class ContentEncoder(tf.Module):
 
             def one(contents: tf.Tensor) -> tf.Tensor:
                 def decode() -> tf.Tensor:
-                    return decode_image(_checked_image(contents, modality), size)
+                    return decode_image(_checked_image(contents, modality), size, self.limits.max_image_pixels,
+                                        name=modality)
                 return tf.cond(tf.strings.length(contents) > 0, decode, lambda: tf.zeros([size, size, 3]))
             batch = tf.map_fn(one, values, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
         else:

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfmmrec.config import ConfigError, LimitsConfig
 from tfmmrec.data.loader import Dataset
+from tfmmrec.data.manifest import DatasetError
 from tfmmrec.export.build import raw_content_inputs
 from tfmmrec.export.retrieval import RetrievalServing, export_retrieval
 from tfmmrec.export.tf_serving import WARMUP_FILE
@@ -37,7 +39,7 @@ class ReindexResult:
         text = (f"{self.path}: {self.kept} items kept, {len(self.added)} added from content, "
                 f"{len(self.removed)} removed")
         if self.masked:
-            text += f"; {len(self.masked)} new items had undecodable media, masked: " + ", ".join(
+            text += f"; {len(self.masked)} new items had media masked (undecodable or refused): " + ", ".join(
                 f"{k} ({'/'.join(v)})" for k, v in list(self.masked.items())[:5])
         return text
 
@@ -63,21 +65,29 @@ def _embed_rows(embed: tf.types.experimental.ConcreteFunction, inputs: dict[str,
                 break
             except tf.errors.InvalidArgumentError as e:
                 if attempt == (binary[-1] if binary else None):
-                    raise ValueError(f"item {item}: its content cannot be embedded: {e.message}") from None
+                    raise DatasetError(f"item {item}: its content cannot be embedded: {e.message}") from None
     return np.stack(rows)
 
 
 def reindex(base: str | Path, name: str, dataset: Dataset, *, version: int | None = None,
-            batch_size: int = 64) -> ReindexResult:
-    """Export ``BASE/NAME/<next version>`` indexing exactly ``dataset``'s items."""
+            batch_size: int = 64, limits: LimitsConfig | None = None) -> ReindexResult:
+    """Export ``BASE/NAME/<next version>`` indexing exactly ``dataset``'s items.
+
+    New items' files are read through the catalog path gate under ``limits``: one outside the
+    dataset root, not a regular file, over a limit or of an unsupported format is masked, and
+    named in ``ReindexResult.masked`` with its reason.
+    """
     model_dir = Path(base) / name
     versions = existing_versions(model_dir)
     if not versions:
         raise FileNotFoundError(f"{model_dir} has no version to reindex from")
     source = model_dir / str(versions[-1])
     loaded = tf.saved_model.load(str(source))
+    if not all(hasattr(loaded, a) for a in ("item_ids", "item_embeddings", "query", "max_k_var", "index_kind")):
+        raise ConfigError(f"{source} is not a tfmmrec retrieval export (no item index); reindex needs "
+                          "saved_models/<name>_retrieval")
     if "embed_item_content" not in loaded.signatures:
-        raise ValueError(f"{source} has no embed_item_content signature (an ID-only model cannot embed new items)")
+        raise ConfigError(f"{source} has no embed_item_content signature (an ID-only model cannot embed new items)")
     old_ids = [b.decode() for b in loaded.item_ids.numpy()]
     old_emb = loaded.item_embeddings.numpy()
     position = {item: i for i, item in enumerate(old_ids)}
@@ -94,7 +104,7 @@ def reindex(base: str | Path, name: str, dataset: Dataset, *, version: int | Non
     masked: dict[str, list[str]] = {}
     for start in range(0, len(new_rows), batch_size):
         rows = new_rows[start:start + batch_size]
-        inputs = raw_content_inputs(dataset, rows, names)
+        inputs = raw_content_inputs(dataset, rows, names, limits=limits, masked=masked)
         emb[rows] = _embed_rows(embed, inputs, binary, [catalog[r] for r in rows], masked)
     serving = RetrievalServing(loaded.query, np.array(catalog), emb, int(loaded.max_k_var.numpy()),
                                content=loaded.content, index=loaded.index_kind.numpy().decode())

@@ -22,6 +22,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tfmmrec.config import LimitsConfig
+from tfmmrec.data.paths import PathRefused, resolve_in_root
 from tfmmrec.encoders.contracts import ContentEncoder
 from tfmmrec.media.audio import decode_wav
 from tfmmrec.media.image import decode_image
@@ -81,11 +83,12 @@ def _raw_loader(kind: str, encoder: ContentEncoder, root: Path, inputs: list[str
     table = tf.constant(["", *inputs])
     if kind == "text":
         return table, lambda value, present: value
-    paths = tf.constant(["", *[str(root / p) if p else "" for p in inputs]])
+    paths = tf.constant(["", *gated_paths(root, inputs)[0]])
     spec = encoder.spec
     if kind == "image":
         def decode(path: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
-            return tf.cond(present > 0, lambda: decode_image(tf.io.read_file(path), spec.image_size),
+            return tf.cond(present > 0, lambda: decode_image(tf.io.read_file(path), spec.image_size,
+                                                             LimitsConfig().max_image_pixels),
                            lambda: tf.zeros([spec.image_size, spec.image_size, 3]))
     else:
         length = int(spec.audio_seconds * 16000)
@@ -96,9 +99,24 @@ def _raw_loader(kind: str, encoder: ContentEncoder, root: Path, inputs: list[str
     return paths, decode
 
 
+def gated_paths(root: Path, inputs: list[str]) -> tuple[list[str], np.ndarray]:
+    """Resolved paths of the media files that pass the catalog path gate ("" for the others), and
+    which passed: a path outside the root, a fifo or an oversized file is never handed to tf.data."""
+    out, ok = [], np.zeros(len(inputs), bool)
+    for i, rel in enumerate(inputs):
+        try:
+            out.append(str(resolve_in_root(root, rel, max_bytes=LimitsConfig().max_file_bytes)) if rel else "")
+            ok[i] = bool(rel)
+        except PathRefused:
+            out.append("")
+    return out, ok
+
+
 def _with_raw(ds: tf.data.Dataset, kind: str, encoder: ContentEncoder, root: Path, inputs: list[str],
               present: np.ndarray) -> tf.data.Dataset:
     values, decode = _raw_loader(kind, encoder, root, inputs)
+    if kind != "text":
+        present = np.asarray(present, bool) & gated_paths(root, inputs)[1]
     present_table = tf.constant(np.concatenate([[0.0], present.astype(np.float32)]))
 
     def add(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

@@ -160,6 +160,17 @@ def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *,
                   name="deepfm")
 
 
+def per_example_logistic_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Binary cross-entropy on logits, one value per example (``[batch]``), so that the interactions'
+    ``weight`` column can weigh each one; its batch mean equals Keras' ``BinaryCrossentropy``."""
+    return keras.losses.binary_crossentropy(y_true[:, None], y_pred[:, None], from_logits=True)
+
+
+def per_example_squared_error(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Squared error per example (``[batch]``); its batch mean equals Keras' ``MeanSquaredError``."""
+    return keras.losses.mean_squared_error(y_true[:, None], y_pred[:, None])
+
+
 def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, *, mode: str,
                   seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
                   backup_dir: str | Path | None = None, backup_every_steps: int = 100) -> keras.callbacks.History:
@@ -169,10 +180,10 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
     callbacks = list(callbacks or [])
     with model.distribute_strategy.scope():  # metrics must be created under the model's strategy
         if mode == "rating":
-            loss = keras.losses.MeanSquaredError()
+            loss = per_example_squared_error
             metrics = [keras.metrics.RootMeanSquaredError(name="rmse")]
         else:
-            loss = keras.losses.BinaryCrossentropy(from_logits=True)
+            loss = per_example_logistic_loss
             metrics = [keras.metrics.AUC(from_logits=True, name="auc")]
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
         if backup_dir is not None:

@@ -20,6 +20,7 @@ class SplitArrays:
     item: np.ndarray
     target: np.ndarray | None  # rating or label, when the log has one
     time: np.ndarray | None = None  # timestamps, when the log has them (orders users' histories)
+    weight: np.ndarray | None = None  # per-interaction sample weight (manifest key ``weight``), > 0
 
     def __len__(self) -> int:
         return len(self.user)
@@ -44,8 +45,13 @@ class EncodedInteractions:
 
 
 def encode_interactions(interactions: pd.DataFrame, num_items: int, target: str | None = None) -> EncodedInteractions:
-    """``interactions`` has user_id, item_idx (dataset row) and split columns."""
+    """``interactions`` has user_id, item_idx (dataset row) and split columns, and optionally a
+    ``weight`` column: each training example's weight in every loss. Training rows of weight 0
+    are dropped here, so they have no effect at all (not even as another query's in-batch
+    negative, nor on the item frequencies behind logQ)."""
     train_df = interactions[interactions["split"] == "train"]
+    if "weight" in train_df.columns:
+        train_df = train_df[train_df["weight"].to_numpy(np.float64) > 0]
     user_ids = np.sort(train_df["user_id"].unique())
     vocab = pd.Index(user_ids)
 
@@ -53,7 +59,8 @@ def encode_interactions(interactions: pd.DataFrame, num_items: int, target: str 
         return SplitArrays(user=(vocab.get_indexer(df["user_id"]) + 1).astype(np.int32),
                            item=(df["item_idx"].to_numpy() + 1).astype(np.int32),
                            target=df[target].to_numpy(np.float32) if target else None,
-                           time=df["timestamp"].to_numpy() if "timestamp" in df.columns else None)
+                           time=df["timestamp"].to_numpy() if "timestamp" in df.columns else None,
+                           weight=df["weight"].to_numpy(np.float32) if "weight" in df.columns else None)
 
     train = arrays(train_df)
     counts = np.bincount(train.item, minlength=num_items + 1).astype(np.float64)
@@ -112,6 +119,8 @@ def retrieval_dataset(data: EncodedInteractions, batch_size: int, seed: int,
         columns["history"] = history
     if with_target and data.train.target is not None:
         columns["target"] = data.train.target
+    if data.train.weight is not None:  # the retrieval task's sample_weight
+        columns["weight"] = data.train.weight
     return batched_permutations(columns, batch_size, seed, repeat=repeat)
 
 
@@ -158,10 +167,18 @@ def batched_permutations(columns: dict[str, np.ndarray], batch_size: int, seed: 
 def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, seed: int,
                     explicit: bool) -> tf.data.Dataset:
     """Ratings as they are (``explicit``), or positives plus ``negatives`` uniformly sampled
-    training items per positive, drawn afresh every epoch, labelled 1 and 0."""
+    training items per positive, drawn afresh every epoch, labelled 1 and 0. With interaction
+    weights, each element is ``(features, label, sample_weight)``; a positive's negatives carry
+    its weight (they were drawn for it)."""
     train = data.train
+    weighted = train.weight is not None
     if explicit:
-        ds = batched_permutations({"user": train.user, "item": train.item, "target": train.target}, batch_size, seed)
+        columns = {"user": train.user, "item": train.item, "target": train.target}
+        if weighted:
+            columns["weight"] = train.weight
+        ds = batched_permutations(columns, batch_size, seed)
+        if weighted:
+            return ds.map(lambda b: ({"user": b["user"], "item": b["item"]}, b["target"], b["weight"]))
         return ds.map(lambda b: ({"user": b["user"], "item": b["item"]}, b["target"]))
     # Negatives come from items with training interactions only: sampling held-out (cold) items
     # as negatives would teach the model that exactly those items are bad.
@@ -175,9 +192,14 @@ def ranking_dataset(data: EncodedInteractions, batch_size: int, negatives: int, 
         labels = tf.tile(tf.concat([[1.0], tf.zeros([negatives])], 0)[None], [tf.shape(user)[0], 1])
         return {"user": tf.repeat(user, group), "item": tf.reshape(items, [-1])}, tf.reshape(labels, [-1])
 
-    ds = batched_permutations({"user": train.user, "item": train.item}, max(1, batch_size // group), seed)
+    columns = {"user": train.user, "item": train.item}
+    if weighted:
+        columns["weight"] = train.weight
+    ds = batched_permutations(columns, max(1, batch_size // group), seed)
     # A sequential map (one cheap op per batch): parallel calls would draw from the stateful RNG
     # in a varying order and make runs irreproducible.
+    if weighted:
+        return ds.map(lambda b: (*with_negatives(b["user"], b["item"]), tf.repeat(b["weight"], group))).prefetch(2)
     return ds.map(lambda b: with_negatives(b["user"], b["item"])).prefetch(2)
 
 

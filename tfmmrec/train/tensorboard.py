@@ -36,6 +36,11 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorboard.plugins import projector
 
+from tfmmrec.config import LimitsConfig
+from tfmmrec.media.image import image_pixels
+
+THUMBNAIL_MAX_PIXELS = LimitsConfig().max_image_pixels
+
 PROJECTOR_TENSOR = "item_embedding/.ATTRIBUTES/VARIABLE_VALUE"
 
 
@@ -171,8 +176,11 @@ def sprite_image(image_paths: Sequence[str | Path | None], size: int) -> np.ndar
 def _thumbnail(path: str | Path | None, size: int) -> np.ndarray | None:
     if not path:
         return None
-    try:
-        image = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+    try:  # the pixel count from the header first: a decompression bomb must not become a thumbnail
+        contents = tf.io.read_file(str(path))
+        if int(image_pixels(contents)) > THUMBNAIL_MAX_PIXELS:
+            return None
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     except (tf.errors.OpError, ValueError):
         return None  # missing or undecodable: the caller leaves a grey tile
     return tf.cast(tf.image.resize(image, [size, size]), tf.uint8).numpy()
