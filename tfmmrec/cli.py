@@ -296,10 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     import tfmmrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads Keras)
     from tfmmrec.config import ConfigError
     from tfmmrec.data.manifest import DatasetError
+    from tfmmrec.export.versioning import ExportError
+    from tfmmrec.train.run_dir import RunDirError
 
     try:
         return _dispatch(args)
-    except (DatasetError, ConfigError, FileExistsError, FileNotFoundError) as err:
+    except (DatasetError, ConfigError, FileExistsError, FileNotFoundError, RunDirError, ExportError) as err:
         print(f"tfmmrec: error: {err}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,10 @@ from typing import Any
 import tensorflow as tf
 
 
+class ExportError(RuntimeError):
+    """An export that could not be written (the run that asked for it keeps its results)."""
+
+
 def existing_versions(model_dir: Path) -> list[int]:
     if not model_dir.is_dir():
         return []
