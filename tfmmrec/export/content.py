@@ -86,6 +86,9 @@ def decode_wav_core(contents: tf.Tensor, max_seconds: float) -> tf.Tensor:
     with tf.control_dependencies([check]):
         contents = tf.identity(contents)
     audio, rate = tf.audio.decode_wav(contents)
+    check = tf.debugging.Assert(rate > 0, ["audio: the WAV header says sample rate", rate, "(not a playable clip)"])
+    with tf.control_dependencies([check]):
+        audio = tf.identity(audio)
     wave = tf.reduce_mean(audio, axis=1)
     length = int(max_seconds * TARGET_RATE)
     n_in = tf.shape(wave)[0]
@@ -105,6 +108,18 @@ def _checked_image(contents: tf.Tensor, modality: str) -> tf.Tensor:
     check = tf.debugging.Assert(ok, [f"{modality}: bytes are not a PNG/JPEG/GIF/BMP image (send b'' for no image)"])
     with tf.control_dependencies([check]):
         return tf.identity(contents)
+
+
+def checked_content_batch(names: list[str], args: tuple[tf.Tensor, ...] | list[tf.Tensor]) -> list[tf.Tensor]:
+    """``args`` after checking there is at least one item and every input has one value per item.
+    A batch-1 input is not broadcast over a bigger batch: each item's fields are its own."""
+    rows = tf.shape(args[0])[0]
+    checks = [tf.debugging.Assert(rows > 0, [f"{names[0]}: the batch is empty; send at least one item"])]
+    checks += [tf.debugging.Assert(tf.equal(tf.shape(a)[0], rows), [
+        f"{n} has", tf.shape(a)[0], f"rows and {names[0]} has", rows,
+        "; every input of embed_item_content needs one value per item"]) for n, a in zip(names[1:], args[1:])]
+    with tf.control_dependencies(checks):
+        return [tf.identity(a) for a in args]
 
 
 class ContentEncoder(tf.Module):
@@ -170,6 +185,7 @@ class ContentEncoder(tf.Module):
         return emb * mask[:, None], mask
 
     def _embed(self, *args: tf.Tensor) -> dict[str, tf.Tensor]:
+        args = checked_content_batch(self.input_names, args)
         inputs = dict(zip(self.input_names, args))
         batch = tf.shape(args[0])[0]
         embeddings, masks = {}, {}
