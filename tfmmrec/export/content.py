@@ -79,14 +79,15 @@ class ContentSpec:
         return cls(raw, zstats, categorical, numeric, mean.astype(np.float32), std.astype(np.float32))
 
 
-def decode_wav_core(contents: tf.Tensor, max_seconds: float) -> tf.Tensor:
-    """16-bit PCM WAV bytes -> 16 kHz mono ``[max_seconds * 16000]`` with core TF ops only."""
+def decode_wav_core(contents: tf.Tensor, max_seconds: float, name: str = "audio") -> tf.Tensor:
+    """16-bit PCM WAV bytes -> 16 kHz mono ``[max_seconds * 16000]`` with core TF ops only.
+    ``name``: the input named in errors."""
     check = tf.debugging.Assert(tf.equal(tf.strings.substr(contents, 0, 4), "RIFF"),
-                                ["audio: bytes are not a RIFF/WAVE file (send b'' for no audio)"])
+                                [f"{name}: bytes are not a RIFF/WAVE file (send b'' for no audio)"])
     with tf.control_dependencies([check]):
         contents = tf.identity(contents)
     audio, rate = tf.audio.decode_wav(contents)
-    check = tf.debugging.Assert(rate > 0, ["audio: the WAV header says sample rate", rate, "(not a playable clip)"])
+    check = tf.debugging.Assert(rate > 0, [f"{name}: the WAV header says sample rate", rate, "(not a playable clip)"])
     with tf.control_dependencies([check]):
         audio = tf.identity(audio)
     wave = tf.reduce_mean(audio, axis=1)
@@ -176,7 +177,8 @@ class ContentEncoder(tf.Module):
             length = int(spec.audio_seconds * TARGET_RATE)
 
             def one(contents: tf.Tensor) -> tf.Tensor:
-                return tf.cond(tf.strings.length(contents) > 0, lambda: decode_wav_core(contents, spec.audio_seconds),
+                return tf.cond(tf.strings.length(contents) > 0,
+                               lambda: decode_wav_core(contents, spec.audio_seconds, modality),
                                lambda: tf.zeros([length]))
             batch = tf.map_fn(one, values, fn_output_signature=tf.TensorSpec([length], tf.float32))
         emb = tf.cast(encoder(batch), tf.float32)

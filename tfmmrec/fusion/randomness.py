@@ -8,8 +8,9 @@ position in a variable: ``training_randomness`` creates one per ``fit`` from the
 attaches it to the model, so the backup saves and restores it with the weights and optimizer.
 
 Every training-time draw of the models goes through :func:`uniform` (and :class:`Dropout`).
-Outside ``training_randomness`` (a layer called with ``training=True`` by hand) they draw from
-TensorFlow's global generator, unseeded.
+Outside ``training_randomness`` (a layer called with ``training=True`` by hand, or traced by a
+SavedModel export) they are plain ``tf.random.uniform`` ops: a function traced there must not
+capture the generator's variable, which is not part of the exported object.
 
 Lives in ``fusion`` because that is the lowest stage that draws at random (modality dropout);
 ``models`` and ``train`` import it from here.
@@ -25,6 +26,7 @@ import tf_keras as keras
 
 # The model attribute that holds the generator during ``fit`` (and so its name in the backup).
 GENERATOR_ATTRIBUTE = "training_rng"
+_active: list[tf.random.Generator] = []  # innermost ``training_randomness`` last
 
 
 @contextlib.contextmanager
@@ -35,22 +37,23 @@ def training_randomness(model: keras.Model, seed: int) -> Iterator[tf.random.Gen
     again, so saved weights and exports do not carry it."""
     with model.distribute_strategy.scope():  # per-replica streams under a distribution strategy
         generator = tf.random.Generator.from_seed(seed)
-    previous = tf.random.get_global_generator()
-    tf.random.set_global_generator(generator)
     setattr(model, GENERATOR_ATTRIBUTE, generator)
+    _active.append(generator)
     try:
         yield generator
     finally:
+        _active.remove(generator)
         if hasattr(model, GENERATOR_ATTRIBUTE):
             delattr(model, GENERATOR_ATTRIBUTE)
-        tf.random.set_global_generator(previous)
 
 
 def uniform(shape: Any, minval: Any = 0, maxval: Any = None, dtype: tf.DType = tf.float32) -> tf.Tensor:
     """``tf.random.uniform`` from the training generator (``maxval`` defaults to 1 for floats)."""
     if maxval is None:
         maxval = 1.0 if dtype.is_floating else None
-    return tf.random.get_global_generator().uniform(shape, minval, maxval, dtype=dtype)
+    if not _active:
+        return tf.random.uniform(shape, minval, maxval, dtype=dtype)
+    return _active[-1].uniform(shape, minval, maxval, dtype=dtype)
 
 
 @keras.utils.register_keras_serializable(package="tfmmrec")

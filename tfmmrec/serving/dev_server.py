@@ -186,7 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         size = int(length)
         if size > self.max_body_bytes:
-            self.close_connection = True  # the unread body must not be taken for the next request
+            self.close_connection = True  # the rest of the body must not be taken for the next request
+            self._discard(min(size, 4 * self.max_body_bytes))
             self._reply(413, {"error": f"the request body is {size} bytes; the limit is {self.max_body_bytes}"})
             return None
         try:
@@ -199,6 +200,18 @@ class _Handler(BaseHTTPRequestHandler):
                                        f"within {self.timeout:g} s"})
             return None
         return body
+
+    def _discard(self, size: int) -> None:
+        """Read and drop up to ``size`` body bytes in small chunks (bounded by the read timeout),
+        so a client still sending gets the answer instead of a broken pipe."""
+        try:
+            while size > 0:
+                chunk = self.rfile.read1(min(size, 1 << 16))  # type: ignore[attr-defined]
+                if not chunk:
+                    return
+                size -= len(chunk)
+        except OSError:
+            return
 
     def _post(self) -> None:
         routed = self._route()

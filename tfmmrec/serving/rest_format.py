@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ def _op_error_message(message: str) -> str:
     noise = ("Graph execution error", "Detected at node", "<stack traces", "[[", "Op:__inference")
     lines = [line.strip() for line in message.splitlines()]
     kept = [line for line in lines if line and not line.startswith(noise)]
-    return " ".join(kept) or message
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", " ".join(kept)) or message
 
 
 def _parse_json(body: str | bytes) -> dict[str, Any]:
