@@ -68,3 +68,9 @@ from tfmmrec.models.tasks import RetrievalTask  # noqa: E402
 
 __all__ += ["DCN", "MultitaskConfig", "MultitaskRetrieval", "RetrievalTask"]
 __all__ += ["ResumableBackup", "resolve_strategy"]
+
+from tfmmrec.export.versioning import ExportError  # noqa: E402
+from tfmmrec.train.resume import ResumableEarlyStopping  # noqa: E402
+from tfmmrec.train.run_dir import RunDirError  # noqa: E402
+
+__all__ += ["ExportError", "ResumableEarlyStopping", "RunDirError"]

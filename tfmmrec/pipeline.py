@@ -450,7 +450,10 @@ def export_run(run_dir: str | Path, export_dir: str | Path, config: RunConfig | 
     cfg = config or RunConfig.from_yaml(Path(run_dir) / "config.yaml")
     loaded, prep = load_run(run_dir, cfg, dataset_dir=dataset_dir)
     rank_data = prep.rank_data if "ranking" in loaded.models else None
-    _export(loaded, prep.dataset.manifest.name, export_dir, cfg, prep.mode, rank_data)
+    try:
+        _export(loaded, prep.dataset.manifest.name, export_dir, cfg, prep.mode, rank_data)
+    except (OSError, tf.errors.OpError) as err:
+        raise ExportError(f"export to {export_dir} failed ({type(err).__name__}: {err})") from err
     return loaded.exports
 
 
