@@ -81,3 +81,9 @@ from tfmmrec.data.paths import PathRefused, resolve_in_root  # noqa: E402
 from tfmmrec.media.stream import DecodeReport  # noqa: E402
 
 __all__ += ["DecodeReport", "LimitsConfig", "PathRefused", "resolve_in_root"]
+
+from tfmmrec.export.versioning import ExportError  # noqa: E402
+from tfmmrec.train.resume import ResumableEarlyStopping  # noqa: E402
+from tfmmrec.train.run_dir import RunDirError  # noqa: E402
+
+__all__ += ["ExportError", "ResumableEarlyStopping", "RunDirError"]

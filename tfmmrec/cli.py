@@ -321,9 +321,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     from tfmmrec.config import ConfigError
     from tfmmrec.data.manifest import DatasetError
+    from tfmmrec.export.versioning import ExportError
+    from tfmmrec.train.run_dir import RunDirError
 
     # EncoderUnavailable is a ConfigError; PathRefused a DatasetError.
-    return DatasetError, ConfigError, OSError, yaml.YAMLError, UnicodeDecodeError
+    return DatasetError, ConfigError, OSError, yaml.YAMLError, UnicodeDecodeError, RunDirError, ExportError
 
 
 def error_line(err: BaseException) -> str:

@@ -18,18 +18,21 @@ import tensorflow as tf
 
 from tfmmrec.config import RunConfig
 from tfmmrec.data.loader import Dataset, load_dataset
+from tfmmrec.data.manifest import Manifest
 from tfmmrec.data.splits import split_interactions
 from tfmmrec.encoders.encode import ItemContent, encode_catalog
 from tfmmrec.evaluate.ranking import auc, log_loss, rmse
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
 from tfmmrec.evaluate.topk import factorized_top_k_accuracy
 from tfmmrec.export.build import export_ranking_model, export_retrieval_model
+from tfmmrec.export.versioning import ExportError
 from tfmmrec.models.features import build_item_features, build_user_features
 from tfmmrec.train.distribute import resolve_strategy
 from tfmmrec.train.fit import build_multitask, build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
 from tfmmrec.train.pretrain import add_aligned_modality
 from tfmmrec.train.resume import backup_root
+from tfmmrec.train.run_dir import check_writable, run_dir_lock
 from tfmmrec.train.tensorboard import tensorboard_callbacks, write_projector
 
 
@@ -166,13 +169,35 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         verbose: int = 2) -> RunResult:
     """Train and evaluate on a dataset in the standard layout; write metrics.json and exports.
 
+    One run at a time per ``run_dir`` (a second one raises ``RunDirError`` at once, see
+    ``train.run_dir``); the run, backup and embedding-cache directories are checked writable
+    before anything trains. ``metrics.json`` is written before exporting: an export that fails
+    raises ``ExportError`` and leaves the run's metrics (and weights) in place.
+
     Args:
       run_dir: receives ``metrics.json`` and ``config.yaml``.
       export_dir: base directory of the SavedModels (``NAME/VERSION``); ``None`` skips export.
     """
     cfg = config or RunConfig()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_dir_lock(run_dir):
+        root = Path(dataset.root if dataset is not None else dataset_dir)
+        raw_media = dataset is None and _has_raw_media(root)
+        check_writable(backup=run_dir / "backup" if cfg.backup_every_steps > 0 else None,
+                       cache=root / ".tfmmrec_cache" if raw_media else None)
+        return _run_locked(dataset_dir, run_dir, cfg, export_dir=export_dir, dataset=dataset, verbose=verbose)
+
+
+def _has_raw_media(root: Path) -> bool:
+    """Whether the dataset at ``root`` has modalities encoded through the embedding cache."""
+    try:
+        return any(spec.kind != "vector" for spec in Manifest.load(root).modalities.values())
+    except Exception:  # noqa: BLE001 -- an unreadable manifest is reported by the loader, with its reason
+        return False
+
+
+def _run_locked(dataset_dir: str | Path, run_dir: Path, cfg: RunConfig, *, export_dir: str | Path | None,
+                dataset: Dataset | None, verbose: int) -> RunResult:
     cfg.to_yaml(run_dir / "config.yaml")
     started = time.perf_counter()
     tf.keras.utils.set_random_seed(cfg.seed)
@@ -216,13 +241,24 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
             _backup_args(backups, "ranking", cfg), strategy)
         save_run_weights(cfg, run_dir, "ranking", result.models["ranking"])
         metrics["ranking_model"] = cfg.ranking.model
-    if export_dir is not None:
-        _export(result, ds.manifest.name, export_dir, cfg, mode, rank_data)
-    metrics["exports"] = {k: str(v) for k, v in result.exports.items()}
+    # The results first: an export that fails must not take the run's metrics with it.
+    metrics["exports"] = {}
     metrics["seconds"] = round(time.perf_counter() - started, 1)
     write_json(run_dir / "metrics.json", metrics)
     write_run_state(run_dir, dataset_dir if dataset is None else dataset.root, list(retrieval_models),
                     "ranking" in result.models)
+    if export_dir is not None:
+        try:
+            _export(result, ds.manifest.name, export_dir, cfg, mode, rank_data)
+        except (OSError, tf.errors.OpError) as err:
+            metrics["export_error"] = f"{type(err).__name__}: {err}"
+            write_json(run_dir / "metrics.json", metrics)
+            raise ExportError(f"export to {export_dir} failed ({type(err).__name__}: {err}); the run's metrics are "
+                              f"in {run_dir / 'metrics.json'}; export it again with: tfmmrec export {run_dir} "
+                              "--export-dir DIR") from err
+        metrics["exports"] = {k: str(v) for k, v in result.exports.items()}
+        metrics["seconds"] = round(time.perf_counter() - started, 1)
+        write_json(run_dir / "metrics.json", metrics)
     return result
 
 
@@ -436,7 +472,10 @@ def export_run(run_dir: str | Path, export_dir: str | Path, config: RunConfig | 
     cfg = config or RunConfig.from_yaml(Path(run_dir) / "config.yaml")
     loaded, prep = load_run(run_dir, cfg, dataset_dir=dataset_dir)
     rank_data = prep.rank_data if "ranking" in loaded.models else None
-    _export(loaded, prep.dataset.manifest.name, export_dir, cfg, prep.mode, rank_data)
+    try:
+        _export(loaded, prep.dataset.manifest.name, export_dir, cfg, prep.mode, rank_data)
+    except (OSError, tf.errors.OpError) as err:
+        raise ExportError(f"export to {export_dir} failed ({type(err).__name__}: {err})") from err
     return loaded.exports
 
 

@@ -95,3 +95,79 @@ def test_an_export_killed_before_its_rename_leaves_no_version(tmp_path: Path) ->
     m = Doubler()
     assert save_versioned(m, tmp_path, "model", {"serving_default": m.double}).name == "1"
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["1"]
+
+
+CONCURRENT_EXPORT = """
+import importlib.util, sys, time
+from pathlib import Path
+import tensorflow as tf
+spec = importlib.util.spec_from_file_location("versioning", sys.argv[4])
+versioning = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(versioning)
+
+class Doubler(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def double(self, x):
+        return {"y": 2 * x}
+
+class Barrier(dict):
+    # Runs after the SavedModel is written, just before the version is claimed: both exports
+    # wait here for each other, so both claim at the same moment.
+    def items(self):
+        Path(sys.argv[2]).write_text("ready")
+        deadline = time.monotonic() + 60
+        while not Path(sys.argv[3]).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return super().items()
+
+m = Doubler()
+print(versioning.save_versioned(m, sys.argv[1], "model", {"serving_default": m.double}, assets_extra=Barrier(a=b"x")))
+"""
+
+
+def test_two_processes_exporting_at_once_get_their_own_versions(tmp_path: Path) -> None:
+    """Two real export processes reach the version claim together: each gets its own version
+    (1 and 2), neither fails, and both versions are complete SavedModels."""
+    import os
+    import subprocess
+    import sys
+
+    module = Path(__file__).parents[2] / "tfmmrec" / "export" / "versioning.py"
+    a, b = tmp_path / "a", tmp_path / "b"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_EXPORT, str(tmp_path), str(mine), str(other),
+                               str(module)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for mine, other in ((a, b), (b, a))]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    written = sorted(Path(out.strip()).name for out, _ in outs)
+    assert written == ["1", "2"]
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["1", "2"]  # no temporary left
+    for v in written:
+        loaded = tf.saved_model.load(str(tmp_path / "model" / v))
+        assert loaded.signatures["serving_default"](x=tf.constant([2.0]))["y"].numpy().tolist() == [4.0]
+        assert (tmp_path / "model" / v / "assets.extra" / "a").read_bytes() == b"x"
+
+
+def test_threads_exporting_at_once_get_distinct_versions(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = Doubler()
+    m.double.get_concrete_function()  # trace once, up front
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: save_versioned(m, tmp_path, "model", {"serving_default": m.double}),
+                              range(4)))
+    assert sorted(p.name for p in paths) == ["1", "2", "3", "4"]
+    assert existing_versions(tmp_path / "model") == [1, 2, 3, 4]
+    assert not list((tmp_path / "model").glob(".tmp-*"))
+
+
+def test_an_explicit_version_that_appears_meanwhile_is_refused_not_replaced(tmp_path: Path) -> None:
+    from tfmmrec.export.versioning import _claim_version
+
+    (tmp_path / "model" / "3").mkdir(parents=True)  # even an empty one: rename would replace it
+    tmp = tmp_path / "model" / ".tmp-x-1"
+    (tmp / "variables").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="never overwrite"):
+        _claim_version(tmp, tmp_path / "model", 3)
+    assert _claim_version(tmp, tmp_path / "model", None).name == "4"

@@ -89,7 +89,7 @@ def decode_wav_core(contents: tf.Tensor, max_seconds: float, modality: str = "au
                                 [f"{modality}: bytes are not a RIFF/WAVE file (send b'' for no audio)"])
     with tf.control_dependencies([check]):
         contents = tf.identity(contents)
-    return decode_wav(contents, max_seconds, max_input_seconds)
+    return decode_wav(contents, max_seconds, max_input_seconds, name=modality)
 
 
 def _wav_seconds(contents: tf.Tensor) -> tf.Tensor:
@@ -129,6 +129,18 @@ def _checked_image(contents: tf.Tensor, modality: str) -> tf.Tensor:
                                      "such as WebP or TIFF, or not an image; send b'' for no image)"])
     with tf.control_dependencies([check]):
         return tf.identity(contents)
+
+
+def checked_content_batch(names: list[str], args: tuple[tf.Tensor, ...] | list[tf.Tensor]) -> list[tf.Tensor]:
+    """``args`` after checking there is at least one item and every input has one value per item.
+    A batch-1 input is not broadcast over a bigger batch: each item's fields are its own."""
+    rows = tf.shape(args[0])[0]
+    checks = [tf.debugging.Assert(rows > 0, [f"{names[0]}: the batch is empty; send at least one item"])]
+    checks += [tf.debugging.Assert(tf.equal(tf.shape(a)[0], rows), [
+        f"{n} has", tf.shape(a)[0], f"rows and {names[0]} has", rows,
+        "; every input of embed_item_content needs one value per item"]) for n, a in zip(names[1:], args[1:])]
+    with tf.control_dependencies(checks):
+        return [tf.identity(a) for a in args]
 
 
 class ContentEncoder(tf.Module):
@@ -198,6 +210,7 @@ class ContentEncoder(tf.Module):
         return emb * mask[:, None], mask
 
     def _embed(self, *args: tf.Tensor) -> dict[str, tf.Tensor]:
+        args = checked_content_batch(self.input_names, args)
         inputs = dict(zip(self.input_names, args))
         batch = tf.shape(args[0])[0]
         embeddings, masks = {}, {}

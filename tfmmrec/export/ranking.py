@@ -2,7 +2,7 @@
 
 Signatures:
 
-``serving_default``: ``user_id``, ``item_id`` string [B] -> ``score`` float32 [B]: the
+``serving_default``: ``user_id``, ``item_id`` string [B] (the same B) -> ``score`` float32 [B]: the
   probability of an interaction (implicit or 0/1 feedback) or the predicted rating. Unknown
   ids map to index 0: an unknown user gets the untrained-user field, an unknown item has no id
   field and no content (the ranker only knows catalog items; rank new items with retrieval).
@@ -37,6 +37,7 @@ class RankingServing(tf.Module):
         self.modalities = sorted(model.table.modality_dims) if model.use_content else []
 
     def _features(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        user_id, item_id = same_batch({"user_id": user_id, "item_id": item_id}).values()
         return {"user": tf.cast(self.users.lookup(user_id), tf.int32),
                 "item": tf.cast(self.items.lookup(item_id), tf.int32)}
 
@@ -64,6 +65,18 @@ class RankingServing(tf.Module):
 
     def signatures(self) -> dict[str, Any]:
         return {"serving_default": self.score, "explain": self.explain}
+
+
+def same_batch(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """``inputs``, after checking every one has as many rows as the first: a request whose inputs
+    disagree fails with an error naming them, not deep inside the model (ConcatOp, AddN)."""
+    names = list(inputs)
+    rows = tf.shape(inputs[names[0]])[0]
+    checks = [tf.debugging.Assert(tf.equal(tf.shape(inputs[n])[0], rows), [
+        f"{n} has", tf.shape(inputs[n])[0], f"rows and {names[0]} has", rows,
+        "; every input needs one value per example"]) for n in names[1:]]
+    with tf.control_dependencies(checks):
+        return {n: tf.identity(v) for n, v in inputs.items()}
 
 
 def export_ranking(base: str | Path, name: str, serving: RankingServing, version: int | None = None,

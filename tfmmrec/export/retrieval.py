@@ -8,7 +8,9 @@ Signatures (all inputs have a leading batch dimension, so both REST formats work
   default: the maximum fixed at export; the batch is answered with its largest ``k``).
   A single row of an optional input (shape [1, ...]) applies to every user of the batch.
   outputs: ``item_ids`` string [B, K], ``scores`` float32 [B, K] (cosine similarity, higher is
-  better; ``-inf`` where exclusions left fewer than K items), ``query_source`` int32 [B].
+  better), ``query_source`` int32 [B]. Where exclusions leave fewer than K items, a row ends in
+  padding: item id ``""`` with score ``-inf`` (never an excluded item).
+  An empty batch, or a non-optional-shaped input, fails with an error naming the input.
 
   Which query a row uses (``query_source``):
   0. a known user: that user's query-tower embedding. Recent items do not change it today
@@ -147,6 +149,9 @@ class RetrievalServing(tf.Module):
     def _recommend(self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor,
                    k: tf.Tensor) -> dict[str, tf.Tensor]:
         batch = tf.shape(user_id)[0]
+        check = tf.debugging.Assert(batch > 0, ["user_id: the batch is empty; send at least one user"])
+        with tf.control_dependencies([check]):
+            batch = tf.identity(batch)
         recent = _rows_like(recent_item_ids, batch, "recent_item_ids")
         exclude = _rows_like(exclude_item_ids, batch, "exclude_item_ids")
         k = tf.reshape(_rows_like(k[:, None], batch, "k"), [-1])
@@ -177,7 +182,8 @@ class RetrievalServing(tf.Module):
             scores = tf.where(hit, -np.inf, scores)
         best, pos = tf.math.top_k(scores, top)
         chosen = tf.gather(candidates, pos, batch_dims=1)
-        return {"item_ids": tf.gather(self.item_ids, chosen), "scores": best,
+        padding = tf.equal(best, -np.inf)  # fewer than K items left after the exclusions
+        return {"item_ids": tf.where(padding, "", tf.gather(self.item_ids, chosen)), "scores": best,
                 "query_source": tf.cast(source, tf.int32)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])

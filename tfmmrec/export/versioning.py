@@ -4,15 +4,26 @@ TF Serving watches ``BASE/NAME`` and loads the highest integer-named directory. 
 version would be picked up and fail, so a model is written to a hidden temporary directory
 (which TF Serving ignores: its name is not an integer) and renamed into place in one step.
 An existing version is never overwritten.
+
+Exports running at the same time into one model directory (two processes, or threads) each get
+their own version: the number is claimed by that rename, which fails when the directory exists
+(a version directory is never empty); the loser takes the next number. The temporary directory
+is unique per export (pid + random token), so concurrent saves never share it.
 """
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
+
+
+class ExportError(RuntimeError):
+    """An export that could not be written (the run that asked for it keeps its results)."""
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -27,7 +38,8 @@ def next_version(model_dir: Path) -> int:
 
 
 def _remove_stale_tmp(model_dir: Path) -> None:
-    """Delete temporary directories left by exports whose process died (killed mid-save)."""
+    """Delete temporary directories left by exports whose process died (killed mid-save).
+    Their names end in the writing process's id: ``.tmp-<token>-<pid>``."""
     for path in model_dir.glob(".tmp-*-*"):
         try:
             pid = int(path.name.rsplit("-", 1)[1])
@@ -50,11 +62,9 @@ def save_versioned(module: tf.Module, base: str | Path, name: str, signatures: d
     model_dir = Path(base) / name
     model_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(model_dir)
-    version = version if version is not None else next_version(model_dir)
-    final = model_dir / str(version)
-    if final.exists():
-        raise FileExistsError(f"{final} already exists; exports never overwrite a version")
-    tmp = model_dir / f".tmp-{version}-{os.getpid()}"
+    if version is not None and (model_dir / str(version)).exists():
+        raise FileExistsError(f"{model_dir / str(version)} already exists; exports never overwrite a version")
+    tmp = model_dir / f".tmp-{secrets.token_hex(4)}-{os.getpid()}"
     logger = tf.get_logger()
     level = logger.level
     # Keras warns that wrapper models (e.g. TFRS BruteForce) have no get_config; a SavedModel
@@ -66,8 +76,26 @@ def save_versioned(module: tf.Module, base: str | Path, name: str, signatures: d
             target = tmp / "assets.extra" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        os.rename(tmp, final)
+        return _claim_version(tmp, model_dir, version)
     finally:
         logger.setLevel(level)
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+
+def _claim_version(tmp: Path, model_dir: Path, version: int | None) -> Path:
+    """Rename the finished ``tmp`` to the given version, or to the next free one. ``os.rename`` of
+    a directory onto an existing non-empty one fails (ENOTEMPTY/EEXIST): that is the claim."""
+    candidate = version if version is not None else next_version(model_dir)
+    while True:
+        final = model_dir / str(candidate)
+        try:
+            if final.exists():  # also refuses an empty directory, which rename would replace
+                raise FileExistsError(errno.EEXIST, "exists", str(final))
+            os.rename(tmp, final)
+            return final
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            if version is not None:
+                raise FileExistsError(f"{final} already exists; exports never overwrite a version") from None
+            candidate = max(candidate + 1, next_version(model_dir))

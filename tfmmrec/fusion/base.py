@@ -35,6 +35,8 @@ from typing import Any, ClassVar
 import tensorflow as tf
 import tf_keras as keras
 
+from tfmmrec.fusion import randomness
+
 
 def presence(masks: dict[str, tf.Tensor], names: list[str], modality_dropout: float,
              training: bool | None) -> tf.Tensor:
@@ -42,7 +44,7 @@ def presence(masks: dict[str, tf.Tensor], names: list[str], modality_dropout: fl
     applied in training: each present modality of each item is hidden with that probability."""
     mask = tf.stack([tf.cast(masks[n], tf.float32) for n in names], axis=1)
     if training and modality_dropout > 0:
-        mask *= tf.cast(tf.random.uniform(tf.shape(mask)) >= modality_dropout, tf.float32)
+        mask *= tf.cast(randomness.uniform(tf.shape(mask)) >= modality_dropout, tf.float32)
     return mask
 
 
@@ -73,7 +75,7 @@ def mlp_head(hidden_units: tuple[int, ...], dropout: float, output_dim: int) -> 
     """ReLU MLP (with dropout) ending in a linear layer of ``output_dim`` units."""
     return keras.Sequential(
         [layer for units in hidden_units
-         for layer in (keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(dropout))]
+         for layer in (keras.layers.Dense(units, activation="relu"), randomness.Dropout(dropout))]
         + [keras.layers.Dense(output_dim)])
 
 

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 import tensorflow as tf
 import tf_keras as keras
 
+from tfmmrec.fusion import randomness
 from tfmmrec.fusion.base import mlp_head
 
 
@@ -39,16 +40,13 @@ class ConcatFusion(keras.layers.Layer):
 
     def call(self, embeddings: dict[str, tf.Tensor], masks: dict[str, tf.Tensor],
              training: bool | None = None) -> tf.Tensor:
-        # Kept op for op as first released, not rewritten on tfmmrec.fusion.base's helpers: in a
-        # tf.function, an unseeded random op's seed is the graph's op count at its creation, so
-        # any extra op here would change the dropout draws and the default model's published numbers.
         # Unlike the other layers it multiplies by the mask, so absent values must be finite (the
         # item feature table stores zeros there).
         parts, flags = [], []
         for name in sorted(embeddings):
             mask = tf.cast(masks[name], tf.float32)[:, None]
             if training and self.modality_dropout > 0:
-                keep = tf.cast(tf.random.uniform(tf.shape(mask)) >= self.modality_dropout, tf.float32)
+                keep = tf.cast(randomness.uniform(tf.shape(mask)) >= self.modality_dropout, tf.float32)
                 mask = mask * keep
             parts.append(tf.cast(embeddings[name], tf.float32) * mask)
             flags.append(mask)

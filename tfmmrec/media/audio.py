@@ -40,7 +40,8 @@ WAVE_FORMAT_IEEE_FLOAT = 3
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
 
-def decode_wav(contents: tf.Tensor, max_seconds: float, max_input_seconds: float | None = None) -> tf.Tensor:
+def decode_wav(contents: tf.Tensor, max_seconds: float, max_input_seconds: float | None = None,
+               name: str = "audio") -> tf.Tensor:
     """WAV file bytes (any common format, rate and channel count) -> float32 ``[max_seconds * 16000]``.
 
     Args:
@@ -48,12 +49,13 @@ def decode_wav(contents: tf.Tensor, max_seconds: float, max_input_seconds: float
       max_seconds: output length in seconds (cut or zero-padded).
       max_input_seconds: refuse clips whose header says they are longer than this (``None``: no
         bound). The check reads only the header, so an hour-long upload costs nothing to refuse.
+      name: the input named in error messages (a serving signature passes its input's name).
     Raises:
       tf.errors.InvalidArgumentError: the bytes are not a WAV file this decoder reads, the clip is
         empty, or it is longer than ``max_input_seconds``.
     """
     length = int(max_seconds * TARGET_RATE)
-    header = _parse_header(contents, max_input_seconds)
+    header = _parse_header(contents, max_input_seconds, name)
     with tf.control_dependencies(header["checks"]):
         rate = tf.identity(header["rate"])
         # Frames needed for `length` outputs, plus the filter's reach past the last one.
@@ -146,7 +148,7 @@ def _find_chunks(contents: tf.Tensor, n: tf.Tensor) -> dict[str, tf.Tensor]:
     return {"fmt_pos": fmt_pos, "fmt_size": fmt_size, "data_pos": data_pos, "data_size": data_size}
 
 
-def _parse_header(contents: tf.Tensor, max_input_seconds: float | None) -> dict:
+def _parse_header(contents: tf.Tensor, max_input_seconds: float | None, name: str = "audio") -> dict:
     """The fields the decoder needs, and the checks (assert ops) that must pass before decoding."""
     n = tf.cast(tf.strings.length(contents), tf.int64)
     is_wave = tf.equal(tf.strings.substr(contents, 0, 4), "RIFF") & tf.equal(
@@ -167,7 +169,7 @@ def _parse_header(contents: tf.Tensor, max_input_seconds: float | None) -> dict:
     seconds = tf.cast(frames, tf.float64) / tf.cast(tf.maximum(rate, 1), tf.float64)
 
     def check(ok: tf.Tensor, *message: object) -> tf.Operation:
-        return tf.debugging.Assert(ok, ["audio:", *message], summarize=8)
+        return tf.debugging.Assert(ok, [f"{name}:", *message], summarize=8)
 
     checks = [check(is_wave, "not a RIFF/WAVE file")]
     with tf.control_dependencies(checks):

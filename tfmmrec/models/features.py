@@ -23,6 +23,7 @@ import tf_keras as keras
 
 from tfmmrec.data.loader import Dataset
 from tfmmrec.encoders.encode import ItemContent
+from tfmmrec.fusion import randomness
 
 
 @dataclass
@@ -92,7 +93,7 @@ def id_keep_mask(id_slot: tf.Tensor, id_dropout: float, training: bool | None) -
     """
     keep = tf.cast(id_slot > 0, tf.float32)[:, None]
     if training and id_dropout > 0:
-        keep *= tf.cast(tf.random.uniform(tf.shape(keep)) >= id_dropout, tf.float32)
+        keep *= tf.cast(randomness.uniform(tf.shape(keep)) >= id_dropout, tf.float32)
     return keep
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
+from tfmmrec.fusion import randomness
 from tfmmrec.models.features import ItemFeatureTable, id_keep_mask
 
 
@@ -45,7 +46,7 @@ class DeepFM(keras.Model):
         self.dense_bias = {m: keras.layers.Dense(1, name=f"{m.lstrip('_')}_bias") for m in self.dense_names}
         self.deep = keras.Sequential(
             [layer for units in self.hidden_units
-             for layer in (keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(dropout))]
+             for layer in (keras.layers.Dense(units, activation="relu"), randomness.Dropout(dropout))]
             + [keras.layers.Dense(1)])
         self.global_bias = self.add_weight(name="global_bias", shape=(), initializer="zeros")
 

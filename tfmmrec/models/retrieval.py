@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tfmmrec.fusion import randomness
 from tfmmrec.models.distributed import gather_candidates_across_replicas
 from tfmmrec.models.tasks import RetrievalTask, mixed_sampling_probability
 from tfmmrec.models.towers import ItemTower, QueryTower
@@ -98,7 +99,7 @@ class TwoTowerRetrieval(tfrs.Model):
         candidates, ids, probs, positives = self.share_candidates(candidates, ids, probs)
         if self.mixed_negatives:
             pool = self.negative_pool
-            extra = tf.gather(pool, tf.random.uniform([self.mixed_negatives], 0, tf.shape(pool)[0], tf.int32))
+            extra = tf.gather(pool, randomness.uniform([self.mixed_negatives], 0, tf.shape(pool)[0], tf.int32))
             num_in_batch = tf.shape(ids)[0]
             ids = tf.concat([ids, extra], 0)
             candidates = tf.concat([candidates, self.item_tower(extra, training=training)], 0)

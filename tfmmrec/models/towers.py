@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfmmrec.fusion import FUSIONS, make_fusion
+from tfmmrec.fusion import FUSIONS, make_fusion, randomness
 from tfmmrec.models.features import ItemFeatureTable, id_keep_mask
 
 HISTORY_POOLINGS = ("mean", "attention", "mean+attention")
@@ -89,7 +89,7 @@ class QueryTower(keras.Model):
         user = tf.cast(given["user"], tf.int32)
         id_user = user
         if training and self.user_id_dropout > 0:
-            id_user = tf.where(tf.random.uniform(tf.shape(user)) < self.user_id_dropout, tf.zeros_like(user), user)
+            id_user = tf.where(randomness.uniform(tf.shape(user)) < self.user_id_dropout, tf.zeros_like(user), user)
         out = self.user_embedding(id_user)
         if self.feature_embeddings:
             codes = given.get("user_features")
@@ -170,8 +170,6 @@ class ItemTower(keras.Model):
         keep = id_keep_mask(feats["id_slot"], self.id_dropout if self.use_content else 0.0, training)
         out = self.id_embedding(feats["id_slot"]) * keep
         if self.use_content:
-            # Op for op as the first release when content_delta is None: graph-mode random seeds follow
-            # the op count, so the default model keeps its measured numbers.
             embeddings, masks = self._fusion_inputs(feats, keep)
             for m, delta in (content_delta or {}).items():
                 embeddings[m] = embeddings[m] + delta

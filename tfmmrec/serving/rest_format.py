@@ -15,7 +15,10 @@ It follows the rules of TF Serving's RESTful API (https://www.tensorflow.org/tfx
   sent back the same way, other strings as text.
 - An input left out of the request takes the SignatureDef's default value if it has one;
   otherwise the request fails. A value of the wrong JSON type for the input's dtype fails.
-- Errors are ``{"error": "<message>"}`` with HTTP status 400.
+- Errors are ``{"error": "<message>"}`` with HTTP status 400, and name the input at fault: JSON
+  that does not parse (or nests deeper than ``MAX_DEPTH``), a ``signature_name`` that is not a
+  string, a value out of its dtype's range (``k`` beyond int32 is refused, never wrapped), an
+  input whose shape does not fit the SignatureDef, an error raised by the signature itself.
 
 This module imports only ``json``, ``base64``, ``numpy`` and ``tensorflow`` and nothing from
 tfmmrec, so a serving process (or a test that must not import tfmmrec) can load it by path.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
+
+# Deeper JSON than any signature input needs (rank <= 3 plus the row-format objects) is refused
+# before it is walked, so no request can exhaust the recursion limit.
+MAX_DEPTH = 32
 
 
 class RequestError(ValueError):
@@ -64,7 +72,13 @@ class SavedModelEndpoint:
     def predict(self, body: str | bytes | dict[str, Any]) -> dict[str, Any]:
         """Answer a predict body; raises ``RequestError`` where TF Serving answers 400."""
         request = body if isinstance(body, dict) else _parse_json(body)
+        if not isinstance(request, dict):
+            raise RequestError("the request body must be a JSON object")
+        _check_depth(request)
         name = request.get("signature_name", "serving_default")
+        if not isinstance(name, str):
+            raise RequestError(f"signature_name must be a string, got {type(name).__name__}: "
+                               f"{json.dumps(name)[:100]}")
         if name not in self.signature_defs or name == "__saved_model_init_op":
             raise RequestError(f"Serving signature name: \"{name}\" not found in signature def; "
                                f"available: {sorted(n for n in self.signature_defs if not n.startswith('__'))}")
@@ -80,6 +94,7 @@ class SavedModelEndpoint:
             dtype = tf.dtypes.as_dtype(info.dtype)
             if alias in given:
                 feeds[alias] = _to_tensor(given.pop(alias), dtype, alias)
+                _check_shape(feeds[alias], info, alias)
             elif alias in sig.defaults:
                 feeds[alias] = tf.constant(tf.make_ndarray(sig.defaults[alias]), dtype)
             else:
@@ -91,6 +106,8 @@ class SavedModelEndpoint:
             outputs = self.model.signatures[name](**feeds)
         except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as e:
             raise RequestError(_op_error_message(e.message or str(e))) from None
+        except (TypeError, ValueError) as e:  # the inputs do not bind to the signature
+            raise RequestError(f"signature {name}: the inputs do not fit it ({str(e).splitlines()[0][:300]})") from None
         values = {k: _to_json(v.numpy(), k) for k, v in outputs.items()}
         if not row:
             return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
@@ -109,7 +126,7 @@ def _op_error_message(message: str) -> str:
     noise = ("Graph execution error", "Detected at node", "<stack traces", "[[", "Op:__inference")
     lines = [line.strip() for line in message.splitlines()]
     kept = [line for line in lines if line and not line.startswith(noise)]
-    return " ".join(kept) or message
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", " ".join(kept)) or message
 
 
 def _parse_json(body: str | bytes) -> dict[str, Any]:
@@ -117,9 +134,40 @@ def _parse_json(body: str | bytes) -> dict[str, Any]:
         request = json.loads(body)
     except json.JSONDecodeError as e:
         raise RequestError(f"JSON Parse error: {e}") from None
+    except UnicodeDecodeError as e:
+        raise RequestError(f"JSON Parse error: the body is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise RequestError(f"JSON Parse error: nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(request, dict):
         raise RequestError("the request body must be a JSON object")
     return request
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse JSON nested deeper than ``MAX_DEPTH`` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise RequestError(f"the request nests deeper than {MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def _check_shape(tensor: tf.Tensor, info: Any, alias: str) -> None:
+    """The SignatureDef's rank and fixed dimensions of input ``alias`` (TF Serving would fail
+    deep inside the graph instead)."""
+    shape = info.tensor_shape
+    if shape.unknown_rank:
+        return
+    expected = [d.size for d in shape.dim]
+    actual = tensor.shape.as_list()
+    if len(actual) != len(expected) or any(e >= 0 and a != e for a, e in zip(actual, expected)):
+        want = "[" + ", ".join("?" if e < 0 else str(e) for e in expected) + "]"
+        raise RequestError(f"input {alias}: shape {actual} does not match the signature's {want} "
+                           f"(rank {len(expected)}{'; the batch dimension comes first' if expected else ''})")
 
 
 def _rows_to_columns(instances: Any, names: list[str]) -> dict[str, Any]:
@@ -166,8 +214,15 @@ def _decode(value: Any, dtype: tf.DType, alias: str) -> Any:
         return value
     if isinstance(value, bool):
         raise RequestError(f"input {alias}: JSON value {value} is not of expected type: {dtype.name}")
-    if dtype.is_integer and not float(value).is_integer():
-        raise RequestError(f"input {alias}: JSON value {value} is not of expected type: {dtype.name}")
+    if not isinstance(value, (int, float)):
+        raise RequestError(f"input {alias}: JSON value {json.dumps(value)} is not of expected type: {dtype.name}")
+    if dtype.is_integer:
+        if not np.isfinite(value) or not float(value).is_integer():
+            raise RequestError(f"input {alias}: JSON value {value} is not of expected type: {dtype.name}")
+        value = int(value)
+        if not dtype.min <= value <= dtype.max:
+            raise RequestError(f"input {alias}: {value} is out of range for {dtype.name} "
+                               f"[{dtype.min}, {dtype.max}]")
     return value
 
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.config import MultitaskConfig, RankingConfig, RetrievalConfig
+from tfmmrec.fusion.randomness import training_randomness
 from tfmmrec.models.dcn import DCN
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
 from tfmmrec.models.multitask import MultitaskRetrieval
@@ -26,10 +27,11 @@ from tfmmrec.train.inputs import (
     batches_per_epoch,
     ranking_dataset,
     ranking_eval_set,
+    ranking_steps_per_epoch,
     retrieval_dataset,
     user_histories,
 )
-from tfmmrec.train.resume import ResumableBackup
+from tfmmrec.train.resume import ResumableBackup, ResumableEarlyStopping, resume_step
 
 
 def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
@@ -121,10 +123,14 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     # One endless input iterator for the whole fit (a fresh order every epoch), not a new one per
     # epoch: see ``batched_permutations``. Workers split every global batch between their replicas,
     # so an epoch is the same number of steps on every worker.
-    ds = retrieval_dataset(data, cfg.batch_size, seed, history=history,
-                           with_target=getattr(model, "uses_target", False), repeat=True)
+    # A resumed run starts the stream at the step after its backup (see ``tfmmrec.train.resume``).
     steps = batches_per_epoch(len(data.train), cfg.batch_size)
-    return model.fit(shard_by_data(ds), epochs=cfg.epochs, steps_per_epoch=steps, verbose=verbose, callbacks=callbacks)
+    start = resume_step(backup_dir, steps) if backup_dir is not None else 0
+    ds = retrieval_dataset(data, cfg.batch_size, seed, history=history,
+                           with_target=getattr(model, "uses_target", False), repeat=True, start_step=start)
+    with training_randomness(model, seed):
+        return model.fit(shard_by_data(ds), epochs=cfg.epochs, steps_per_epoch=steps, verbose=verbose,
+                         callbacks=callbacks)
 
 
 def _build_retrieval_variables(model: TwoTowerRetrieval) -> None:
@@ -188,7 +194,12 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
         if backup_dir is not None:
             model({"user": tf.zeros([1], tf.int32), "item": tf.zeros([1], tf.int32)})
-    ds = shard_by_data(ranking_dataset(data, cfg.batch_size, cfg.negatives, seed, explicit=mode != "implicit"))
+    # One endless stream (as in train_retrieval), started after the backup's step when resuming.
+    explicit = mode != "implicit"
+    steps = ranking_steps_per_epoch(data, cfg.batch_size, cfg.negatives, explicit)
+    start = resume_step(backup_dir, steps) if backup_dir is not None else 0
+    ds = shard_by_data(ranking_dataset(data, cfg.batch_size, cfg.negatives, seed, explicit=explicit, repeat=True,
+                                       start_step=start))
     validation = None
     if len(data.valid):
         # Stop when the validation metric stops improving and keep the best epoch: ratings overfit
@@ -196,9 +207,11 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
         inputs, targets, _ = ranking_eval_set(data, "valid", cfg.negatives, seed, explicit=mode != "implicit")
         validation = (inputs, targets)
         monitor, direction = ("val_rmse", "min") if mode == "rating" else ("val_auc", "max")
-        callbacks.append(keras.callbacks.EarlyStopping(monitor, mode=direction, patience=cfg.patience,
-                                                       restore_best_weights=True))
+        stopping = dict(monitor=monitor, mode=direction, patience=cfg.patience, restore_best_weights=True)
+        callbacks.append(keras.callbacks.EarlyStopping(**stopping) if backup_dir is None
+                         else ResumableEarlyStopping(Path(backup_dir) / "early_stopping", **stopping))
     if backup_dir is not None:  # last: its final backup holds the weights EarlyStopping restored
         callbacks.append(ResumableBackup(backup_dir, backup_every_steps))
-    return model.fit(ds, epochs=cfg.epochs, verbose=verbose, validation_data=validation,
-                     validation_batch_size=8192, callbacks=callbacks)
+    with training_randomness(model, seed):
+        return model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=verbose, validation_data=validation,
+                         validation_batch_size=8192, callbacks=callbacks)
