@@ -119,15 +119,28 @@ def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mod
 
 def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mode: str, has_content: bool,
                    verbose: int, callbacks: list[Any] | None = None, backup: dict[str, Any] | None = None,
-                   strategy: tf.distribute.Strategy | None = None) -> tuple[Any, dict[str, float]]:
+                   strategy: tf.distribute.Strategy | None = None
+                   ) -> tuple[Any, dict[str, float], dict[str, Any]]:
     _log(f"[train] ranking ({'DCN-v2' if cfg.ranking.model == 'dcn' else 'DeepFM'} on {mode} feedback)")
     with (strategy or tf.distribute.get_strategy()).scope():
         ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
-    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose, callbacks=callbacks,
-                  **(backup or {}))
+    history = train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose,
+                            callbacks=callbacks, **(backup or {}))
+    selection = _log_selection("ranking", history.selection)
     inputs, labels, warm = ranking_eval_set(data, "test", cfg.ranking.negatives, cfg.seed, explicit=mode != "implicit")
     preds = ranker.predict(inputs, batch_size=8192, verbose=0)
-    return ranker, ranking_metrics(labels, preds, warm, mode)
+    return ranker, ranking_metrics(labels, preds, warm, mode), selection
+
+
+def _log_selection(name: str, selection: dict[str, Any]) -> dict[str, Any]:
+    """One line saying which epoch the validation split chose (``metrics["training"][name]``)."""
+    if selection["best_epoch"] is None:
+        _log(f"[train] {name}: {selection.get('note', 'no validation value')}")
+    else:
+        _log(f"[train] {name}: best epoch {selection['best_epoch']} of {selection['epochs_run']} run "
+             f"({selection['monitor']} {selection['objective']} = {selection['best']:.4f}"
+             + (", stopped early)" if selection["stopped_early"] else ")"))
+    return selection
 
 
 def _export(result: RunResult, name: str, export_dir: str | Path, cfg: RunConfig, mode: str,
@@ -198,9 +211,10 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         _log(f"[train] retrieval, {variant}" + (" (retrieval + ranking + item category)" if multitask else ""))
         with strategy.scope():
             model = retrieval_model(prep, cfg, use_content, multitask=multitask)
-        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
-                        callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
-                        **_backup_args(backups, f"retrieval_{variant}", cfg))
+        history = train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
+                                  callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
+                                  **_backup_args(backups, f"retrieval_{variant}", cfg))
+        metrics.setdefault("training", {})[variant] = _log_selection(variant, history.selection)
         record_retrieval_metrics(metrics, variant, model, data, cfg.ks)
         retrieval_models[variant] = model
         save_run_weights(cfg, run_dir, variant, model)
@@ -210,9 +224,11 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     rank_data = None
     if cfg.train_ranking:
         rank_data = prep.rank_data
-        result.models["ranking"], metrics["ranking"] = _train_ranking(
+        ranker, metrics["ranking"], selection = _train_ranking(
             features, rank_data, cfg, mode, has_content, verbose, run_callbacks(cfg, run_dir, "ranking"),
             _backup_args(backups, "ranking", cfg), strategy)
+        result.models["ranking"] = ranker
+        metrics.setdefault("training", {})["ranking"] = selection
         save_run_weights(cfg, run_dir, "ranking", result.models["ranking"])
         metrics["ranking_model"] = cfg.ranking.model
     if export_dir is not None:
