@@ -26,9 +26,15 @@ class LoadReport:
     dropped_unknown_users: int = 0
     vectors_missing: dict[str, int] = field(default_factory=dict)
     vectors_unknown_ids: dict[str, int] = field(default_factory=dict)
+    constant_rating: tuple[str, float] | None = None  # (column, its only value): read as implicit feedback
 
     def lines(self) -> list[str]:
         out = []
+        if self.constant_rating is not None:
+            column, value = self.constant_rating
+            out.append(f"rating column {column!r} has one value ({value:g}) in every interaction: not a rating; "
+                       "the log is implicit feedback (ranking learns positives against sampled negatives and "
+                       "reports AUC, not RMSE)")
         if self.dropped_unknown_items:
             out.append(f"dropped {self.dropped_unknown_items} interactions with item ids not in the items table")
         if self.dropped_unknown_users:
@@ -151,6 +157,11 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
         _require_numeric(inter, c, inter_path)
     inter = inter.rename(columns={c: n for c, n in zip(
         (m.timestamp, m.rating, m.label, m.weight), ("timestamp", "rating", "label", "weight")) if c})
+    if "rating" in inter.columns and len(inter) > 1 and inter["rating"].nunique(dropna=False) == 1:
+        # e.g. MMRec logs, whose constant rating column only marks an interaction: an RMSE against it
+        # would measure nothing, so the log is treated as implicit feedback.
+        report.constant_rating = (str(m.rating), float(inter["rating"].iloc[0]))
+        inter = inter.drop(columns="rating")
     if "split" in inter.columns:
         bad = ~inter["split"].isin(SPLITS).to_numpy()
         if bad.any():
