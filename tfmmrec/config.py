@@ -91,6 +91,7 @@ class RankingConfig:
     model: str = "deepfm"  # "deepfm" or "dcn" (DCN-v2: cross layers + deep part over the same fields)
     cross_layers: int = 2
     cross_projection_dim: int = 0  # low-rank cross layers when > 0 (DCN-v2's DCN-Mix-free variant)
+    user_features: bool = True  # the users table's columns (if the dataset has one) as ranking fields
 
 
 @dataclass

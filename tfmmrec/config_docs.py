@@ -79,6 +79,8 @@ DOCS: dict[str, str] = {
     "ranking.batch_size": "Batch size.",
     "ranking.epochs": "Maximum training epochs (early stopping on validation AUC / RMSE).",
     "ranking.patience": "Epochs without a better validation metric before stopping; best weights kept.",
+    "ranking.user_features": "With a users table: its categorical columns and its numeric ones (manifest "
+                             "user_numeric) become DeepFM/DCN fields, looked up by user inside the model.",
     "train_id_only": "Also train the ID-only retrieval baseline next to the multimodal model.",
     "train_ranking": "Also train the DeepFM ranker.",
     "ks": "Cutoffs K of Recall@K / NDCG@K in the evaluation.",

@@ -119,11 +119,11 @@ def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mod
 
 def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mode: str, has_content: bool,
                    verbose: int, callbacks: list[Any] | None = None, backup: dict[str, Any] | None = None,
-                   strategy: tf.distribute.Strategy | None = None
+                   strategy: tf.distribute.Strategy | None = None, users: Any = None
                    ) -> tuple[Any, dict[str, float], dict[str, Any]]:
     _log(f"[train] ranking ({'DCN-v2' if cfg.ranking.model == 'dcn' else 'DeepFM'} on {mode} feedback)")
     with (strategy or tf.distribute.get_strategy()).scope():
-        ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
+        ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content, users=users)
     history = train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose,
                             callbacks=callbacks, **(backup or {}))
     selection = _log_selection("ranking", history.selection)
@@ -226,7 +226,7 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         rank_data = prep.rank_data
         ranker, metrics["ranking"], selection = _train_ranking(
             features, rank_data, cfg, mode, has_content, verbose, run_callbacks(cfg, run_dir, "ranking"),
-            _backup_args(backups, "ranking", cfg), strategy)
+            _backup_args(backups, "ranking", cfg), strategy, user_features(prep, rank_data))
         result.models["ranking"] = ranker
         metrics.setdefault("training", {})["ranking"] = selection
         save_run_weights(cfg, run_dir, "ranking", result.models["ranking"])
@@ -349,9 +349,16 @@ def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | 
     return PreparedData(ds, data, rank_data, features, mode, has_content, content)
 
 
+def user_features(prep: PreparedData, data: EncodedInteractions | None = None) -> Any:
+    """The users table as model inputs for ``data``'s user indices (default ``prep.data``); the
+    manifest's ``user_numeric`` columns numeric, the others categorical."""
+    return build_user_features(prep.dataset.users, (data or prep.data).user_ids,
+                               numeric_columns=prep.dataset.manifest.user_numeric)
+
+
 def retrieval_model(prep: PreparedData, cfg: RunConfig, use_content: bool, *, multitask: bool = False) -> Any:
     """The retrieval (or multitask) model ``cfg`` describes, built on ``prep``'s data and users."""
-    users = build_user_features(prep.dataset.users, prep.data.user_ids)
+    users = user_features(prep)
     if multitask:
         return build_multitask(prep.features, prep.data.num_users, cfg.retrieval, cfg.multitask, data=prep.data,
                                users=users, rating=prep.mode == "rating")
@@ -390,7 +397,8 @@ def load_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_di
                  lambda m=model, one=one: (m.query_tower(one), m.item_tower(one)))
         result.models[variant] = model
     if state["ranking"]:
-        ranker = build_ranking(features, prep.rank_data.num_users, cfg.ranking, use_content=prep.has_content)
+        ranker = build_ranking(features, prep.rank_data.num_users, cfg.ranking, use_content=prep.has_content,
+                               users=user_features(prep, prep.rank_data))
         probe = {"user": np.ones(2, np.int32), "item": np.ones(2, np.int32)}
         _restore(ranker, run_dir / "weights" / "ranking" / "ckpt", lambda: ranker(probe))
         result.models["ranking"] = ranker
@@ -493,7 +501,8 @@ def tune(dataset_dir: str | Path, out_dir: str | Path, config: RunConfig | None 
 
         def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
             tf.keras.utils.set_random_seed(trial_cfg.seed)
-            ranker = build_ranking(prep.features, rd.num_users, trial_cfg.ranking, use_content=prep.has_content)
+            ranker = build_ranking(prep.features, rd.num_users, trial_cfg.ranking, use_content=prep.has_content,
+                                   users=user_features(prep, rd))
             train_ranking(ranker, rd, trial_cfg.ranking, mode=prep.mode, seed=trial_cfg.seed, verbose=0)
             inputs, labels, _ = ranking_eval_set(rd, "valid", trial_cfg.ranking.negatives, trial_cfg.seed, explicit)
             preds = ranker.predict(inputs, batch_size=8192, verbose=0)

@@ -103,9 +103,14 @@ def _require_columns(df: pd.DataFrame, columns: list[str], path: Path) -> None:
         raise DatasetError(f"{path}: missing column(s) {missing}; it has {list(df.columns)}")
 
 
-def _require_numeric(df: pd.DataFrame, column: str, path: Path) -> None:
+def _require_numeric(df: pd.DataFrame, column: str, path: Path, *, allow_empty: bool = False) -> None:
+    """Parse ``column`` as numbers; ``allow_empty``: an empty cell is a missing value (NaN), as for a
+    movie without a release year (the models mask that item's numeric fields)."""
     values = pd.to_numeric(df[column], errors="coerce")
-    bad = np.flatnonzero(values.isna().to_numpy())
+    missing = values.isna().to_numpy()
+    if allow_empty:
+        missing &= ~df[column].isna().to_numpy() & (df[column].astype(str).str.strip() != "").to_numpy()
+    bad = np.flatnonzero(missing)
     if len(bad):
         row = int(bad[0])
         raise DatasetError(f"{path}: column {column!r} must be numeric; row {row + 2} has "
@@ -145,7 +150,7 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
     for c in [*text_cols, *path_cols, *m.categorical]:
         items[c] = items[c].fillna("").astype(str)
     for c in m.numeric:
-        _require_numeric(items, c, items_path)
+        _require_numeric(items, c, items_path, allow_empty=True)
     items = items.reset_index(drop=True)
 
     inter_path = root / m.interactions
@@ -179,7 +184,9 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
     if m.users:
         users_path = root / m.users
         users = read_table(users_path, [m.user_id])
-        _require_columns(users, [m.user_id], users_path)
+        _require_columns(users, [m.user_id, *m.user_numeric], users_path)
+        for c in m.user_numeric:
+            _require_numeric(users, c, users_path, allow_empty=True)
         users = users.rename(columns={m.user_id: "user_id"})
         inter, report.dropped_unknown_users = _handle_unknown(
             inter, ~inter["user_id"].isin(users["user_id"]).to_numpy(), "user_id", inter_path, users_path,
