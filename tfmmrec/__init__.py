@@ -68,3 +68,16 @@ from tfmmrec.models.tasks import RetrievalTask  # noqa: E402
 
 __all__ += ["DCN", "MultitaskConfig", "MultitaskRetrieval", "RetrievalTask"]
 __all__ += ["ResumableBackup", "resolve_strategy"]
+
+# Keras-style training and evaluation (``model.fit`` / ``model.evaluate``; notebooks/keras_fit.ipynb).
+from tfmmrec.models.catalog_eval import CatalogEvaluation  # noqa: E402
+from tfmmrec.models.features import ItemFeatureTable, build_user_features  # noqa: E402
+from tfmmrec.pipeline import PreparedData, prepare_data, user_features  # noqa: E402
+from tfmmrec.train.early_stopping import ValidationEarlyStopping  # noqa: E402
+from tfmmrec.train.eval_inputs import ranking_eval_dataset, retrieval_eval_dataset  # noqa: E402
+from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all  # noqa: E402
+from tfmmrec.train.inputs import ranking_dataset, retrieval_dataset  # noqa: E402
+
+__all__ += ["CatalogEvaluation", "ItemFeatureTable", "PreparedData", "ValidationEarlyStopping", "build_ranking",
+            "build_retrieval", "build_user_features", "embed_all", "prepare_data", "ranking_dataset",
+            "ranking_eval_dataset", "retrieval_dataset", "retrieval_eval_dataset", "user_features"]
