@@ -79,13 +79,19 @@ def test_sigkilled_run_resumes_mid_epoch_and_matches_an_uninterrupted_run(tmp_pa
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     resumed = [line for line in second.stdout.splitlines() if "resumed from backup" in line]
     assert resumed and "epoch 1, step " in resumed[0], second.stdout[-3000:]  # inside the first epoch
-    resumed_metrics = json.loads((out / "metrics.json").read_text())["retrieval"]["id_only"]["all"]
+    written = json.loads((out / "metrics.json").read_text())
+    resumed_metrics = written["retrieval"]["id_only"]["all"]
+    # Model selection survived the kill: one validation point per epoch, counted across both processes.
+    selection = written["training"]["id_only"]
+    assert [p["epoch"] for p in selection["val_curve"]] == list(range(1, selection["epochs_run"] + 1))
+    assert list((out / "backup").glob("*/retrieval_id_only/early_stopping/state.json"))
 
     # The same config, never interrupted, in this process.
     cfg = RunConfig().with_overrides(OVERRIDES)
     clean = run(data, tmp_path / "clean", cfg, export_dir=None, verbose=0).metrics["retrieval"]["id_only"]["all"]
     for metric in ("recall@20", "ndcg@20"):
         assert resumed_metrics[metric] == pytest.approx(clean[metric], abs=0.05), metric
+    assert selection["epochs_run"] == 3  # what the uninterrupted run also trains (no early stop in 3 epochs)
     assert clean["recall@20"] > 0.2  # well above chance (20/300): the comparison means something
 
 
