@@ -123,3 +123,17 @@ def test_a_resumed_run_keeps_the_best_so_far_and_the_patience_counter(tmp_path: 
     assert [c["objective"] for c in summary["val_curve"]] == values[:4]
     for got, want in zip(model.get_weights(), epoch2):
         np.testing.assert_allclose(got, want)
+
+
+def test_the_multitask_model_is_selected_on_validation_too() -> None:
+    from tfmmrec.config import MultitaskConfig
+    from tfmmrec.train.fit import build_multitask
+
+    data = _data()
+    model = build_multitask(_features(), NUM_USERS, CFG, MultitaskConfig(enabled=True, category_weight=0.0),
+                            data=data)
+    selection = train_retrieval(model, data, CFG, verbose=0).selection
+    assert selection["monitor"] == "val_recall_at_5" and selection["stopped_early"]
+    best = max(c["objective"] for c in selection["val_curve"])
+    restored = model.evaluate(retrieval_eval_dataset(data, "valid"), return_dict=True, verbose=0)
+    assert restored["recall_at_5"] == pytest.approx(best, abs=1e-6)
