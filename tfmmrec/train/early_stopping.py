@@ -143,7 +143,7 @@ class ValidationEarlyStopping(keras.callbacks.EarlyStopping):
         elif self._best_path is not None and Path(str(self._best_path) + ".index").is_file():
             # The best epoch ran before a kill and none after the resume beat it.
             self.model.load_weights(str(self._best_path)).expect_partial()
-        if self.stopped_epoch > 0 and self.verbose > 0:
+        if self.stopped_early and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping; restored the best epoch, {self.best_epoch + 1}")
 
     # --- the record ------------------------------------------------------------------------------
@@ -154,7 +154,12 @@ class ValidationEarlyStopping(keras.callbacks.EarlyStopping):
         return {"monitor": self.metric, "objective": self.objective,
                 "best_epoch": self.best_epoch + 1 if has_best else None,
                 "best": float(self.best) if has_best else None, "epochs_run": len(self.curve),
-                "stopped_early": self.stopped_epoch > 0, "val_curve": self.curve}
+                "stopped_early": self.stopped_early, "val_curve": self.curve}
+
+    @property
+    def stopped_early(self) -> bool:
+        """Patience ran out before the last allowed epoch (running out *at* it stops nothing)."""
+        return self.stopped_epoch > 0 and self.stopped_epoch + 1 < (self.params or {}).get("epochs", np.inf)
 
     def _weights_path(self, epoch: int) -> Path:
         assert self.state_dir is not None
