@@ -209,10 +209,17 @@ class CatalogEvaluation:
         return state.metrics
 
     def evaluate(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if _is_catalog_dataset(x):
-            self.embed_catalog()
-            self._catalog_metrics("relevant_warm" in x.element_spec).reset_state()
-        return super().evaluate(x, *args, **kwargs)  # type: ignore[misc]
+        if not _is_catalog_dataset(x):
+            return super().evaluate(x, *args, **kwargs)  # type: ignore[misc]
+        self.embed_catalog()
+        metrics = self._catalog_metrics("relevant_warm" in x.element_spec)
+        metrics.reset_state()
+        return_dict = kwargs.pop("return_dict", False)
+        super().evaluate(x, *args, return_dict=True, **kwargs)  # type: ignore[misc]
+        # Read the totals here, across replicas: under a multi-replica strategy the step's own
+        # return value is summed over the replicas (Keras re-reads only its own metrics).
+        results = {name: float(value) for name, value in metrics.results().items()}
+        return results if return_dict else list(results.values())
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         if not (isinstance(data, dict) and "relevant" in data):
