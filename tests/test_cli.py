@@ -89,12 +89,18 @@ def test_demo_command_prints_the_table_and_the_decode_report(tmp_path: Path,
                  "--set", "retrieval.epochs=2", "--set", "ranking.epochs=1"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "model        | warm R@20 | warm N@20 | cold R@20 | cold N@20" in out
+    assert "model        |  all R@20 |  all N@20 | warm R@20 | warm N@20 | cold R@20 | cold N@20" in out
     assert "decode report, image:" in out and "1 failed to decode (images/" in out
     assert "decode report, audio:" in out and "1 failed to decode (audio/" in out
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["table"] in out
     assert set(metrics["retrieval"]) == {"multimodal", "id_only"}
+    overall = metrics["retrieval"]["multimodal"]["all"]
+    assert f"multimodal   | {overall['recall@20']:9.4f} | {overall['ndcg@20']:9.4f} |" in out  # the overall columns
+    for model in ("multimodal", "id_only", "ranking"):  # the validation split chose each model's epoch
+        selection = metrics["training"][model]
+        assert selection["best_epoch"] in range(1, selection["epochs_run"] + 1) and selection["epochs_run"] <= 2
+        assert len(selection["val_curve"]) == selection["epochs_run"]
     assert 0 < metrics["peak_rss_gb"] < 4
     assert (tmp_path / "saved_models" / "demo_retrieval" / "1" / "saved_model.pb").is_file()
     assert (tmp_path / "saved_models" / "demo_ranking" / "1" / "saved_model.pb").is_file()
@@ -119,7 +125,7 @@ def test_evaluate_reproduces_a_runs_metrics_from_its_saved_weights(trained_run, 
     shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("saved_models", "tensorboard"))
     assert main(["evaluate", str(run_dir), "--set", "ks=[5, 20]"]) == 0
     out = capsys.readouterr().out
-    assert "model        | warm R@20" in out and str(run_dir / "evaluation.json") in out
+    assert "model        |  all R@20 |  all N@20 | warm R@20" in out and str(run_dir / "evaluation.json") in out
     original = json.loads((run_dir / "metrics.json").read_text())
     again = json.loads((run_dir / "evaluation.json").read_text())
     assert set(again["retrieval"]) == set(original["retrieval"]) == {"multimodal", "id_only"}

@@ -25,4 +25,5 @@ def test_notebook_runs_top_to_bottom(notebook: Path, tmp_path: Path) -> None:
 
 
 def test_the_notebooks_are_there() -> None:
-    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "your_own_data", "distributed_and_tuning", "serving"}
+    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "your_own_data", "distributed_and_tuning", "serving",
+                                           "keras_fit"}

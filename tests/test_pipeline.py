@@ -89,3 +89,23 @@ def test_binary_labels_train_retrieval_on_positives_and_ranking_on_both(tmp_path
     # The test split's 0s and 1s (about half are 1s), not positives plus 4 sampled negatives each:
     assert test_positives < ranking["examples"] < 3 * test_positives
     assert ranking["auc"] > 0.8  # the vector says which group a user clicks
+
+
+def test_keras_evaluate_gives_the_numbers_of_metrics_json(trained_run) -> None:
+    """``model.evaluate`` on the test split (the Keras way) and the run's metrics.json agree."""
+    from tfmmrec.train.eval_inputs import retrieval_eval_dataset
+
+    written = json.loads((trained_run.run_dir / "metrics.json").read_text())
+    for variant in ("multimodal", "id_only"):
+        got = trained_run.models[variant].evaluate(retrieval_eval_dataset(trained_run.data, "test"),
+                                                   return_dict=True, verbose=0)
+        for group, suffix in (("all", ""), ("warm", "_warm"), ("cold", "_cold")):
+            expected = written["retrieval"][variant][group]
+            assert got[f"users{suffix}"] == expected["users"] > 0
+            for name in ("recall@10", "recall@20", "recall@50", "ndcg@20", "mrr@10", "map@50"):
+                metric, k = name.split("@")
+                assert abs(got[f"{metric}_at_{k}{suffix}"] - expected[name]) < 1e-6, (variant, group, name)
+    selection = written["training"]["multimodal"]
+    assert selection["monitor"] == "val_recall_at_20" and 1 <= selection["best_epoch"] <= selection["epochs_run"]
+    curve = [point["val_recall_at_20"] for point in selection["val_curve"]]
+    assert max(curve) == selection["best"] == curve[selection["best_epoch"] - 1]

@@ -83,7 +83,19 @@ from tfmmrec.media.stream import DecodeReport  # noqa: E402
 __all__ += ["DecodeReport", "LimitsConfig", "PathRefused", "resolve_in_root"]
 
 from tfmmrec.export.versioning import ExportError  # noqa: E402
-from tfmmrec.train.resume import ResumableEarlyStopping  # noqa: E402
 from tfmmrec.train.run_dir import RunDirError  # noqa: E402
 
-__all__ += ["ExportError", "ResumableEarlyStopping", "RunDirError"]
+__all__ += ["ExportError", "RunDirError"]
+
+# Keras-style training and evaluation (``model.fit`` / ``model.evaluate``; notebooks/keras_fit.ipynb).
+from tfmmrec.models.catalog_eval import CatalogEvaluation  # noqa: E402
+from tfmmrec.models.features import ItemFeatureTable, build_user_features  # noqa: E402
+from tfmmrec.pipeline import PreparedData, prepare_data, user_features  # noqa: E402
+from tfmmrec.train.early_stopping import ValidationEarlyStopping  # noqa: E402
+from tfmmrec.train.eval_inputs import ranking_eval_dataset, retrieval_eval_dataset  # noqa: E402
+from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all  # noqa: E402
+from tfmmrec.train.inputs import ranking_dataset, retrieval_dataset  # noqa: E402
+
+__all__ += ["CatalogEvaluation", "ItemFeatureTable", "PreparedData", "ValidationEarlyStopping", "build_ranking",
+            "build_retrieval", "build_user_features", "embed_all", "prepare_data", "ranking_dataset",
+            "ranking_eval_dataset", "retrieval_dataset", "retrieval_eval_dataset", "user_features"]

@@ -272,12 +272,13 @@ def _write_demo(out: Path, size: str, seed: int) -> Path:
 
 
 def demo_table(metrics: dict[str, Any]) -> str:
-    """A run's summary: Recall@20/NDCG@20 on warm and cold test items per model, and ranking."""
-    rows = ["model        | warm R@20 | warm N@20 | cold R@20 | cold N@20",
-            "-------------|-----------|-----------|-----------|----------"]
+    """A run's summary: Recall@20/NDCG@20 on all, warm and cold test items per model, and ranking.
+    "all" is the usual full-catalog number (every held-out item); warm and cold split it by
+    whether the item had training interactions."""
+    rows = ["model        |  all R@20 |  all N@20 | warm R@20 | warm N@20 | cold R@20 | cold N@20",
+            "-------------|-----------|-----------|-----------|-----------|-----------|----------"]
     for variant, groups in metrics["retrieval"].items():
-        w, c = groups["warm"], groups["cold"]
-        cells = [_fmt(g[m]) for g in (w, c) for m in ("recall@20", "ndcg@20")]
+        cells = [_fmt(groups[g][m]) for g in ("all", "warm", "cold") for m in ("recall@20", "ndcg@20")]
         rows.append(f"{variant:<12} | " + " | ".join(cells))
     if "ranking" in metrics:
         rank = metrics["ranking"]

@@ -46,7 +46,14 @@ class RetrievalConfig:
     modality_dropout: float = 0.1
     learning_rate: float = 0.005
     batch_size: int = 1024
-    epochs: int = 10
+    epochs: int = 10  # a maximum: training stops early on the validation split (patience)
+    # Model selection on the validation split after every epoch (tfmmrec.train.early_stopping):
+    # stop after `patience` epochs without a better `validation_metric`, keep the best epoch.
+    # `validation_objective` with warm/cold validation items: all, warm, cold or mean (of the two).
+    patience: int = 3
+    validation_metric: str = "recall@20"
+    validation_objective: str = "all"
+    validation_batch_size: int = 256  # validation users scored against the whole catalog at once
     # Negatives and loss (see tfmmrec.models.retrieval): extra uniformly sampled candidates per
     # batch (mixed negatives, logQ of the mixture), and the k hardest negatives only (0 = all).
     mixed_negatives: int = 0
@@ -84,6 +91,7 @@ class RankingConfig:
     model: str = "deepfm"  # "deepfm" or "dcn" (DCN-v2: cross layers + deep part over the same fields)
     cross_layers: int = 2
     cross_projection_dim: int = 0  # low-rank cross layers when > 0 (DCN-v2's DCN-Mix-free variant)
+    user_features: bool = True  # the users table's columns (if the dataset has one) as ranking fields
 
 
 @dataclass

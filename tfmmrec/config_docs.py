@@ -61,7 +61,14 @@ DOCS: dict[str, str] = {
     "retrieval.modality_dropout": "Probability of dropping a whole modality per example during training.",
     "retrieval.learning_rate": "Adam learning rate.",
     "retrieval.batch_size": "Global batch size; in-batch negatives = batch_size - 1.",
-    "retrieval.epochs": "Training epochs.",
+    "retrieval.epochs": "Maximum training epochs: after each, the validation split selects (early stopping, "
+                        "best epoch kept); without validation rows all are trained and the last kept.",
+    "retrieval.patience": "Epochs without a better validation objective before stopping; best weights kept.",
+    "retrieval.validation_metric": "Validation metric that selects the epoch: recall@K, ndcg@K, hitrate@K, "
+                                   "mrr@K or map@K (full catalog, training items excluded).",
+    "retrieval.validation_objective": "all | warm | cold | mean: the metric over all validation items, over "
+                                      "warm or cold ones only, or the mean of warm and cold (cold-start splits).",
+    "retrieval.validation_batch_size": "Validation users scored against the whole catalog per batch.",
     "ranking": "DeepFM ranking model and its training.",
     "ranking.field_dim": "Embedding size of each DeepFM field.",
     "ranking.hidden_units": "Deep part's hidden layer sizes.",
@@ -72,6 +79,8 @@ DOCS: dict[str, str] = {
     "ranking.batch_size": "Batch size.",
     "ranking.epochs": "Maximum training epochs (early stopping on validation AUC / RMSE).",
     "ranking.patience": "Epochs without a better validation metric before stopping; best weights kept.",
+    "ranking.user_features": "With a users table: its categorical columns and its numeric ones (manifest "
+                             "user_numeric) become DeepFM/DCN fields, looked up by user inside the model.",
     "train_id_only": "Also train the ID-only retrieval baseline next to the multimodal model.",
     "train_ranking": "Also train the DeepFM ranker.",
     "ks": "Cutoffs K of Recall@K / NDCG@K in the evaluation.",

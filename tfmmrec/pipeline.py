@@ -122,15 +122,28 @@ def ranking_metrics(labels: np.ndarray, preds: np.ndarray, warm: np.ndarray, mod
 
 def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mode: str, has_content: bool,
                    verbose: int, callbacks: list[Any] | None = None, backup: dict[str, Any] | None = None,
-                   strategy: tf.distribute.Strategy | None = None) -> tuple[Any, dict[str, float]]:
+                   strategy: tf.distribute.Strategy | None = None, users: Any = None
+                   ) -> tuple[Any, dict[str, float], dict[str, Any]]:
     _log(f"[train] ranking ({'DCN-v2' if cfg.ranking.model == 'dcn' else 'DeepFM'} on {mode} feedback)")
     with (strategy or tf.distribute.get_strategy()).scope():
-        ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content)
-    train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose, callbacks=callbacks,
-                  **(backup or {}))
+        ranker = build_ranking(features, data.num_users, cfg.ranking, use_content=has_content, users=users)
+    history = train_ranking(ranker, data, cfg.ranking, mode=mode, seed=cfg.seed, verbose=verbose,
+                            callbacks=callbacks, **(backup or {}))
+    selection = _log_selection("ranking", history.selection)
     inputs, labels, warm = ranking_eval_set(data, "test", cfg.ranking.negatives, cfg.seed, explicit=mode != "implicit")
     preds = ranker.predict(inputs, batch_size=8192, verbose=0)
-    return ranker, ranking_metrics(labels, preds, warm, mode)
+    return ranker, ranking_metrics(labels, preds, warm, mode), selection
+
+
+def _log_selection(name: str, selection: dict[str, Any]) -> dict[str, Any]:
+    """One line saying which epoch the validation split chose (``metrics["training"][name]``)."""
+    if selection["best_epoch"] is None:
+        _log(f"[train] {name}: {selection.get('note', 'no validation value')}")
+    else:
+        _log(f"[train] {name}: best epoch {selection['best_epoch']} of {selection['epochs_run']} run "
+             f"({selection['monitor']} {selection['objective']} = {selection['best']:.4f}"
+             + (", stopped early)" if selection["stopped_early"] else ")"))
+    return selection
 
 
 def _export(result: RunResult, name: str, export_dir: str | Path, cfg: RunConfig, mode: str,
@@ -224,9 +237,10 @@ def _run_locked(dataset_dir: str | Path, run_dir: Path, cfg: RunConfig, *, expor
         _log(f"[train] retrieval, {variant}" + (" (retrieval + ranking + item category)" if multitask else ""))
         with strategy.scope():
             model = retrieval_model(prep, cfg, use_content, multitask=multitask)
-        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
-                        callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
-                        **_backup_args(backups, f"retrieval_{variant}", cfg))
+        history = train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
+                                  callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
+                                  **_backup_args(backups, f"retrieval_{variant}", cfg))
+        metrics.setdefault("training", {})[variant] = _log_selection(variant, history.selection)
         record_retrieval_metrics(metrics, variant, model, data, cfg.ks)
         retrieval_models[variant] = model
         save_run_weights(cfg, run_dir, variant, model)
@@ -236,9 +250,11 @@ def _run_locked(dataset_dir: str | Path, run_dir: Path, cfg: RunConfig, *, expor
     rank_data = None
     if cfg.train_ranking:
         rank_data = prep.rank_data
-        result.models["ranking"], metrics["ranking"] = _train_ranking(
+        ranker, metrics["ranking"], selection = _train_ranking(
             features, rank_data, cfg, mode, has_content, verbose, run_callbacks(cfg, run_dir, "ranking"),
-            _backup_args(backups, "ranking", cfg), strategy)
+            _backup_args(backups, "ranking", cfg), strategy, user_features(prep, rank_data))
+        result.models["ranking"] = ranker
+        metrics.setdefault("training", {})["ranking"] = selection
         save_run_weights(cfg, run_dir, "ranking", result.models["ranking"])
         metrics["ranking_model"] = cfg.ranking.model
     # The results first: an export that fails must not take the run's metrics with it.
@@ -385,9 +401,16 @@ def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | 
     return PreparedData(ds, data, rank_data, features, mode, has_content, content)
 
 
+def user_features(prep: PreparedData, data: EncodedInteractions | None = None) -> Any:
+    """The users table as model inputs for ``data``'s user indices (default ``prep.data``); the
+    manifest's ``user_numeric`` columns numeric, the others categorical."""
+    return build_user_features(prep.dataset.users, (data or prep.data).user_ids,
+                               numeric_columns=prep.dataset.manifest.user_numeric)
+
+
 def retrieval_model(prep: PreparedData, cfg: RunConfig, use_content: bool, *, multitask: bool = False) -> Any:
     """The retrieval (or multitask) model ``cfg`` describes, built on ``prep``'s data and users."""
-    users = build_user_features(prep.dataset.users, prep.data.user_ids)
+    users = user_features(prep)
     if multitask:
         return build_multitask(prep.features, prep.data.num_users, cfg.retrieval, cfg.multitask, data=prep.data,
                                users=users, rating=prep.mode == "rating")
@@ -432,7 +455,8 @@ def load_run(run_dir: str | Path, config: RunConfig | None = None, *, dataset_di
                  lambda m=model, one=one: (m.query_tower(one), m.item_tower(one)))
         result.models[variant] = model
     if state["ranking"]:
-        ranker = build_ranking(features, prep.rank_data.num_users, cfg.ranking, use_content=prep.has_content)
+        ranker = build_ranking(features, prep.rank_data.num_users, cfg.ranking, use_content=prep.has_content,
+                               users=user_features(prep, prep.rank_data))
         probe = {"user": np.ones(2, np.int32), "item": np.ones(2, np.int32)}
         _restore(ranker, run_dir / "weights" / "ranking" / "ckpt", lambda: ranker(probe))
         result.models["ranking"] = ranker
@@ -538,7 +562,8 @@ def tune(dataset_dir: str | Path, out_dir: str | Path, config: RunConfig | None 
 
         def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
             tf.keras.utils.set_random_seed(trial_cfg.seed)
-            ranker = build_ranking(prep.features, rd.num_users, trial_cfg.ranking, use_content=prep.has_content)
+            ranker = build_ranking(prep.features, rd.num_users, trial_cfg.ranking, use_content=prep.has_content,
+                                   users=user_features(prep, rd))
             train_ranking(ranker, rd, trial_cfg.ranking, mode=prep.mode, seed=trial_cfg.seed, verbose=0)
             inputs, labels, _ = ranking_eval_set(rd, "valid", trial_cfg.ranking.negatives, trial_cfg.seed, explicit)
             preds = ranker.predict(inputs, batch_size=8192, verbose=0)

@@ -127,3 +127,16 @@ def test_blank_lines_are_skipped_and_line_numbers_stay_true(tmp_path: Path) -> N
     inter.write_text(inter.read_text().rstrip("\n") + "\n0\t1\t5.0\t1\t7\n")
     with pytest.raises(DatasetError, match=r"line 11: x_label"):  # header + 8 rows + blank
         import_mmrec(src, tmp_path / "out2")
+
+
+def test_a_constant_rating_is_read_as_implicit_feedback_and_reported(tmp_path: Path) -> None:
+    """MMRec's logs rate every interaction 1: that column is no rating, and the load report says so."""
+    from tfmmrec.data.loader import load_dataset
+
+    constant = [(u, i, 1.0, t, s) for u, i, _, t, s in ROWS]
+    ds = load_dataset(import_mmrec(write_mmrec(tmp_path / "clips", rows=constant), tmp_path / "out"))
+    assert "rating" not in ds.interactions.columns and ds.report.constant_rating == ("rating", 1.0)
+    assert any("one value (1) in every interaction: not a rating" in line and "implicit feedback" in line
+               for line in ds.report.lines())
+    rated = load_dataset(import_mmrec(write_mmrec(tmp_path / "baby"), tmp_path / "rated"))
+    assert rated.interactions["rating"].tolist() == [r[2] for r in ROWS] and not rated.report.lines()

@@ -96,7 +96,32 @@ def test_import_100k_writes_standard_layout(ml100k_zip: Path, tmp_path: Path) ->
         tuple(map(str, r)) for r in _ratings())
     users = pd.read_csv(out / "users.csv", dtype=str)
     assert len(users) == N_USERS
-    assert users.iloc[0].tolist() == ["1", "21", "F", "student", "00001"]  # zip keeps zeros
+    assert users.iloc[0].tolist() == ["1", "21", "F", "student", "00001", "0"]  # zip keeps zeros
+    assert (m.numeric, m.user_numeric) == (["year"], ["age"])
+
+
+def test_100k_year_age_and_user_fields_reach_the_models(ml100k_zip: Path, tmp_path: Path) -> None:
+    """year is a numeric item field, age a numeric user field; gender, occupation and the zip's first
+    digit are categorical user fields; the full zip (one value per user here) is no feature."""
+    from tfmmrec.config import RankingConfig
+    from tfmmrec.data.loader import load_dataset
+    from tfmmrec.models.features import build_item_features, build_user_features
+    from tfmmrec.train.fit import build_ranking
+
+    ds = load_dataset(import_movielens_100k(ml100k_zip, tmp_path / "out"))
+    assert ds.items["year"].dtype.kind in "fi" and ds.items["year"].tolist()[:3] == [1995.0, 1995.0, 1987.0]
+    user_ids = np.array([str(u) for u in range(1, N_USERS + 1)])
+    users = build_user_features(ds.users, user_ids, numeric_columns=ds.manifest.user_numeric)
+    assert users.names == ["gender", "occupation", "zip_prefix"] and users.cardinalities == [3, 2, 2]
+    ages = 20 + np.arange(1, N_USERS + 1)
+    np.testing.assert_allclose(users.numeric[1:, 0], (ages - ages.mean()) / ages.std(), atol=1e-4)
+    features = build_item_features(ds, None, np.arange(N_ITEMS))
+    assert features.numeric.shape == (N_ITEMS + 1, 1)  # the year
+    ranker = build_ranking(features, N_USERS, RankingConfig(), users=users)
+    _, _, names = ranker.fields({"user": np.array([1, 2]), "item": np.array([1, 2])})
+    assert {"user_categorical_0", "user_categorical_2", "_user_numeric", "_numeric"} <= set(names)
+    plain = build_ranking(features, N_USERS, RankingConfig(user_features=False), users=users)
+    assert "_user_numeric" not in plain.fields({"user": np.array([1]), "item": np.array([1])})[2]
 
 
 def test_import_100k_from_directory_matches_zip(ml100k_zip: Path, tmp_path: Path) -> None:

@@ -77,7 +77,18 @@ def train_and_score(strategy: Any) -> dict[str, float]:
                            ks=(20,))["all"]
     # The loss of the trained model over the training data in fixed batches, one device.
     loss = sum(float(model.compute_loss(b)) for b in retrieval_dataset(data, BATCH, seed=0))
-    return {"recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"], "train_loss": loss}
+    # The same protocol through Keras's evaluate, under the strategy (the catalog metrics are
+    # summed over replicas and workers; read once, they must equal the one-pass numbers).
+    from tfmmrec.train.distribute import shard_by_data
+    from tfmmrec.train.eval_inputs import retrieval_eval_dataset, retrieval_eval_protocol
+
+    heldout, exclude, _ = retrieval_eval_protocol(data, "test")
+    reference = evaluate_retrieval(u, v, heldout, exclude, ks=(20,))["all"]
+    keras_metrics = model.evaluate(shard_by_data(retrieval_eval_dataset(data, "test", batch_size=64)),
+                                   return_dict=True, verbose=0)
+    return {"recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"], "train_loss": loss,
+            "protocol_recall@20": reference["recall@20"], "keras_recall@20": keras_metrics["recall_at_20"],
+            "protocol_users": reference["users"], "keras_users": keras_metrics["users"]}
 
 
 def loss_and_gradients(strategy: Any) -> dict[str, Any]:

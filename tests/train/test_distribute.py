@@ -77,6 +77,9 @@ def _assert_fit_agrees(ours: dict[str, float], ref: dict[str, float]) -> None:
     assert ours["recall@20"] == pytest.approx(ref["recall@20"], abs=0.01)
     assert ours["ndcg@20"] == pytest.approx(ref["ndcg@20"], abs=0.01)
     assert ours["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-3)
+    # Keras's evaluate under the strategy gives the one-pass numbers of the same weights.
+    assert ours["keras_users"] == ours["protocol_users"] > 0
+    assert ours["keras_recall@20"] == pytest.approx(ours["protocol_recall@20"], abs=1e-6)
 
 
 def test_mirrored_batch_has_one_device_loss_and_gradients(runs: dict[str, Any]) -> None:

@@ -34,7 +34,8 @@ def logs(trained_run: Any) -> Path:
 
 
 def test_losses_learning_rate_and_embedding_norms_per_epoch(logs: Path, trained_run: Any) -> None:
-    epochs = 10  # RetrievalConfig().epochs, the trained_run fixture's setting
+    selection = trained_run.metrics["training"]["multimodal"]  # epochs is a maximum: validation chose
+    epochs, best = selection["epochs_run"], selection["best_epoch"] - 1
     train = read_events(logs / "multimodal" / "train")
     assert [step for step, _, _ in train["epoch_loss"]] == list(range(epochs))
     losses = [float(v) for _, v, _ in train["epoch_loss"]]
@@ -43,10 +44,15 @@ def test_losses_learning_rate_and_embedding_norms_per_epoch(logs: Path, trained_
     assert [float(v) for _, v, _ in run["learning_rate"]] == pytest.approx([0.005] * epochs)
     norms = run["embedding_norms/user_embedding"]
     assert len(norms) == epochs and norms[0][2] == "histograms"
-    # The last histogram holds exactly the trained table's row norms (bucket counts sum to the rows).
+    # The best epoch's histogram holds exactly the restored table's row norms (bucket counts sum to the rows).
     table = trained_run.models["multimodal"].query_tower.user_embedding.embeddings.numpy()
-    assert norms[-1][1][:, 2].sum() == pytest.approx(len(table))
-    assert norms[-1][1][0, 0] == pytest.approx(np.linalg.norm(table, axis=1).min(), rel=1e-5)
+    assert norms[best][1][:, 2].sum() == pytest.approx(len(table))
+    assert norms[best][1][0, 0] == pytest.approx(np.linalg.norm(table, axis=1).min(), rel=1e-5)
+    # The per-epoch validation scalars: the full-catalog metrics and the early-stopping objective.
+    valid = read_events(logs / "multimodal" / "validation")
+    curve = [point["val_recall_at_20"] for point in selection["val_curve"]]
+    assert [float(v) for _, v, _ in valid["epoch_recall_at_20"]] == pytest.approx(curve, abs=1e-6)
+    assert len(valid["epoch_objective"]) == epochs and "epoch_recall_at_20_cold" in valid
     assert "embedding_norms/item_id_embedding" in run
     ranking = read_events(logs / "ranking" / "validation")
     assert "epoch_auc" in ranking

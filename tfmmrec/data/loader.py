@@ -31,9 +31,15 @@ class LoadReport:
     dropped_unknown_users: int = 0
     vectors_missing: dict[str, int] = field(default_factory=dict)
     vectors_unknown_ids: dict[str, int] = field(default_factory=dict)
+    constant_rating: tuple[str, float] | None = None  # (column, its only value): read as implicit feedback
 
     def lines(self) -> list[str]:
         out = []
+        if self.constant_rating is not None:
+            column, value = self.constant_rating
+            out.append(f"rating column {column!r} has one value ({value:g}) in every interaction: not a rating; "
+                       "the log is implicit feedback (ranking learns positives against sampled negatives and "
+                       "reports AUC, not RMSE)")
         if self.dropped_unknown_items:
             out.append(f"dropped {self.dropped_unknown_items} interactions with item ids not in the items table")
         if self.dropped_unknown_users:
@@ -110,8 +116,10 @@ def _require_columns(df: pd.DataFrame, columns: list[str], path: Path) -> None:
 
 
 def _require_numeric(df: pd.DataFrame, column: str, path: Path, what: str = "numeric",
-                     ok: np.ndarray | None = None) -> None:
-    """``column`` as finite numbers (``ok``: a further per-row condition, named by ``what``)."""
+                     ok: np.ndarray | None = None, *, allow_empty: bool = False) -> None:
+    """``column`` as finite numbers (``ok``: a further per-row condition, named by ``what``);
+    ``allow_empty``: an empty cell is a missing value (NaN), as for a movie without a release
+    year (the models mask that item's numeric fields)."""
     column_values = df[column]
     if isinstance(column_values.dtype, pd.DatetimeTZDtype):  # Parquet timestamps: nanoseconds, UTC
         column_values = column_values.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -125,6 +133,8 @@ def _require_numeric(df: pd.DataFrame, column: str, path: Path, what: str = "num
     if ok is not None:
         with np.errstate(invalid="ignore"):
             good &= ok(as_float)
+    if allow_empty:
+        good |= (df[column].isna() | (df[column].astype(str).str.strip() == "")).to_numpy()
     bad = np.flatnonzero(~good)
     if len(bad):
         row = int(bad[0])
@@ -177,7 +187,7 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
     for c in [*text_cols, *path_cols, *m.categorical]:
         items[c] = items[c].fillna("").astype(str)
     for c in m.numeric:
-        _require_numeric(items, c, items_path)
+        _require_numeric(items, c, items_path, allow_empty=True)
     items = items.reset_index(drop=True)
 
     inter_path = manifest_file(root, m.interactions, "interactions", MAX_TABLE_BYTES)
@@ -196,6 +206,11 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
             _require_numeric(inter, c, inter_path)
     inter = inter.rename(columns={c: n for c, n in zip(
         (m.timestamp, m.rating, m.label, m.weight), ("timestamp", "rating", "label", "weight")) if c})
+    if "rating" in inter.columns and len(inter) > 1 and inter["rating"].nunique(dropna=False) == 1:
+        # e.g. MMRec logs, whose constant rating column only marks an interaction: an RMSE against it
+        # would measure nothing, so the log is treated as implicit feedback.
+        report.constant_rating = (str(m.rating), float(inter["rating"].iloc[0]))
+        inter = inter.drop(columns="rating")
     if "split" in inter.columns:
         _check_split_column(inter, inter_path)
     _require_ids(inter, "user_id", inter_path, "user")
@@ -209,7 +224,9 @@ def load_dataset(root: str | Path, *, on_unknown_items: OnUnknown = "error") -> 
     if m.users:
         users_path = manifest_file(root, m.users, "users", MAX_TABLE_BYTES)
         users = read_table(users_path, [m.user_id])
-        _require_columns(users, [m.user_id], users_path)
+        _require_columns(users, [m.user_id, *m.user_numeric], users_path)
+        for c in m.user_numeric:
+            _require_numeric(users, c, users_path, allow_empty=True)
         users = users.rename(columns={m.user_id: "user_id"})
         _require_ids(users, "user_id", users_path, "user")
         dup = users["user_id"].duplicated(keep=False).to_numpy()

@@ -20,7 +20,8 @@ data) lives in one layout on disk, described by ``manifest.yaml`` in its root::
       clip:  {kind: vector, npy: clip.npy}          # row i = item row i
       bert:  {kind: vector, parquet: bert.parquet}  # item_id -> vector
     categorical: [brand]
-    numeric: [price]
+    numeric: [price]                 # empty cells = missing (that item's numeric fields are masked)
+    user_numeric: [age]              # users-table columns read as numbers; the others are categorical
 
 Keeping the description in one file (rather than in code or CLI flags) means a dataset
 can be handed around, validated and re-read without knowing who wrote it.
@@ -95,6 +96,7 @@ class Manifest:
     modalities: dict[str, ModalitySpec] = field(default_factory=dict)
     categorical: list[str] = field(default_factory=list)
     numeric: list[str] = field(default_factory=list)
+    user_numeric: list[str] = field(default_factory=list)
 
     def modalities_of(self, kind: str) -> dict[str, ModalitySpec]:
         return {n: m for n, m in self.modalities.items() if m.kind == kind}

@@ -7,6 +7,11 @@ An MMRec dataset directory holds ``<name>.inter`` (tab-separated, header
 Importing keeps MMRec's split and features untouched, so results stay comparable with the
 numbers published on these datasets, while the rest of tfmmrec only sees the standard
 layout of :mod:`tfmmrec.data.manifest`.
+
+MMRec logs are implicit feedback: their ``rating`` column usually holds one value (1) for every
+interaction. It is kept in the file as it came, and ``load_dataset`` reads a rating column with a
+single distinct value as no rating at all, saying so in its load report, so ranking learns
+positives against sampled negatives (AUC) instead of fitting a constant (a meaningless RMSE).
 """
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ ML_100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ML_100K_MD5 = "0e33842e24a9c977be4e0107933c0723"
 _CHUNK = 1 << 16
 _YEAR_IN_TITLE = r"\((\d{4})\)\s*$"
+ZIP_PREFIX_DIGITS = 1  # the US zip's first digit: one of 10 national areas
 
 
 def _md5(path: Path) -> str:
@@ -153,7 +154,8 @@ def _year(titles: pd.Series) -> pd.Series:
 
 
 def _write(out_dir: str | Path, name: str, items: pd.DataFrame, inter: pd.DataFrame,
-           users: pd.DataFrame | None, text_columns: list[str]) -> Path:
+           users: pd.DataFrame | None, text_columns: list[str], *, numeric: Sequence[str] = (),
+           user_numeric: Sequence[str] = ()) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     items.to_csv(out / "items.csv", index=False)
@@ -163,7 +165,8 @@ def _write(out_dir: str | Path, name: str, items: pd.DataFrame, inter: pd.DataFr
     text = ModalitySpec(kind="text", columns=text_columns)
     Manifest(items="items.csv", interactions="interactions.csv", name=name,
              users="users.csv" if users is not None else None, timestamp="timestamp",
-             rating="rating", modalities={"text": text}).save(out)
+             rating="rating", modalities={"text": text}, numeric=list(numeric),
+             user_numeric=list(user_numeric)).save(out)
     return out
 
 
@@ -196,8 +199,12 @@ def _ml100k_files(source: Path) -> tuple[str, Callable[[str], Path | bytes]]:
 def import_movielens_100k(source: str | Path, out_dir: str | Path) -> Path:
     """Import ``ml-100k.zip`` (or its extracted directory) into ``out_dir``; return out_dir.
 
-    Items keep every movie in ``u.item``; ``year`` comes from the release date, else from
-    the ``(1995)`` suffix of the title. ``users.csv`` carries the demographics.
+    Items keep every movie in ``u.item``; ``year`` (a numeric column of the manifest, empty when
+    unknown) comes from the release date, else from the ``(1995)`` suffix of the title.
+    ``users.csv`` carries the demographics as model features: ``age`` (numeric), ``gender``,
+    ``occupation`` and ``zip_prefix`` (categorical). The full ``zip`` stays in the file but is no
+    feature: with ~800 values for 943 users it is nearly a user id; its first digit is the US
+    region (the zip "national area"), a feature users share.
     """
     label, read = _ml100k_files(Path(source))
     latin = dict(header=False, encoding="latin-1", quoting=csv.QUOTE_NONE)
@@ -224,7 +231,9 @@ def import_movielens_100k(source: str | Path, out_dir: str | Path) -> Path:
     users = _load(read("u.user"), f"{label}/u.user",
                   ["user_id", "age", "gender", "occupation", "zip"], ints=["user_id", "age"],
                   sep="|", **latin)
-    return _write(out_dir, "ml-100k", items, inter, users, ["title", "genres"])
+    users["zip_prefix"] = users["zip"].fillna("").str.strip().str[:ZIP_PREFIX_DIGITS]
+    return _write(out_dir, "ml-100k", items, inter, users, ["title", "genres"], numeric=["year"],
+                  user_numeric=["age"])
 
 
 def import_movielens_csv(source_dir: str | Path, out_dir: str | Path) -> Path:

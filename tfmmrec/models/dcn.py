@@ -33,7 +33,7 @@ class DCN(DeepFM):
                  hidden_units: tuple[int, ...] = (64, 32), dropout: float = 0.1, use_content: bool = True,
                  id_dropout: float = 0.0, cross_layers: int = 2, projection_dim: int = 0, **kwargs: Any) -> None:
         super().__init__(table, num_users, num_id_slots, categorical_cardinalities, field_dim, hidden_units,
-                         dropout, use_content, id_dropout, **kwargs)
+                         dropout, use_content, id_dropout, **kwargs)  # user feature kwargs pass through
         self.cross_layers, self.projection_dim = cross_layers, projection_dim
         self.cross = [tfrs.layers.dcn.Cross(projection_dim=projection_dim or None, name=f"cross_{i}")
                       for i in range(cross_layers)]

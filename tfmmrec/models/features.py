@@ -150,29 +150,37 @@ class ItemFeatureTable(keras.layers.Layer):
 
 @dataclass
 class UserFeatures:
-    """Categorical columns of the users table as codes per user index (row 0: unknown user)."""
+    """The users table as model inputs per user index (row 0: unknown user): categorical columns
+    as codes, numeric columns (``Manifest.user_numeric``) z-scored."""
 
     codes: np.ndarray              # [num_users + 1, fields] int32, 0 = unknown value
     cardinalities: list[int]       # per field, including the unknown code 0
     names: list[str]
+    numeric: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 0), np.float32))
+    numeric_names: list[str] = dataclasses.field(default_factory=list)  # [num_users + 1, n] z-scored, 0 = unknown
 
 
 def build_user_features(users: pd.DataFrame | None, user_ids: np.ndarray,
-                        max_cardinality: int = 10_000) -> UserFeatures:
+                        max_cardinality: int = 10_000, numeric_columns: tuple[str, ...] | list[str] = ()
+                        ) -> UserFeatures:
     """Codes for every column of ``users`` except ``user_id`` that is categorical: text, bool, or
     integer with at most ``max_cardinality`` values (an integer column with more is an identifier
-    or a quantity, and is left out). ``user_ids[i]`` is user index i + 1."""
+    or a quantity, and is left out), and z-scored values of ``numeric_columns``. A text column with
+    more distinct values than half the users (and over 10), e.g. a full zip code, is nearly a user
+    id, not a feature users share, and is left out too. ``user_ids[i]`` is user index i + 1."""
     n = len(user_ids) + 1
     if users is None:
-        return UserFeatures(np.zeros((n, 0), np.int32), [], [])
+        return UserFeatures(np.zeros((n, 0), np.int32), [], [], np.zeros((n, 0), np.float32), [])
     table = users.drop_duplicates("user_id").set_index("user_id")
     position = table.index.get_indexer(pd.Index(user_ids))  # -1: user not in the users table
     codes, cards, names = [], [], []
     for column in table.columns:
+        if column in numeric_columns:
+            continue
         values = table[column]
         numeric = pd.api.types.is_float_dtype(values) or (
             pd.api.types.is_integer_dtype(values) and values.nunique() > max_cardinality)
-        if numeric:
+        if numeric or values.nunique() > max(10, len(table) // 2):
             continue
         text = values.astype("string").fillna("").to_numpy(dtype=object)
         vocab = pd.Index(sorted(set(text) - {""}))
@@ -180,6 +188,10 @@ def build_user_features(users: pd.DataFrame | None, user_ids: np.ndarray,
         codes.append(np.concatenate([[0], np.where(position >= 0, per_row[position], 0)]))
         cards.append(len(vocab) + 1)
         names.append(str(column))
-    if not codes:
-        return UserFeatures(np.zeros((n, 0), np.int32), [], [])
-    return UserFeatures(np.stack(codes, axis=1).astype(np.int32), cards, names)
+    numeric_values = np.zeros((n, len(numeric_columns)), np.float32)
+    if len(numeric_columns):
+        raw = table[list(numeric_columns)].to_numpy(np.float64)[np.maximum(position, 0)]
+        raw[position < 0] = np.nan
+        numeric_values[1:] = _zscore(raw.astype(np.float32), np.isfinite(raw).all(axis=1))
+    code_array = np.stack(codes, axis=1).astype(np.int32) if codes else np.zeros((n, 0), np.int32)
+    return UserFeatures(code_array, cards, names, numeric_values, list(numeric_columns))

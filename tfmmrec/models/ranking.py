@@ -3,7 +3,9 @@
 Guo et al. 2017, "DeepFM: A Factorization-Machine based Neural Network for CTR Prediction".
 Every input becomes a field vector of size ``field_dim``: user id, item id, each categorical
 column, and each modality embedding projected by its own Dense layer (zero when the item lacks
-it). The score is first-order terms + FM pairwise interactions + an MLP over all fields.
+it); with a users table also each categorical user column and the user's numeric columns (one
+Dense field), read from tables inside the model so that it still takes only user and item ids.
+The score is first-order terms + FM pairwise interactions + an MLP over all fields.
 """
 from __future__ import annotations
 
@@ -21,14 +23,17 @@ class DeepFM(keras.Model):
     """``{"user": int, "item": int}`` (model indices) -> score ``[batch]`` (a logit, or a rating).
 
     Args:
-      use_content: include modality, categorical and numeric fields (False: ids only).
+      use_content: include modality, categorical and numeric fields, and the user fields (False: ids only).
       id_dropout: share of training examples whose item-id field is hidden.
+      user_feature_cardinalities: codes per categorical user column (``UserFeatures.cardinalities``).
+      num_user_numeric: numeric user columns; fill both tables with :meth:`set_user_tables`.
     """
 
     def __init__(self, table: ItemFeatureTable, num_users: int, num_id_slots: int,
                  categorical_cardinalities: tuple[int, ...] = (), field_dim: int = 16,
                  hidden_units: tuple[int, ...] = (64, 32), dropout: float = 0.1, use_content: bool = True,
-                 id_dropout: float = 0.0, **kwargs: Any) -> None:
+                 id_dropout: float = 0.0, user_feature_cardinalities: tuple[int, ...] = (),
+                 num_user_numeric: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.table = table
         self.num_users, self.num_id_slots, self.field_dim = num_users, num_id_slots, field_dim
@@ -49,6 +54,27 @@ class DeepFM(keras.Model):
              for layer in (keras.layers.Dense(units, activation="relu"), randomness.Dropout(dropout))]
             + [keras.layers.Dense(1)])
         self.global_bias = self.add_weight(name="global_bias", shape=(), initializer="zeros")
+        self.user_feature_cardinalities = tuple(user_feature_cardinalities)
+        self.num_user_numeric = num_user_numeric
+        self.user_cat_vec = [emb(c, field_dim, f"user_cat{i}_field") for i, c in enumerate(user_feature_cardinalities)]
+        self.user_cat_bias = [emb(c, 1, f"user_cat{i}_bias") for i, c in enumerate(user_feature_cardinalities)]
+        zeros = keras.initializers.Zeros()
+        if self.user_cat_vec:  # only then: a model without user fields keeps its variables (and checkpoints)
+            self.user_codes = self.add_weight(name="user_codes", shape=(num_users + 1, len(self.user_cat_vec)),
+                                              dtype=tf.int32, initializer=zeros, trainable=False)
+        if num_user_numeric:
+            self.user_numeric = self.add_weight(name="user_numeric", shape=(num_users + 1, num_user_numeric),
+                                                initializer=zeros, trainable=False)
+            self.user_numeric_vec = keras.layers.Dense(field_dim, name="user_numeric_field")
+            self.user_numeric_bias = keras.layers.Dense(1, name="user_numeric_bias")
+
+    def set_user_tables(self, codes: Any = None, numeric: Any = None) -> None:
+        """Store each user index's categorical codes ``[U + 1, fields]`` and z-scored numeric
+        columns ``[U + 1, n]`` (``models.features.UserFeatures``); row 0 is the unknown user."""
+        if codes is not None and self.user_cat_vec:
+            self.user_codes.assign(tf.cast(codes, tf.int32))
+        if numeric is not None and self.num_user_numeric:
+            self.user_numeric.assign(tf.cast(numeric, tf.float32))
 
     def fields(self, features: dict[str, tf.Tensor], training: bool | None = None
                ) -> tuple[list[tf.Tensor], list[tf.Tensor], list[str]]:
@@ -64,6 +90,16 @@ class DeepFM(keras.Model):
         firsts = [self.user_bias(user), self.item_bias(feats["id_slot"]) * known]
         names = ["user", "item"]
         if self.use_content:
+            codes = tf.gather(self.user_codes, tf.cast(user, tf.int32)) if self.user_cat_vec else None
+            for i in range(len(self.user_cat_vec)):
+                vecs.append(self.user_cat_vec[i](codes[:, i]))
+                firsts.append(self.user_cat_bias[i](codes[:, i]))
+                names.append(f"user_categorical_{i}")
+            if self.num_user_numeric:
+                numeric = tf.gather(self.user_numeric, tf.cast(user, tf.int32))
+                vecs.append(self.user_numeric_vec(numeric))
+                firsts.append(self.user_numeric_bias(numeric))
+                names.append("_user_numeric")
             for i in range(len(self.cat_vec)):
                 vecs.append(self.cat_vec[i](feats["categorical"][:, i]))
                 firsts.append(self.cat_bias[i](feats["categorical"][:, i]))
@@ -93,7 +129,9 @@ class DeepFM(keras.Model):
         return {"table": keras.layers.serialize(self.table), "num_users": self.num_users,
                 "num_id_slots": self.num_id_slots, "categorical_cardinalities": list(self.categorical_cardinalities),
                 "field_dim": self.field_dim, "hidden_units": list(self.hidden_units), "dropout": self.dropout,
-                "use_content": self.use_content, "id_dropout": self.id_dropout, "name": self.name}
+                "use_content": self.use_content, "id_dropout": self.id_dropout,
+                "user_feature_cardinalities": list(self.user_feature_cardinalities),
+                "num_user_numeric": self.num_user_numeric, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> DeepFM:

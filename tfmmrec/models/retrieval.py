@@ -27,6 +27,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfmmrec.fusion import randomness
+from tfmmrec.models.catalog_eval import CatalogEvaluation
 from tfmmrec.models.distributed import gather_candidates_across_replicas
 from tfmmrec.models.tasks import RetrievalTask, mixed_sampling_probability
 from tfmmrec.models.towers import ItemTower, QueryTower
@@ -39,8 +40,12 @@ def query_inputs(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return {k: features[k] for k in QUERY_KEYS if k in features}
 
 
-class TwoTowerRetrieval(tfrs.Model):
+class TwoTowerRetrieval(CatalogEvaluation, tfrs.Model):
     """A TFRS model over ``{"user": int, "item": int[, "item_prob": float, "history": int [b, L]]}`` batches.
+
+    ``evaluate`` / ``fit(validation_data=...)`` on a ``tfmmrec.train.retrieval_eval_dataset`` give the
+    full-catalog metrics (``recall_at_20``, ...; see ``tfmmrec.models.catalog_eval``), the numbers
+    of ``tfmmrec.evaluate_retrieval``; on training-style pairs, the loss as in TFRS.
 
     Args:
       temperature: softmax temperature on cosine scores.

@@ -6,6 +6,7 @@ it distributed: ``train_*`` compile under the model's own strategy and shard the
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfmmrec.config import MultitaskConfig, RankingConfig, RetrievalConfig
+from tfmmrec.config import ConfigError, MultitaskConfig, RankingConfig, RetrievalConfig
 from tfmmrec.fusion.randomness import training_randomness
+from tfmmrec.models.catalog_eval import CATALOG_METRICS
 from tfmmrec.models.dcn import DCN
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
 from tfmmrec.models.multitask import MultitaskRetrieval
@@ -22,16 +24,17 @@ from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.models.towers import ItemTower, QueryTower
 from tfmmrec.train.distribute import shard_by_data
+from tfmmrec.train.early_stopping import VALIDATION_OBJECTIVES, ValidationEarlyStopping, catalog_monitor
+from tfmmrec.train.eval_inputs import ranking_eval_dataset, retrieval_eval_dataset
 from tfmmrec.train.inputs import (
     EncodedInteractions,
     batches_per_epoch,
     ranking_dataset,
-    ranking_eval_set,
     ranking_steps_per_epoch,
     retrieval_dataset,
     user_histories,
 )
-from tfmmrec.train.resume import ResumableBackup, ResumableEarlyStopping, resume_step
+from tfmmrec.train.resume import ResumableBackup, resume_step
 
 
 def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
@@ -107,9 +110,19 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     ``jit_compile`` (else ``cfg.jit_compile``): compile the training step with XLA (see
     benchmarks/README.md); ``None`` = auto: on from a global batch of ``XLA_FROM_BATCH``, where the
     ``batch x batch`` in-batch softmax dominates the step and XLA runs it 2-3x faster, which repays
-    the compilation (a few seconds, once per model) within the first epoch."""
+    the compilation (a few seconds, once per model) within the first epoch.
+
+    Model selection (:func:`retrieval_selection`): after every epoch the model is scored on the
+    validation split (full catalog, training items excluded; ``cfg.validation_metric``,
+    ``cfg.validation_objective``), training stops after ``cfg.patience`` epochs without a better
+    score and the best epoch's weights are restored, so ``cfg.epochs`` is a maximum. Without
+    validation rows it warns and trains all ``cfg.epochs``, keeping the last. The returned
+    History's ``selection`` holds the chosen epoch and the validation curve."""
     tf.random.set_seed(seed)
     callbacks = list(callbacks or [])
+    stopping, validation = retrieval_selection(model, data, cfg, backup_dir)
+    if stopping is not None:
+        callbacks.insert(0, stopping)  # first: val_objective reaches TensorBoard; restores before the backup
     length = getattr(model.query_tower, "history_length", 0)
     with model.distribute_strategy.scope():
         jit = jit_compile if jit_compile is not None else cfg.jit_compile
@@ -129,8 +142,54 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     ds = retrieval_dataset(data, cfg.batch_size, seed, history=history,
                            with_target=getattr(model, "uses_target", False), repeat=True, start_step=start)
     with training_randomness(model, seed):
-        return model.fit(shard_by_data(ds), epochs=cfg.epochs, steps_per_epoch=steps, verbose=verbose,
-                         callbacks=callbacks)
+        history = model.fit(shard_by_data(ds), epochs=cfg.epochs, steps_per_epoch=steps, verbose=verbose,
+                            callbacks=callbacks, validation_data=validation)
+    history.selection = selection_summary(stopping, history, cfg.epochs)
+    return history
+
+
+NO_VALIDATION = ("{what}: the split has no validation interactions of users seen in training "
+                 "(split.valid_frac = 0, or a predefined split without 'valid' rows), so no epoch can be "
+                 "selected: training all {epochs} epochs and keeping the last (no early stopping)")
+
+
+def retrieval_selection(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig,
+                        backup_dir: str | Path | None = None
+                        ) -> tuple[ValidationEarlyStopping | None, tf.data.Dataset | None]:
+    """The early-stopping callback and validation dataset of :func:`train_retrieval` (``None, None``
+    with a warning when the split has no validation rows of known users: the documented fallback
+    is to train every epoch and keep the last). Its state goes to ``backup_dir/early_stopping``."""
+    try:
+        monitor = catalog_monitor(cfg.validation_metric)
+    except ValueError as err:
+        raise ConfigError(f"retrieval.validation_metric: {err}") from None
+    if monitor[4:].split("_at_")[0] not in CATALOG_METRICS:
+        raise ConfigError(f"retrieval.validation_metric: {cfg.validation_metric!r} is not one of "
+                          f"{[m + '@K' for m in CATALOG_METRICS]}")
+    if cfg.validation_objective not in VALIDATION_OBJECTIVES:
+        raise ConfigError(f"retrieval.validation_objective: {cfg.validation_objective!r} is not one of "
+                          f"{list(VALIDATION_OBJECTIVES)}")
+    if not (data.valid.user > 0).any():
+        warnings.warn(NO_VALIDATION.format(what="retrieval", epochs=cfg.epochs), UserWarning, stacklevel=3)
+        return None, None
+    k = int(cfg.validation_metric.partition("@")[2])
+    model.catalog_ks = tuple(sorted({*model.catalog_ks, k}))
+    stopping = ValidationEarlyStopping(monitor, "max", cfg.patience, cfg.validation_objective,
+                                       state_dir=None if backup_dir is None else Path(backup_dir) / "early_stopping")
+    valid = shard_by_data(retrieval_eval_dataset(data, "valid", batch_size=cfg.validation_batch_size))
+    return stopping, valid
+
+
+def selection_summary(stopping: ValidationEarlyStopping | None, history: keras.callbacks.History,
+                      epochs: int) -> dict[str, Any]:
+    """What ``metrics.json`` records of model selection: the chosen epoch (from 1), the epochs
+    run and the validation curve; without validation, the fallback (every epoch, the last kept)."""
+    if stopping is not None:
+        return stopping.summary()
+    run = len(history.epoch)
+    return {"monitor": None, "objective": None, "best_epoch": None, "best": None, "epochs_run": run,
+            "stopped_early": False, "val_curve": [],
+            "note": f"no validation rows: trained all {epochs} epochs, kept the last"}
 
 
 def _build_retrieval_variables(model: TwoTowerRetrieval) -> None:
@@ -152,18 +211,33 @@ def embed_all(model: TwoTowerRetrieval, data: EncodedInteractions, batch_size: i
     return u, v
 
 
-def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *, use_content: bool = True) -> DeepFM:
-    """DeepFM, or DCN-v2 with ``cfg.model == "dcn"`` (same fields, same inputs and outputs)."""
+def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *, use_content: bool = True,
+                  users: UserFeatures | None = None) -> DeepFM:
+    """DeepFM, or DCN-v2 with ``cfg.model == "dcn"`` (same fields, same inputs and outputs).
+    ``users`` (with ``cfg.user_features``): the users table's columns become fields too."""
     table = ItemFeatureTable.from_features(features, name="item_features")
+    with_users = users is not None and cfg.user_features and use_content
+    user_kwargs = dict(user_feature_cardinalities=tuple(users.cardinalities) if with_users else (),  # type: ignore[union-attr]
+                       num_user_numeric=users.numeric.shape[1] if with_users else 0)  # type: ignore[union-attr]
     if cfg.model == "dcn":
-        return DCN(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
-                   tuple(cfg.hidden_units), cfg.dropout, use_content=use_content, id_dropout=cfg.id_dropout,
-                   cross_layers=cfg.cross_layers, projection_dim=cfg.cross_projection_dim, name="dcn")
-    if cfg.model != "deepfm":
+        model: DeepFM = DCN(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
+                            tuple(cfg.hidden_units), cfg.dropout, use_content=use_content,
+                            id_dropout=cfg.id_dropout, cross_layers=cfg.cross_layers,
+                            projection_dim=cfg.cross_projection_dim, name="dcn", **user_kwargs)
+    elif cfg.model == "deepfm":
+        model = DeepFM(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
+                       tuple(cfg.hidden_units), cfg.dropout, use_content=use_content, id_dropout=cfg.id_dropout,
+                       name="deepfm", **user_kwargs)
+    else:
         raise ValueError(f"ranking.model must be 'deepfm' or 'dcn', got {cfg.model!r}")
-    return DeepFM(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
-                  tuple(cfg.hidden_units), cfg.dropout, use_content=use_content, id_dropout=cfg.id_dropout,
-                  name="deepfm")
+    if with_users:
+        model.set_user_tables(users.codes, users.numeric)  # type: ignore[union-attr]
+    return model
+
+
+# Keras's AUC is a Riemann sum over thresholds; 1000 of them put val_auc within ~1e-3 of the
+# exact (Mann-Whitney) AUC that metrics.json reports (tfmmrec.evaluate.auc), 200 (the default) ~1e-2.
+RANKING_AUC_THRESHOLDS = 1000
 
 
 def per_example_logistic_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
@@ -181,7 +255,8 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
                   seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
                   backup_dir: str | Path | None = None, backup_every_steps: int = 100) -> keras.callbacks.History:
     """``mode``: ``rating`` (MSE on ratings), ``label`` (BCE on given 0/1 labels) or ``implicit``
-    (BCE on positives and sampled negatives)."""
+    (BCE on positives and sampled negatives). Early stopping on the validation split, best epoch
+    restored (:func:`ranking_selection`); the returned History's ``selection`` records it."""
     tf.random.set_seed(seed)
     callbacks = list(callbacks or [])
     with model.distribute_strategy.scope():  # metrics must be created under the model's strategy
@@ -190,7 +265,7 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
             metrics = [keras.metrics.RootMeanSquaredError(name="rmse")]
         else:
             loss = per_example_logistic_loss
-            metrics = [keras.metrics.AUC(from_logits=True, name="auc")]
+            metrics = [keras.metrics.AUC(from_logits=True, name="auc", num_thresholds=RANKING_AUC_THRESHOLDS)]
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
         if backup_dir is not None:
             model({"user": tf.zeros([1], tf.int32), "item": tf.zeros([1], tf.int32)})
@@ -200,18 +275,30 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
     start = resume_step(backup_dir, steps) if backup_dir is not None else 0
     ds = shard_by_data(ranking_dataset(data, cfg.batch_size, cfg.negatives, seed, explicit=explicit, repeat=True,
                                        start_step=start))
-    validation = None
-    if len(data.valid):
-        # Stop when the validation metric stops improving and keep the best epoch: ratings overfit
-        # within a few epochs, implicit feedback with fresh negatives every epoch much later.
-        inputs, targets, _ = ranking_eval_set(data, "valid", cfg.negatives, seed, explicit=mode != "implicit")
-        validation = (inputs, targets)
-        monitor, direction = ("val_rmse", "min") if mode == "rating" else ("val_auc", "max")
-        stopping = dict(monitor=monitor, mode=direction, patience=cfg.patience, restore_best_weights=True)
-        callbacks.append(keras.callbacks.EarlyStopping(**stopping) if backup_dir is None
-                         else ResumableEarlyStopping(Path(backup_dir) / "early_stopping", **stopping))
-    if backup_dir is not None:  # last: its final backup holds the weights EarlyStopping restored
+    stopping, validation = ranking_selection(data, cfg, mode, seed, backup_dir)
+    if stopping is not None:
+        callbacks.insert(0, stopping)
+    if backup_dir is not None:  # last: its final backup holds the weights early stopping restored
         callbacks.append(ResumableBackup(backup_dir, backup_every_steps))
     with training_randomness(model, seed):
-        return model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=verbose, validation_data=validation,
-                         validation_batch_size=8192, callbacks=callbacks)
+        history = model.fit(ds, epochs=cfg.epochs, steps_per_epoch=steps, verbose=verbose,
+                            validation_data=validation, callbacks=callbacks)
+    history.selection = selection_summary(stopping, history, cfg.epochs)
+    return history
+
+
+def ranking_selection(data: EncodedInteractions, cfg: RankingConfig, mode: str, seed: int,
+                      backup_dir: str | Path | None = None
+                      ) -> tuple[ValidationEarlyStopping | None, tf.data.Dataset | None]:
+    """Early stopping on the validation split's RMSE (ratings) or AUC (labels, implicit feedback
+    with sampled negatives), best epoch restored: ratings overfit within a few epochs, implicit
+    feedback with fresh negatives every epoch much later. No validation rows: a warning, and
+    every epoch is trained, the last kept."""
+    if not len(data.valid):
+        warnings.warn(NO_VALIDATION.format(what="ranking", epochs=cfg.epochs), UserWarning, stacklevel=3)
+        return None, None
+    monitor, direction = ("val_rmse", "min") if mode == "rating" else ("val_auc", "max")
+    stopping = ValidationEarlyStopping(monitor, direction, cfg.patience,
+                                       state_dir=None if backup_dir is None else Path(backup_dir) / "early_stopping")
+    valid = ranking_eval_dataset(data, "valid", negatives=cfg.negatives, seed=seed, explicit=mode != "implicit")
+    return stopping, shard_by_data(valid)

@@ -22,12 +22,10 @@ config), so a rerun with a changed config never picks up weights trained under a
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -87,46 +85,6 @@ def resume_step(backup_dir: str | Path, steps_per_epoch: int) -> int:
     if batch < 0:  # an epoch-level backup: that epoch is done
         return (epoch + 1) * steps_per_epoch
     return epoch * steps_per_epoch + batch + 1
-
-
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """``EarlyStopping`` whose state survives a kill: its best value, patience count and best
-    weights after every epoch go to ``state_dir/epoch-N.npz``; a run resumed inside epoch N
-    starts from the state after epoch N-1, as the uninterrupted run had it. Without this a
-    resumed run forgets the best epoch before the kill and keeps other weights."""
-
-    def __init__(self, state_dir: str | Path, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.state_dir = Path(state_dir)
-        self._restored = False
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        super().on_train_begin(logs)
-        self._restored = False
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if not self._restored and epoch > 0:
-            path = self.state_dir / f"epoch-{epoch - 1}.npz"
-            if path.is_file():
-                with np.load(path) as state:
-                    self.wait, self.best = int(state["wait"]), float(state["best"])
-                    self.best_epoch, self.stopped_epoch = int(state["best_epoch"]), int(state["stopped_epoch"])
-                    weights = [state[f"w{i}"] for i in range(int(state["num_weights"]))]
-                    self.best_weights = weights if bool(state["has_weights"]) else None
-        self._restored = True
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        super().on_epoch_end(epoch, logs)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        weights = self.best_weights or []
-        tmp = self.state_dir / f".epoch-{epoch}.tmp.npz"
-        np.savez(tmp, wait=self.wait, best=self.best, best_epoch=self.best_epoch, stopped_epoch=self.stopped_epoch,
-                 has_weights=self.best_weights is not None, num_weights=len(weights),
-                 **{f"w{i}": w for i, w in enumerate(weights)})
-        os.replace(tmp, self.state_dir / f"epoch-{epoch}.npz")  # never a half-written state file
-        for old in self.state_dir.glob("epoch-*.npz"):  # the last two suffice (a kill between backups)
-            if int(old.stem.split("-")[1]) < epoch - 1:
-                old.unlink(missing_ok=True)
 
 
 def backup_root(run_dir: str | Path, config_yaml: str, data_fingerprint: str) -> Path:

@@ -1,0 +1,139 @@
+"""Model selection on the validation split: the best epoch is restored, recorded, and survives a resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+from tfmmrec.config import RankingConfig, RetrievalConfig
+from tfmmrec.models.features import ItemFeatures
+from tfmmrec.train.early_stopping import ValidationEarlyStopping, catalog_monitor
+from tfmmrec.train.eval_inputs import retrieval_eval_dataset
+from tfmmrec.train.fit import build_ranking, build_retrieval, train_ranking, train_retrieval
+from tfmmrec.train.inputs import EncodedInteractions, SplitArrays
+
+NUM_ITEMS, NUM_USERS = 40, 30
+CFG = RetrievalConfig(embedding_dim=8, fusion_hidden=[16], batch_size=64, learning_rate=0.05, epochs=12,
+                      patience=2, validation_metric="recall@5")
+
+
+def _features() -> ItemFeatures:
+    rng = np.random.default_rng(0)
+    cluster = np.arange(NUM_ITEMS) % 4
+    text = np.vstack([np.zeros((1, 6)), rng.standard_normal((4, 6))[cluster] + 0.1 * rng.standard_normal((40, 6))])
+    id_slot = np.r_[0, np.arange(1, NUM_ITEMS + 1)].astype(np.int32)
+    return ItemFeatures({"text": text.astype(np.float32)}, {"text": np.r_[0.0, np.ones(NUM_ITEMS)].astype(np.float32)},
+                        id_slot, np.zeros((NUM_ITEMS + 1, 0), np.int32), [], np.zeros((NUM_ITEMS + 1, 0), np.float32))
+
+
+def _data(valid: bool = True) -> EncodedInteractions:
+    """Each user trains on one cluster's items; validation asks for the *next* cluster's items,
+    which training pushes away: validation peaks before training ends, so stopping must restore."""
+    users, items, v_users, v_items = [], [], [], []
+    for u in range(1, NUM_USERS + 1):
+        liked = [i for i in range(1, NUM_ITEMS + 1) if (i - 1) % 4 == u % 4]
+        users += [u] * len(liked)
+        items += liked
+        v_users += [u] * 3
+        v_items += [i for i in range(1, NUM_ITEMS + 1) if (i - 1) % 4 == (u + 1) % 4][:3]
+    users, items = np.array(users, np.int32), np.array(items, np.int32)
+    prob = (np.bincount(items, minlength=NUM_ITEMS + 1) / len(items)).astype(np.float32)
+    prob[prob == 0] = 1 / len(items)
+    empty = SplitArrays(np.zeros(0, np.int32), np.zeros(0, np.int32), None)
+    valid_split = SplitArrays(np.array(v_users, np.int32), np.array(v_items, np.int32), None) if valid else empty
+    return EncodedInteractions(np.array([f"u{u}" for u in range(NUM_USERS)]), NUM_ITEMS,
+                               SplitArrays(users, items, None), valid_split, empty, prob)
+
+
+def test_retrieval_restores_the_best_validation_epoch() -> None:
+    data = _data()
+    model = build_retrieval(_features(), NUM_USERS, CFG, data=data)
+    history = train_retrieval(model, data, CFG, verbose=0)
+    selection = history.selection
+    curve = [c["objective"] for c in selection["val_curve"]]
+    best = int(np.argmax(curve))
+    assert selection["stopped_early"] and selection["epochs_run"] < CFG.epochs  # epochs is a maximum
+    assert selection["epochs_run"] == best + 1 + CFG.patience
+    assert selection["best_epoch"] == best + 1 and curve[best] > curve[-1]
+    assert history.history["val_recall_at_5"] == pytest.approx(curve)  # Keras's History saw the same values
+    restored = model.evaluate(retrieval_eval_dataset(data, "valid"), return_dict=True, verbose=0)
+    assert restored["recall_at_5"] == pytest.approx(curve[best], abs=1e-6)
+
+
+def test_no_validation_rows_warn_and_keep_the_last_epoch() -> None:
+    data = _data(valid=False)
+    cfg = RetrievalConfig(**{**CFG.__dict__, "epochs": 3})
+    model = build_retrieval(_features(), NUM_USERS, cfg, data=data)
+    with pytest.warns(UserWarning, match="no validation interactions.*training all 3 epochs and keeping the last"):
+        history = train_retrieval(model, data, cfg, verbose=0)
+    assert history.selection["epochs_run"] == 3 and history.selection["best_epoch"] is None
+    ranker = build_ranking(_features(), NUM_USERS, RankingConfig(epochs=2, batch_size=64))
+    with pytest.warns(UserWarning, match="ranking: the split has no validation"):
+        assert len(train_ranking(ranker, data, RankingConfig(epochs=2, batch_size=64), mode="implicit",
+                                 verbose=0).epoch) == 2
+
+
+def test_objective_mean_of_warm_and_cold_skips_a_group_without_users() -> None:
+    stop = ValidationEarlyStopping(catalog_monitor("recall@20"), "max", 1, objective="mean")
+    logs = {"val_recall_at_20_warm": 0.4, "val_recall_at_20_cold": 0.1, "val_users_warm": 5, "val_users_cold": 3}
+    assert stop.objective_value(logs) == pytest.approx(0.25)
+    assert stop.objective_value({**logs, "val_users_cold": 0}) == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="NAME@K"):
+        catalog_monitor("recall")
+
+
+class _Scripted(keras.callbacks.Callback):
+    """Feeds a scripted validation value into the logs, as evaluate would."""
+
+    def __init__(self, values: list[float]) -> None:
+        super().__init__()
+        self.values = values
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        assert logs is not None
+        logs["val_auc"] = self.values[epoch]
+
+
+def _fit(model: keras.Model, values: list[float], stop: ValidationEarlyStopping, initial_epoch: int, epochs: int
+         ) -> None:
+    x = np.arange(8, dtype=np.float32)[:, None]
+    model.fit(x, x, epochs=epochs, initial_epoch=initial_epoch, verbose=0, callbacks=[_Scripted(values), stop])
+
+
+def test_a_resumed_run_keeps_the_best_so_far_and_the_patience_counter(tmp_path: Path) -> None:
+    """Epochs 1-3 run, then the process 'dies'; a new callback on the same state_dir resumes at
+    epoch 4 with best = epoch 2 and one epoch of patience used, stops at epoch 4 and restores
+    epoch 2's weights, which were saved before the kill."""
+    values = [0.6, 0.8, 0.7, 0.75, 0.9]
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(1,))])
+    model.compile("sgd", "mse")
+    first = ValidationEarlyStopping("val_auc", "max", patience=2, state_dir=tmp_path)
+    _fit(model, values, first, 0, 3)
+    epoch2 = first.best_weights
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["best_epoch"] == 1 and state["records"][-1]["wait"] == 1
+    model.set_weights([w * 0 + 5 for w in model.get_weights()])  # what training after the kill would change
+    second = ValidationEarlyStopping("val_auc", "max", patience=2, state_dir=tmp_path)
+    _fit(model, values, second, 3, 5)
+    summary = second.summary()
+    assert summary["stopped_early"] and summary["epochs_run"] == 4 and summary["best_epoch"] == 2
+    assert [c["objective"] for c in summary["val_curve"]] == values[:4]
+    for got, want in zip(model.get_weights(), epoch2):
+        np.testing.assert_allclose(got, want)
+
+
+def test_the_multitask_model_is_selected_on_validation_too() -> None:
+    from tfmmrec.config import MultitaskConfig
+    from tfmmrec.train.fit import build_multitask
+
+    data = _data()
+    model = build_multitask(_features(), NUM_USERS, CFG, MultitaskConfig(enabled=True, category_weight=0.0),
+                            data=data)
+    selection = train_retrieval(model, data, CFG, verbose=0).selection
+    assert selection["monitor"] == "val_recall_at_5" and selection["stopped_early"]
+    best = max(c["objective"] for c in selection["val_curve"])
+    restored = model.evaluate(retrieval_eval_dataset(data, "valid"), return_dict=True, verbose=0)
+    assert restored["recall_at_5"] == pytest.approx(best, abs=1e-6)

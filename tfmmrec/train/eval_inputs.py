@@ -1,0 +1,85 @@
+"""Validation and test splits as ``tf.data`` datasets for Keras ``evaluate`` and ``fit(validation_data=...)``.
+
+Retrieval: one row per user with held-out items of the split, carrying what the full-catalog
+protocol needs (``tfmmrec.evaluate.retrieval``): the user's distinct held-out item rows, whether
+each is warm (has training interactions), and the item rows to exclude from the ranking (training
+items; for ``test`` also validation items). Rows are ``-1``-padded per batch, not to the longest
+user of the whole split, so one heavy user does not inflate every batch.
+
+Ranking: the pairs and targets of ``tfmmrec.train.inputs.ranking_eval_set`` as batches.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfmmrec.train.inputs import EncodedInteractions, ranking_eval_set
+
+EVAL_SPLITS = ("valid", "test")
+
+
+def _per_user(users: np.ndarray, items: np.ndarray, num_users: int, *, unique: bool
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of item rows per user index (sorted; ``unique``: distinct pairs only)."""
+    users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
+    if unique and len(users):
+        pairs = np.unique(np.stack([users, items], 1), axis=0)
+        users, items = pairs[:, 0], pairs[:, 1]
+    order = np.lexsort((items, users))
+    indptr = np.zeros(num_users + 2, np.int64)
+    np.add.at(indptr, users + 1, 1)
+    return np.cumsum(indptr), items[order]
+
+
+def retrieval_eval_protocol(data: EncodedInteractions, split: str
+                            ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """The split's held-out ``(user index, item row)`` pairs of users known at training time, the
+    pairs to exclude (train; for ``test`` train + valid) and the warm mask over item rows: the
+    arguments ``tfmmrec.evaluate_retrieval`` takes for the same protocol."""
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
+    part = getattr(data, split)
+    known = part.user > 0  # users without training history have no query embedding to rank for
+    heldout = (part.user[known].astype(np.int64), part.item[known].astype(np.int64) - 1)
+    parts = [data.train] if split == "valid" else [data.train, data.valid]
+    exclude = (np.concatenate([p.user for p in parts]).astype(np.int64),
+               np.concatenate([p.item for p in parts]).astype(np.int64) - 1)
+    warm = np.zeros(data.num_items, bool)
+    warm[data.train_item_rows] = True
+    return heldout, exclude, warm
+
+
+def retrieval_eval_dataset(data: EncodedInteractions, split: str = "valid", *, batch_size: int = 256
+                           ) -> tf.data.Dataset:
+    """Batches of ``{"user", "relevant", "relevant_warm", "exclude"}`` for a retrieval model's
+    ``evaluate`` (see ``tfmmrec.models.catalog_eval``); one row per user with held-out items.
+
+    Args:
+      split: ``"valid"`` (training items excluded) or ``"test"`` (training and validation items excluded).
+      batch_size: users per batch; each batch scores ``batch_size x catalog`` items at once.
+    """
+    (h_users, h_items), (e_users, e_items), warm = retrieval_eval_protocol(data, split)
+    h_ptr, h_rows = _per_user(h_users, h_items, data.num_users, unique=True)
+    e_ptr, e_rows = _per_user(e_users, e_items, data.num_users, unique=False)
+    users = np.flatnonzero(np.diff(h_ptr) > 0).astype(np.int32)
+    # Users are ascending and h_rows is sorted by user, so the held-out rows of ``users`` are contiguous.
+    relevant = tf.RaggedTensor.from_row_lengths(h_rows, np.diff(h_ptr)[users])
+    lengths = e_ptr[users + 1] - e_ptr[users]
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    exclude = tf.RaggedTensor.from_row_lengths(e_rows[np.repeat(e_ptr[users], lengths) + offsets], lengths)
+    rows = {"user": tf.constant(users), "relevant": relevant, "relevant_warm": tf.ragged.map_flat_values(
+        lambda r: tf.gather(tf.constant(warm), r), relevant), "exclude": exclude}
+
+    def pad(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {"user": batch["user"], "relevant": batch["relevant"].to_tensor(-1),
+                "relevant_warm": batch["relevant_warm"].to_tensor(False), "exclude": batch["exclude"].to_tensor(-1)}
+
+    return tf.data.Dataset.from_tensor_slices(rows).batch(batch_size).map(pad).prefetch(2)
+
+
+def ranking_eval_dataset(data: EncodedInteractions, split: str, *, negatives: int, seed: int, explicit: bool,
+                         batch_size: int = 8192) -> tf.data.Dataset:
+    """``({"user", "item"}, target)`` batches of :func:`ranking_eval_set`: a ranking model's
+    ``evaluate`` / ``validation_data``, its compiled metrics (``rmse`` or ``auc``) then score them."""
+    inputs, targets, _ = ranking_eval_set(data, split, negatives, seed, explicit)
+    return tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(batch_size)
