@@ -7,7 +7,8 @@ users at a time so that it can run inside Keras's ``test_step``:
 
 - :func:`catalog_metric_values` scores a batch of queries against all candidates and returns each
   user's Recall/NDCG/HitRate/MRR/MAP@K per item group, with a per-user weight (1 if the user has a
-  relevant item of the group), i.e. what a Keras ``Mean`` metric averages;
+  relevant item of the group), i.e. what a weighted mean over users averages;
+- :class:`CatalogMeans` is the one Keras metric that accumulates all of them (two variables);
 - :class:`CatalogEvaluation` is the mixin that gives a two-tower model the Keras side: its
   ``evaluate`` embeds the catalog once per call (batched, into a non-trainable variable that is
   not part of the model's weights), and its ``test_step`` scores the batch's users against it.
@@ -20,7 +21,7 @@ The metrics are named as Keras names them in logs: ``recall_at_20``, ``ndcg_at_2
 held-out items and ``recall_at_20_warm`` / ``recall_at_20_cold`` for items with / without
 training interactions; during ``fit`` they appear as ``val_recall_at_20`` and so on.
 ``users`` (``users_warm``, ``users_cold``) counts the users a group's metrics average over: a
-group without users reports 0 (Keras's ``Mean`` of nothing), where ``evaluate_retrieval`` says NaN.
+group without users reports 0 (a mean of nothing), where ``evaluate_retrieval`` says NaN.
 Coverage@K (a catalog-wide union, not a mean over users) stays in ``evaluate_retrieval``.
 """
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _padded_indices(padded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 def catalog_metric_values(queries: tf.Tensor, candidates: tf.Tensor, relevant: tf.Tensor, exclude: tf.Tensor,
                           relevant_warm: tf.Tensor | None = None, ks: tuple[int, ...] = DEFAULT_CATALOG_KS
                           ) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
-    """Per-user catalog metrics of one batch, for Keras ``Mean`` metrics.
+    """Per-user catalog metrics of one batch, to be averaged over users (:class:`CatalogMeans`).
 
     Args:
       queries: ``[b, d]`` query embeddings.
