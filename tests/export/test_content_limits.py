@@ -2,7 +2,6 @@
 before anything is decoded."""
 from __future__ import annotations
 
-import struct
 import wave
 from io import BytesIO
 
@@ -14,15 +13,14 @@ from tests.media_files import png_header_only
 from tfmmrec.config import LimitsConfig
 
 
-def wav(seconds: float, byte_rate: int | None = None) -> bytes:
+def wav(seconds: float, rate: int = 16000, width: int = 2) -> bytes:
     buf = BytesIO()
     with wave.open(buf, "wb") as f:
         f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(16000)
-        f.writeframes(np.zeros(int(16000 * seconds), np.int16).tobytes())
-    data = buf.getvalue()
-    return data if byte_rate is None else data[:28] + struct.pack("<I", byte_rate) + data[32:]
+        f.setsampwidth(width)
+        f.setframerate(rate)
+        f.writeframes(bytes(int(rate * seconds) * width))
+    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +44,8 @@ def test_inputs_within_the_limits_are_embedded(embed) -> None:
 @pytest.mark.parametrize("given, message", [
     (dict(text=["ok", "x" * (LimitsConfig().max_text_chars + 1)]), r"text: text over limits\.max_text_chars \(20000"),
     (dict(image=[png_header_only(12000, 12000)]), r"image: image over limits\.max_image_pixels \(40000000\)"),
-    (dict(audio=[wav(0.1, byte_rate=1)]), r"audio: audio over limits\.max_audio_seconds \(600\.0 s\)"),
+    # A real clip just over the 600 s limit, kept small: 8-bit samples at 1 kHz (601 KB).
+    (dict(audio=[wav(601, rate=1000, width=1)]), r"audio: clip of\] \[.*\] \[seconds is over the limit of\] \[600"),
     (dict(image=[b"RIFF\x20\x00\x00\x00WEBPVP8 " + bytes(40)]), r"image: bytes are not a PNG/JPEG/GIF/BMP image "
                                                                   r"\(an unsupported format such as WebP"),
 ])

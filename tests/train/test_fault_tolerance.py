@@ -131,6 +131,11 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_run_ends(runs: dict) 
     assert clean["/retrieval/multimodal/all/recall@20"] > 0.3  # well above chance (20/300)
     assert clean["/ranking/auc"] > 0.6
     for key, value in clean.items():
+        if "/val_curve/" in key and key.endswith("/loss"):
+            # The training loss Keras logs for an epoch is a running mean over that epoch's steps,
+            # and Keras metric state is not in the backup: in the epoch that was killed it averages
+            # only the resumed steps. Everything the run computes from the weights is exact.
+            continue
         assert resumed[key] == pytest.approx(value, rel=RELATIVE, abs=1e-9), key
     for model in ("multimodal", "ranking"):
         a, b = _weights(runs["clean"], model), _weights(runs["killed"], model)

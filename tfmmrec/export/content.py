@@ -92,16 +92,6 @@ def decode_wav_core(contents: tf.Tensor, max_seconds: float, modality: str = "au
     return decode_wav(contents, max_seconds, max_input_seconds, name=modality)
 
 
-def _wav_seconds(contents: tf.Tensor) -> tf.Tensor:
-    """An upper bound on a WAV's length from its size and the canonical header's byte rate
-    (bytes 28..31), before decoding; a byte rate of 0 counts as 1 (the decoder refuses it)."""
-    head = tf.strings.join([tf.strings.substr(contents, 0, 32), tf.constant(b"\0" * 32)])
-    rate = tf.io.decode_raw(tf.strings.substr(head, 28, 4), tf.uint8)
-    rate = tf.cast(rate, tf.int64)
-    byte_rate = tf.maximum(rate[0] + 256 * (rate[1] + 256 * (rate[2] + 256 * rate[3])), 1)
-    return tf.cast(tf.strings.length(contents), tf.float64) / tf.cast(byte_rate, tf.float64)
-
-
 def _within_limits(contents: tf.Tensor, modality: str, kind: str, limits: LimitsConfig) -> tf.Tensor:
     """``contents`` after asserting it is within ``limits`` (an error naming the input and the limit)."""
     if kind == "text":
@@ -114,10 +104,8 @@ def _within_limits(contents: tf.Tensor, modality: str, kind: str, limits: Limits
         checks = [tf.debugging.Assert(tf.reduce_all(size <= limits.max_file_bytes), [
             f"{modality}: file over limits.max_file_bytes ({limits.max_file_bytes} bytes); largest:",
             tf.reduce_max(tf.concat([size, [0]], 0))])]
-        if kind == "audio":
-            seconds = tf.map_fn(_wav_seconds, contents, fn_output_signature=tf.float64)
-            checks.append(tf.debugging.Assert(tf.reduce_all(seconds <= limits.max_audio_seconds), [
-                f"{modality}: audio over limits.max_audio_seconds ({limits.max_audio_seconds} s)"]))
+        # Audio length: the decoder checks it from the parsed WAV header (after the header's own
+        # checks, so a sample rate of 0 is reported as such), see ``decode_wav_core``.
     with tf.control_dependencies(checks):
         return tf.identity(contents)
 
@@ -201,7 +189,8 @@ class ContentEncoder(tf.Module):
 
             def one(contents: tf.Tensor) -> tf.Tensor:
                 return tf.cond(tf.strings.length(contents) > 0,
-                               lambda: decode_wav_core(contents, spec.audio_seconds, modality),
+                               lambda: decode_wav_core(contents, spec.audio_seconds, modality,
+                                                       self.limits.max_audio_seconds),
                                lambda: tf.zeros([length]))
             batch = tf.map_fn(one, values, fn_output_signature=tf.TensorSpec([length], tf.float32))
         emb = tf.cast(encoder(batch), tf.float32)

@@ -169,7 +169,8 @@ def _parse_header(contents: tf.Tensor, max_input_seconds: float | None, name: st
     seconds = tf.cast(frames, tf.float64) / tf.cast(tf.maximum(rate, 1), tf.float64)
 
     def check(ok: tf.Tensor, *message: object) -> tf.Operation:
-        return tf.debugging.Assert(ok, [f"{name}:", *message], summarize=8)
+        # The input's name and the first words in one string: "sound: the WAV header says ...".
+        return tf.debugging.Assert(ok, [f"{name}: {message[0]}", *message[1:]], summarize=8)
 
     checks = [check(is_wave, "not a RIFF/WAVE file")]
     with tf.control_dependencies(checks):
