@@ -138,8 +138,10 @@ def _require_numeric(df: pd.DataFrame, column: str, path: Path, what: str = "num
     bad = np.flatnonzero(~good)
     if len(bad):
         row = int(bad[0])
+        value = df[column].iloc[row]
+        value = value.item() if isinstance(value, np.generic) else value  # -3, not numpy 2's np.int64(-3)
         raise DatasetError(f"{path}: column {column!r} must be {what}; row {row + 2} has "
-                           f"{df[column].iloc[row]!r} ({len(bad)} bad rows in all)")
+                           f"{value!r} ({len(bad)} bad rows in all)")
     df[column] = values
 
 

@@ -90,12 +90,18 @@ class SavedModelEndpoint:
         given = _rows_to_columns(request["instances"], list(sig.inputs)) if row else \
             _columns(request["inputs"], list(sig.inputs))
         feeds = {}
-        for alias, info in sig.inputs.items():
+        # The inputs the request gives are converted first (in name order, not the protobuf map's
+        # order, which differs between protobuf versions): a bad value is reported as such even when
+        # another input is missing too.
+        for alias in sorted(set(given) & set(sig.inputs)):
+            info = sig.inputs[alias]
+            feeds[alias] = _to_tensor(given.pop(alias), tf.dtypes.as_dtype(info.dtype), alias)
+            _check_shape(feeds[alias], info, alias)
+        for alias, info in sorted(sig.inputs.items()):
             dtype = tf.dtypes.as_dtype(info.dtype)
-            if alias in given:
-                feeds[alias] = _to_tensor(given.pop(alias), dtype, alias)
-                _check_shape(feeds[alias], info, alias)
-            elif alias in sig.defaults:
+            if alias in feeds:
+                continue
+            if alias in sig.defaults:
                 feeds[alias] = tf.constant(tf.make_ndarray(sig.defaults[alias]), dtype)
             else:
                 raise RequestError(f"Signature input alias: {alias} not found in request and no default value "
