@@ -25,8 +25,9 @@ from tfmmrec.evaluate.retrieval import evaluate_retrieval
 from tfmmrec.evaluate.topk import factorized_top_k_accuracy
 from tfmmrec.export.build import export_ranking_model, export_retrieval_model
 from tfmmrec.models.features import build_item_features, build_user_features
+from tfmmrec.train.coldstart import build_warm_cold, train_any_retrieval
 from tfmmrec.train.distribute import resolve_strategy
-from tfmmrec.train.fit import build_multitask, build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
+from tfmmrec.train.fit import build_multitask, build_ranking, build_retrieval, embed_all, train_ranking
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
 from tfmmrec.train.pretrain import add_aligned_modality
 from tfmmrec.train.resume import backup_root
@@ -198,9 +199,11 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         _log(f"[train] retrieval, {variant}" + (" (retrieval + ranking + item category)" if multitask else ""))
         with strategy.scope():
             model = retrieval_model(prep, cfg, use_content, multitask=multitask)
-        train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
-                        callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
-                        **_backup_args(backups, f"retrieval_{variant}", cfg))
+        selected = train_any_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
+                                       callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
+                                       **_backup_args(backups, f"retrieval_{variant}", cfg))
+        if isinstance(selected, dict):  # the warm/cold model's selected epochs and blend (train.coldstart)
+            metrics.setdefault("warm_cold", {})[variant] = selected
         record_retrieval_metrics(metrics, variant, model, data, cfg.ks)
         retrieval_models[variant] = model
         save_run_weights(cfg, run_dir, variant, model)
@@ -336,6 +339,13 @@ def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | 
 def retrieval_model(prep: PreparedData, cfg: RunConfig, use_content: bool, *, multitask: bool = False) -> Any:
     """The retrieval (or multitask) model ``cfg`` describes, built on ``prep``'s data and users."""
     users = build_user_features(prep.dataset.users, prep.data.user_ids)
+    if use_content and not multitask and cfg.retrieval.item_representation == "warm_cold":
+        return build_warm_cold(prep.features, prep.data.num_users, cfg.retrieval, data=prep.data, users=users)
+    if cfg.retrieval.item_representation not in ("warm_cold", "joint"):
+        from tfmmrec.config import ConfigError
+
+        raise ConfigError(f"retrieval.item_representation: {cfg.retrieval.item_representation!r} is not one of "
+                          "['joint', 'warm_cold']")
     if multitask:
         return build_multitask(prep.features, prep.data.num_users, cfg.retrieval, cfg.multitask, data=prep.data,
                                users=users, rating=prep.mode == "rating")
@@ -469,7 +479,7 @@ def tune(dataset_dir: str | Path, out_dir: str | Path, config: RunConfig | None 
         def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
             tf.keras.utils.set_random_seed(trial_cfg.seed)
             model = retrieval_model(prep, trial_cfg, use_content)
-            train_retrieval(model, prep.data, trial_cfg.retrieval, seed=trial_cfg.seed, verbose=0)
+            train_any_retrieval(model, prep.data, trial_cfg.retrieval, seed=trial_cfg.seed, verbose=0)
             return validation_retrieval_metrics(model, prep.data, k)
     else:
         rd, explicit = prep.rank_data, prep.mode != "implicit"
