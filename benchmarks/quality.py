@@ -366,7 +366,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a tfmmrec config key for the tfmmrec models (as `tfmmrec train --set`)")
     p.add_argument("--quick", action="store_true", help="one seed, at most 6 epochs, patience 2")
     p.add_argument("--readme", action="store_true", help="write the table into benchmarks/README.md")
+    p.add_argument("--merge", type=Path, nargs="+", help="combine these quality.json (e.g. one per seed, run in "
+                   "parallel) into one report in --out instead of running")
     args = p.parse_args(argv)
+    if args.merge:
+        return write_report(merge([json.loads(f.read_text()) for f in args.merge]), args.out, args.readme)
     if args.quick:
         args.seeds, args.max_epochs, args.patience = args.seeds[:1], min(args.max_epochs, 6), 2
     args.out.mkdir(parents=True, exist_ok=True)
@@ -391,13 +395,36 @@ def main(argv: list[str] | None = None) -> int:
                                                        args.patience, ranking, lambda m: print(m, flush=True),
                                                        args.rank_set)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    (args.out / "quality.json").write_text(json.dumps(report, indent=2))
+    return write_report(report, args.out, args.readme)
+
+
+def write_report(report: dict[str, Any], out: Path, readme: bool) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(report, indent=2))
     md = markdown(report)
-    (args.out / "quality.md").write_text(md)
+    (out / "quality.md").write_text(md)
     print("\n" + md)
-    if args.readme:
+    if readme:
         replace_section("quality", md)
     return 0
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several runs of the same settings (different seeds): runs concatenated,
+    summaries recomputed."""
+    out = {**reports[0], "seeds": sorted(s for r in reports for s in r["seeds"]), "settings": {},
+           "machine": "; ".join(dict.fromkeys(r["machine"] for r in reports))}
+    for name in reports[0]["settings"]:
+        parts = [r["settings"][name] for r in reports if name in r["settings"]]
+        setting = {**parts[0], "seeds": sorted(s for p in parts for s in p["seeds"]), "models": {}}
+        for model in parts[0]["models"]:
+            runs = [run for p in parts for run in p["models"][model]["runs"]]
+            setting["models"][model] = {"runs": runs, "summary": summarize(runs)}
+        if "ranking" in parts[0]:
+            runs = [run for p in parts for run in p["ranking"]["runs"]]
+            setting["ranking"] = {"runs": runs, "summary": {k: summarize([r[k] for r in runs]) for k in runs[0]}}
+        out["settings"][name] = setting
+    return out
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ class RetrievalConfig:
     # interactions and a content tower aligned to it for the rest, one index (the default);
     # "joint" = one tower adding id and content embeddings with id_dropout (the first release).
     item_representation: str = "warm_cold"
-    warm_tower: str = "id"  # warm_cold: "id" (item ids only) or "id_content" (ids + content, no ID dropout)
+    warm_tower: str = "id_content"  # warm_cold: "id_content" (ids + content, no ID dropout) or "id" (ids only)
     content_align_weight: float = 1.0  # warm_cold: weight of the content tower's 1 - cos alignment to the warm tower
     # warm_cold: candidates of c in g(n) = n / (n + c), the warm tower's share for an item with n training
     # interactions (0: warm items are their warm embedding); the best on validation is kept.
@@ -95,7 +95,9 @@ class RankingConfig:
     batch_size: int = 1024
     epochs: int = 20
     patience: int = 3  # epochs without a better validation AUC / RMSE before stopping (best weights kept)
-    model: str = "deepfm"  # "deepfm" or "dcn" (DCN-v2: cross layers + deep part over the same fields)
+    # "dcn" (DCN-v2: cross layers + deep part) or "deepfm", over the same fields; dcn measured the lower
+    # RMSE on ml-latest-small ratings (benchmarks/README.md, "Quality").
+    model: str = "dcn"
     cross_layers: int = 2
     cross_projection_dim: int = 0  # low-rank cross layers when > 0 (DCN-v2's DCN-Mix-free variant)
 
