@@ -277,11 +277,22 @@ def run_ranking(prep: PreparedData, cfg: RunConfig, seed: int, epochs: int) -> d
 
 # --------------------------------------------------------------------------------------- main
 def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list[str], max_epochs: int,
-                patience: int, ranking: bool, log: Callable[[str], None], rank_overrides: list[str] = ()
-                ) -> dict[str, Any]:
+                patience: int, ranking: bool, log: Callable[[str], None], rank_overrides: list[str] = (),
+                checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """All ``models`` on ``setting`` for each seed; ``checkpoint`` gets the partial result after
+    every model (a long run interrupted still leaves its finished models on disk)."""
     ds = load_dataset(setting.dataset_dir)
     per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
     rank_runs: list[dict[str, Any]] = []
+
+    def result() -> dict[str, Any]:
+        out: dict[str, Any] = {"strategy": setting.strategy, "cold_item_frac": setting.cold_item_frac,
+                               "seeds": seeds, "models": {m: {"runs": runs, "summary": summarize(runs)}
+                                                          for m, runs in per_seed.items() if runs}}
+        if rank_runs:
+            out["ranking"] = {"runs": rank_runs,
+                              "summary": {k: summarize([r[k] for r in rank_runs]) for k in rank_runs[0]}}
+        return out
     for seed in seeds:
         split = dataclasses.replace(cfg.split, strategy=setting.strategy, valid_frac=0.1, test_frac=0.1,
                                     cold_item_frac=setting.cold_item_frac, seed=seed)
@@ -296,6 +307,8 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
             else:
                 r = run_tfmmrec(prep, run_cfg, name == "tfmmrec_multimodal", seed, patience)
             per_seed[name].append(r)
+            if checkpoint is not None:
+                checkpoint(result())
             log(f"  {name:<20} " + "  ".join(f"{k} {r[k]:.4f}" for k in r if k.endswith(f"@{K}"))
                 + f"  epochs {r.get('epochs', r.get('warm_epochs'))}/{r.get('content_epochs', '-')}"
                   f" c {r.get('blend_c', '-')} s {r.get('cold_scale', '-')}  {r['seconds']}s")
@@ -303,11 +316,9 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
             rank_runs.append(run_ranking(prep, run_cfg.with_overrides(rank_overrides), seed, epochs=max(8, max_epochs)))
             log("  ranking RMSE: " + ", ".join(f"{k} {v['rmse']:.4f} ({v['epochs']} ep)"
                                                 for k, v in rank_runs[-1].items()))
-    out: dict[str, Any] = {"strategy": setting.strategy, "cold_item_frac": setting.cold_item_frac, "seeds": seeds,
-                           "models": {m: {"runs": runs, "summary": summarize(runs)} for m, runs in per_seed.items()}}
-    if rank_runs:
-        out["ranking"] = {"runs": rank_runs, "summary": {k: summarize([r[k] for r in rank_runs]) for k in rank_runs[0]}}
-    return out
+            if checkpoint is not None:
+                checkpoint(result())
+    return result()
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
@@ -328,24 +339,25 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"Machine: {report['machine']}; seeds {report['seeds']}, at most {report['max_epochs']} epochs, "
              f"patience {report['patience']} (mean ± std over seeds; test split, full catalog, train+valid items "
              "excluded; cold pool = cold test items ranked among the cold items).", "",
-             "| data | model | R@20 | N@20 | warm R@20 | cold R@20 | cold-pool R@20 | epochs | s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| data | model | seeds | R@20 | N@20 | warm R@20 | cold R@20 | cold-pool R@20 | epochs | s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, res in report["settings"].items():
         for model, m in res["models"].items():
             s = m["summary"]
             cold = res["cold_item_frac"] > 0
             epochs = _ms(s, "epochs") if "epochs" in s else (
                 f"{s['warm_epochs'][0]:.1f} + {s['content_epochs'][0]:.1f}" if "content_epochs" in s else "–")
-            lines.append(f"| {name} | {model} | {_ms(s, 'all_recall@20')} | {_ms(s, 'all_ndcg@20')} | "
+            lines.append(f"| {name} | {model} | {len(m['runs'])} | {_ms(s, 'all_recall@20')} | "
+                         f"{_ms(s, 'all_ndcg@20')} | "
                          f"{_ms(s, 'warm_recall@20')} | {_ms(s, 'cold_recall@20') if cold else '–'} | "
                          f"{_ms(s, 'cold_pool_recall@20') if cold else '–'} | {epochs.split(' ±')[0]} | "
                          f"{s['seconds'][0]:.0f} |")
     ranks = [(n, r["ranking"]) for n, r in report["settings"].items() if "ranking" in r]
     if ranks:
-        lines += ["", "| ranking (ratings) | model | test RMSE | epochs |", "|---|---|---:|---:|"]
+        lines += ["", "| ranking (ratings) | model | seeds | test RMSE | epochs |", "|---|---|---:|---:|---:|"]
         for name, r in ranks:
             for model, s in r["summary"].items():
-                lines.append(f"| {name} | {model} | {_ms(s, 'rmse')} | {s['epochs'][0]:.1f} |")
+                lines.append(f"| {name} | {model} | {len(r['runs'])} | {_ms(s, 'rmse')} | {s['epochs'][0]:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -391,9 +403,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for setting in [s for s in settings if s.name in args.settings]:
         ranking = not args.no_ranking and setting.name == "ml_random"
+
+        def checkpoint(partial: dict[str, Any], name: str = setting.name) -> None:
+            report["settings"][name] = partial
+            (args.out / "quality.json").write_text(json.dumps({**report, "partial": True}, indent=2))
         report["settings"][setting.name] = run_setting(setting, args.seeds, cfg, args.models, args.max_epochs,
                                                        args.patience, ranking, lambda m: print(m, flush=True),
-                                                       args.rank_set)
+                                                       args.rank_set, checkpoint)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return write_report(report, args.out, args.readme)
 
@@ -414,14 +430,15 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     summaries recomputed."""
     out = {**reports[0], "seeds": sorted(s for r in reports for s in r["seeds"]), "settings": {},
            "machine": "; ".join(dict.fromkeys(r["machine"] for r in reports))}
-    for name in reports[0]["settings"]:
+    names = list(dict.fromkeys(n for r in reports for n in r["settings"]))
+    for name in names:
         parts = [r["settings"][name] for r in reports if name in r["settings"]]
         setting = {**parts[0], "seeds": sorted(s for p in parts for s in p["seeds"]), "models": {}}
-        for model in parts[0]["models"]:
-            runs = [run for p in parts for run in p["models"][model]["runs"]]
+        for model in dict.fromkeys(m for p in parts for m in p["models"]):
+            runs = [run for p in parts if model in p["models"] for run in p["models"][model]["runs"]]
             setting["models"][model] = {"runs": runs, "summary": summarize(runs)}
-        if "ranking" in parts[0]:
-            runs = [run for p in parts for run in p["ranking"]["runs"]]
+        if any("ranking" in p for p in parts):
+            runs = [run for p in parts if "ranking" in p for run in p["ranking"]["runs"]]
             setting["ranking"] = {"runs": runs, "summary": {k: summarize([r[k] for r in runs]) for k in runs[0]}}
         out["settings"][name] = setting
     return out

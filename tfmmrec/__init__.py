@@ -68,3 +68,8 @@ from tfmmrec.models.tasks import RetrievalTask  # noqa: E402
 
 __all__ += ["DCN", "MultitaskConfig", "MultitaskRetrieval", "RetrievalTask"]
 __all__ += ["ResumableBackup", "resolve_strategy"]
+
+from tfmmrec.models.coldstart import WarmColdItemTower  # noqa: E402
+from tfmmrec.train.coldstart import KeepBestEpoch, build_warm_cold, train_warm_cold  # noqa: E402
+
+__all__ += ["KeepBestEpoch", "WarmColdItemTower", "build_warm_cold", "train_warm_cold"]
