@@ -121,9 +121,10 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
                     seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
                     backup_dir: str | Path | None = None, backup_every_steps: int = 100,
                     jit_compile: bool | None = None) -> dict[str, Any]:
-    """Train ``build_warm_cold``'s model in its three stages (module docstring); ``callbacks``
-    (e.g. TensorBoard) see the warm stage. Returns what was selected: ``{"warm_epochs",
-    "content_epochs", "blend_c", "valid_recall@20": {stage: curve}}``."""
+    """Train ``build_warm_cold``'s model in its three stages (module docstring). ``callbacks``
+    (e.g. TensorBoard) see the warm stage; a callback's ``projector`` is called again at the end.
+    Returns what was selected: ``{"warm_epochs", "content_epochs", "blend_c", "cold_scale",
+    "valid_recall@20": {stage: curve}}``."""
     tower = model.item_tower
     if not isinstance(tower, WarmColdItemTower):
         raise TypeError("train_warm_cold needs a model from build_warm_cold (a WarmColdItemTower item tower)")
@@ -192,6 +193,9 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         tower.blend_c.assign(best_c)
         tower.cold_scale.assign(best_scale)
     out["blend_c"], out["cold_scale"] = float(tower.blend_c.numpy()), float(tower.cold_scale.numpy())
+    for callback in callbacks or []:  # e.g. the TensorBoard projector: show the served embeddings, not the warm stage's
+        if getattr(callback, "projector", None) is not None:
+            callback.projector()
     return out
 
 
