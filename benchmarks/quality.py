@@ -345,7 +345,7 @@ def markdown(report: dict[str, Any]) -> str:
         for model, m in res["models"].items():
             s = m["summary"]
             cold = res["cold_item_frac"] > 0
-            epochs = _ms(s, "epochs") if "epochs" in s else (
+            epochs = f"{s['epochs'][0]:.1f}" if "epochs" in s else (
                 f"{s['warm_epochs'][0]:.1f} + {s['content_epochs'][0]:.1f}" if "content_epochs" in s else "–")
             lines.append(f"| {name} | {model} | {len(m['runs'])} | {_ms(s, 'all_recall@20')} | "
                          f"{_ms(s, 'all_ndcg@20')} | "
@@ -428,12 +428,13 @@ def write_report(report: dict[str, Any], out: Path, readme: bool) -> int:
 def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One report from several runs of the same settings (different seeds): runs concatenated,
     summaries recomputed."""
-    out = {**reports[0], "seeds": sorted(s for r in reports for s in r["seeds"]), "settings": {},
-           "machine": "; ".join(dict.fromkeys(r["machine"] for r in reports))}
+    out = {**reports[0], "seeds": sorted({s for r in reports for s in r["seeds"]}), "settings": {},
+           "machine": " / ".join(dict.fromkeys(r["machine"].split(", load")[0] for r in reports))
+           + f", load average at start {', '.join(r['machine'].split('at start ')[-1] for r in reports)}"}
     names = list(dict.fromkeys(n for r in reports for n in r["settings"]))
     for name in names:
         parts = [r["settings"][name] for r in reports if name in r["settings"]]
-        setting = {**parts[0], "seeds": sorted(s for p in parts for s in p["seeds"]), "models": {}}
+        setting = {**parts[0], "seeds": sorted({s for p in parts for s in p["seeds"]}), "models": {}}
         for model in dict.fromkeys(m for p in parts for m in p["models"]):
             runs = [run for p in parts if model in p["models"] for run in p["models"][model]["runs"]]
             setting["models"][model] = {"runs": runs, "summary": summarize(runs)}
