@@ -23,7 +23,8 @@ ITEMS = tf.range(1, NUM_ITEMS + 1)
 
 def test_served_embedding_is_warm_for_seen_items_and_scaled_content_for_unseen(
         features: ItemFeatures, interactions: EncodedInteractions) -> None:
-    model = build_warm_cold(features, NUM_USERS, RetrievalConfig(**TINY, cold_scale=[0.7]), data=interactions)
+    cfg = RetrievalConfig(**TINY, warm_tower="id", cold_scale=[0.7])
+    model = build_warm_cold(features, NUM_USERS, cfg, data=interactions)
     tower = model.item_tower
     assert isinstance(tower, WarmColdItemTower) and tower.table is tower.content_tower.table
     served, warm, content = (t(ITEMS).numpy() for t in (tower, tower.warm_tower, tower.content_tower))
