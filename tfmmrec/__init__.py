@@ -99,3 +99,8 @@ from tfmmrec.train.inputs import ranking_dataset, retrieval_dataset  # noqa: E40
 __all__ += ["CatalogEvaluation", "ItemFeatureTable", "PreparedData", "ValidationEarlyStopping", "build_ranking",
             "build_retrieval", "build_user_features", "embed_all", "prepare_data", "ranking_dataset",
             "ranking_eval_dataset", "retrieval_dataset", "retrieval_eval_dataset", "user_features"]
+
+from tfmmrec.models.coldstart import WarmColdItemTower  # noqa: E402
+from tfmmrec.train.coldstart import build_warm_cold, train_warm_cold  # noqa: E402
+
+__all__ += ["WarmColdItemTower", "build_warm_cold", "train_warm_cold"]

@@ -72,6 +72,22 @@ class RetrievalConfig:
     # (train.fit.XLA_FROM_BATCH), where the in-batch softmax dominates and XLA repays its few seconds
     # of compilation; off below it and with history pooling (tf.unique does not compile).
     jit_compile: bool | None = None
+    # Item representation of the multimodal model (tfmmrec.models.coldstart), measured in
+    # benchmarks/README.md ("Quality"): "warm_cold" = a warm tower for items with training
+    # interactions and a content tower aligned to it for the rest, one index (the default);
+    # "joint" = one tower adding id and content embeddings with id_dropout (the first release).
+    item_representation: str = "warm_cold"
+    warm_tower: str = "id_content"  # warm_cold: "id_content" (ids + content, no ID dropout) or "id" (ids only)
+    content_align_weight: float = 1.0  # warm_cold: weight of the content tower's 1 - cos alignment to the warm tower
+    # warm_cold: candidates of c in g(n) = n / (n + c), the warm tower's share for an item with n training
+    # interactions (0: warm items are their warm embedding); the best on validation is kept.
+    warm_blend_c: list[float] = field(default_factory=lambda: [0.0, 1.0, 3.0, 10.0])
+    # warm_cold: candidates of the factor on content-only (cold) items' scores, calibrating them against warm
+    # items' (1 = none); chosen on validation together with warm_blend_c.
+    cold_scale: list[float] = field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 1.1, 1.2, 1.3])
+    # warm_cold on a cold-start split: the blend kept is the best for cold validation items among those
+    # whose warm-item recall is within this share of the best warm-item recall (tfmmrec.train.coldstart).
+    blend_warm_tolerance: float = 0.02
 
 
 @dataclass
@@ -88,7 +104,9 @@ class RankingConfig:
     batch_size: int = 1024
     epochs: int = 20
     patience: int = 3  # epochs without a better validation AUC / RMSE before stopping (best weights kept)
-    model: str = "deepfm"  # "deepfm" or "dcn" (DCN-v2: cross layers + deep part over the same fields)
+    # "dcn" (DCN-v2: cross layers + deep part) or "deepfm", over the same fields; dcn measured the lower
+    # RMSE on ml-latest-small ratings (benchmarks/README.md, "Quality").
+    model: str = "dcn"
     cross_layers: int = 2
     cross_projection_dim: int = 0  # low-rank cross layers when > 0 (DCN-v2's DCN-Mix-free variant)
     user_features: bool = True  # the users table's columns (if the dataset has one) as ranking fields

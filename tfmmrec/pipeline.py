@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfmmrec.config import RunConfig
+from tfmmrec.config import ConfigError, RunConfig
 from tfmmrec.data.loader import Dataset, load_dataset
 from tfmmrec.data.manifest import Manifest
 from tfmmrec.data.splits import split_interactions
@@ -27,8 +27,9 @@ from tfmmrec.evaluate.topk import factorized_top_k_accuracy
 from tfmmrec.export.build import export_ranking_model, export_retrieval_model
 from tfmmrec.export.versioning import ExportError
 from tfmmrec.models.features import build_item_features, build_user_features
+from tfmmrec.train.coldstart import build_warm_cold, train_any_retrieval
 from tfmmrec.train.distribute import resolve_strategy
-from tfmmrec.train.fit import build_multitask, build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval
+from tfmmrec.train.fit import build_multitask, build_ranking, build_retrieval, embed_all, train_ranking
 from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set
 from tfmmrec.train.pretrain import add_aligned_modality
 from tfmmrec.train.resume import backup_root
@@ -237,9 +238,9 @@ def _run_locked(dataset_dir: str | Path, run_dir: Path, cfg: RunConfig, *, expor
         _log(f"[train] retrieval, {variant}" + (" (retrieval + ranking + item category)" if multitask else ""))
         with strategy.scope():
             model = retrieval_model(prep, cfg, use_content, multitask=multitask)
-        history = train_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
-                                  callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
-                                  **_backup_args(backups, f"retrieval_{variant}", cfg))
+        history = train_any_retrieval(model, data, cfg.retrieval, seed=cfg.seed, verbose=verbose,
+                                      callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
+                                      **_backup_args(backups, f"retrieval_{variant}", cfg))
         metrics.setdefault("training", {})[variant] = _log_selection(variant, history.selection)
         record_retrieval_metrics(metrics, variant, model, data, cfg.ks)
         retrieval_models[variant] = model
@@ -411,6 +412,11 @@ def user_features(prep: PreparedData, data: EncodedInteractions | None = None) -
 def retrieval_model(prep: PreparedData, cfg: RunConfig, use_content: bool, *, multitask: bool = False) -> Any:
     """The retrieval (or multitask) model ``cfg`` describes, built on ``prep``'s data and users."""
     users = user_features(prep)
+    if use_content and not multitask and cfg.retrieval.item_representation == "warm_cold":
+        return build_warm_cold(prep.features, prep.data.num_users, cfg.retrieval, data=prep.data, users=users)
+    if cfg.retrieval.item_representation not in ("warm_cold", "joint"):
+        raise ConfigError(f"retrieval.item_representation: {cfg.retrieval.item_representation!r} is not one of "
+                          "['joint', 'warm_cold']")
     if multitask:
         return build_multitask(prep.features, prep.data.num_users, cfg.retrieval, cfg.multitask, data=prep.data,
                                users=users, rating=prep.mode == "rating")
@@ -554,7 +560,7 @@ def tune(dataset_dir: str | Path, out_dir: str | Path, config: RunConfig | None 
         def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
             tf.keras.utils.set_random_seed(trial_cfg.seed)
             model = retrieval_model(prep, trial_cfg, use_content)
-            train_retrieval(model, prep.data, trial_cfg.retrieval, seed=trial_cfg.seed, verbose=0)
+            train_any_retrieval(model, prep.data, trial_cfg.retrieval, seed=trial_cfg.seed, verbose=0)
             return validation_retrieval_metrics(model, prep.data, k)
     else:
         rd, explicit = prep.rank_data, prep.mode != "implicit"

@@ -20,7 +20,7 @@ def test_config_selects_the_model(features: ItemFeatures) -> None:
     dcn = build_ranking(features, NUM_USERS, RankingConfig(model="dcn", field_dim=4, hidden_units=[8],
                                                            cross_layers=3, cross_projection_dim=2))
     assert isinstance(dcn, DCN) and len(dcn.cross) == 3
-    deepfm = build_ranking(features, NUM_USERS, RankingConfig(field_dim=4, hidden_units=[8]))
+    deepfm = build_ranking(features, NUM_USERS, RankingConfig(model="deepfm", field_dim=4, hidden_units=[8]))
     assert type(deepfm) is DeepFM
     with pytest.raises(ValueError, match="ranking.model"):
         build_ranking(features, NUM_USERS, RankingConfig(model="xgboost"))

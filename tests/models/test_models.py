@@ -59,7 +59,7 @@ def test_two_tower_training_finds_cold_items_by_content(features: ItemFeatures,
 
 
 def test_deepfm_scores_and_serializes(features: ItemFeatures) -> None:
-    model = build_ranking(features, NUM_USERS, RankingConfig(field_dim=4, hidden_units=[8]))
+    model = build_ranking(features, NUM_USERS, RankingConfig(model="deepfm", field_dim=4, hidden_units=[8]))
     out = model({"user": tf.constant([1, 2, 0]), "item": tf.constant([1, 35, 0])})
     assert out.shape == (3,)
     _, _, names = model.fields({"user": tf.constant([1]), "item": tf.constant([1])})

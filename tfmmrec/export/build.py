@@ -86,10 +86,13 @@ def retrieval_serving(model: Any, user_ids: np.ndarray, item_ids: np.ndarray, it
     """Serving module of a ``TwoTowerRetrieval``; with the catalog, it can embed raw content too
     (refusing request inputs over ``limits``)."""
     content_encoder = None
-    tower = model.item_tower
+    # The content path: a warm/cold item tower's content tower (tfmmrec.models.coldstart), else the tower itself.
+    tower = getattr(model.item_tower, "content_tower", model.item_tower)
     if dataset is not None and tower.use_content and any(
             s.kind != "vector" for s in dataset.manifest.modalities.values()):
-        content_encoder = ContentEncoder(tower, ContentSpec.from_catalog(dataset, content, encoders), limits=limits)
+        scale = getattr(model.item_tower, "cold_scale", None)
+        content_encoder = ContentEncoder(tower, ContentSpec.from_catalog(dataset, content, encoders), limits=limits,
+                                         output_scale=1.0 if scale is None else float(scale.numpy()))
     return RetrievalServing(QueryEncoder(user_ids, model.query_tower), item_ids, item_embeddings, max_k,
                             content=content_encoder, index=index)
 

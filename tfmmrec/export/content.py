@@ -139,10 +139,13 @@ class ContentEncoder(tf.Module):
     unknown), in ``input_names`` order, and returns ``{"embedding": [batch, d]}``.
     """
 
-    def __init__(self, item_tower: keras.Model, spec: ContentSpec, limits: LimitsConfig | None = None) -> None:
+    def __init__(self, item_tower: keras.Model, spec: ContentSpec, limits: LimitsConfig | None = None,
+                 output_scale: float = 1.0) -> None:
         super().__init__()
         self.limits = limits or LimitsConfig()
         self.tower = item_tower
+        # A warm/cold model's cold-score factor (tfmmrec.models.coldstart): new items as its cold items.
+        self.output_scale = tf.constant(float(output_scale), tf.float32)
         self.modality_dims = dict(item_tower.table.modality_dims)
         self.raw = dict(spec.raw)
         self.encoders = {m: load_encoder(get_encoder_spec(enc)) for m, (_, enc) in sorted(self.raw.items())}
@@ -220,4 +223,4 @@ class ContentEncoder(tf.Module):
         for i, layer in enumerate(self.tower.categorical_embeddings):
             code = self.vocab[self.categorical_fields[i]].lookup(inputs[self.categorical_fields[i]])
             out += layer(tf.cast(code, tf.int32))
-        return {"embedding": tf.math.l2_normalize(out, axis=-1)}
+        return {"embedding": self.output_scale * tf.math.l2_normalize(out, axis=-1)}

@@ -1,0 +1,481 @@
+"""Quality, side by side: tfmmrec's defaults against tuned TFRS models written with ``tfrs`` directly.
+
+On the same splits, for each seed (the seed draws the split, the initialisation and the batch
+order):
+
+- ``tfrs_id``: a tuned TFRS two-tower (StringLookup + Embedding towers, L2-normalised,
+  ``tfrs.tasks.Retrieval`` with temperature 0.2, logQ through ``candidate_sampling_probability``,
+  accidental hits removed, Adam 0.01, batch 1024, embedding 128), item ids only;
+- ``tfrs_id_content``: the same, item tower = id embedding + an MLP over tfmmrec's cached content
+  vectors (z-scored modality embeddings, numeric fields, one-hot categorical fields);
+- ``tfrs_content``: the same, item tower = the content MLP alone (no id);
+- ``tfmmrec_id_only`` and ``tfmmrec_multimodal``: tfmmrec's default configs, built and trained
+  as ``tfmmrec.run`` does (``pipeline.retrieval_model`` + ``train_any_retrieval``).
+
+Every model's epochs are selected on the validation split the same way: after each epoch, the
+full-catalog validation Recall@20 (training items excluded); stop after ``--patience`` epochs
+without a better one and keep the best epoch's weights. The TFRS models do it with
+:class:`KeepBestEpoch` below (``tfmmrec.evaluate.evaluate_retrieval`` on their embeddings),
+tfmmrec's models with their own ``ValidationEarlyStopping`` (``train_retrieval``: the same
+protocol, computed inside ``fit``). The objective is the Recall@20 of all validation items
+(the TFRS models and tfmmrec's ID-only model); tfmmrec's warm/cold model selects its stages
+itself (warm, cold, blend: see ``tfmmrec.train.coldstart``). Test metrics are
+one protocol for all: R@20/NDCG@20 over the full catalog with train+valid items excluded, for all
+test items, warm ones (with training interactions) and cold ones (without); "cold pool" ranks
+the cold test items among the cold items only.
+
+Ranking (ratings of the random split): tfmmrec's default ranker against the TFRS "Deep & Cross
+Network" tutorial model (user/movie id embeddings 32, a ``tfrs.layers.dcn.Cross`` layer, deep
+layers 192-192, MSE, Adam 0.01, batch 8192), the tutorial's epoch count selected on validation
+RMSE; test RMSE.
+
+Usage::
+
+    PYTHONPATH=. python benchmarks/quality.py --movielens ../shared/data/ml-latest-small --out bench_out/quality
+    PYTHONPATH=. python benchmarks/quality.py --movielens ... --quick      # 1 seed, short, for iterating
+
+Writes ``quality.json`` and ``quality.md`` into ``--out``; ``--readme`` also replaces the
+"quality" section of benchmarks/README.md.
+"""
+# ruff: noqa: I001  (tfmmrec must be imported before TensorFlow touches Keras)
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tfmmrec  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TF loads Keras)
+import tensorflow as tf  # noqa: E402
+import tensorflow_recommenders as tfrs  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from _readme import replace_section  # noqa: E402
+from train_speed import import_movielens, machine, write_demo  # noqa: E402
+from tfmmrec.config import RunConfig  # noqa: E402
+from tfmmrec.data.loader import load_dataset  # noqa: E402
+from tfmmrec.evaluate.ranking import rmse  # noqa: E402
+from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
+from tfmmrec.pipeline import PreparedData, prepare_data, retrieval_model  # noqa: E402
+from tfmmrec.train.coldstart import train_any_retrieval, valid_recalls  # noqa: E402
+from tfmmrec.train.fit import build_ranking, embed_all, train_ranking  # noqa: E402
+from tfmmrec.train.inputs import EncodedInteractions, ranking_eval_set  # noqa: E402
+
+K = 20
+MODELS = ("tfrs_id", "tfrs_id_content", "tfrs_content", "tfmmrec_id_only", "tfmmrec_multimodal")
+
+
+@dataclass
+class Setting:
+    """One dataset and split strategy."""
+
+    name: str
+    dataset_dir: Path
+    strategy: str
+    cold_item_frac: float = 0.0
+
+
+# ------------------------------------------------------------------------------- evaluation
+class KeepBestEpoch(keras.callbacks.Callback):
+    """Early stopping for the reference models (plain ``tfrs.Model``s, without tfmmrec's catalog
+    metrics): score with ``score()`` after every epoch (higher is better), stop after ``patience``
+    epochs without a better score, put the best epoch's weights back. ``best_epoch`` is 1-based."""
+
+    def __init__(self, score: Callable[[], float], patience: int = 3) -> None:
+        super().__init__()
+        self.score, self.patience = score, patience
+        self.curve: list[float] = []
+        self.best_epoch, self.best = 0, -np.inf
+        self._best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = float(self.score())
+        self.curve.append(value)
+        if value > self.best:
+            self.best, self.best_epoch = value, epoch + 1
+            self._best_weights = self.model.get_weights()
+        elif epoch + 1 - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
+
+
+def test_metrics(user_emb: np.ndarray, item_emb: np.ndarray, data: EncodedInteractions) -> dict[str, float]:
+    """R@20/NDCG@20 on the test split (train + valid items excluded): all, warm, cold items, and
+    cold items ranked among the cold items only ("cold_pool")."""
+    warm = np.zeros(data.num_items, bool)
+    warm[data.train_item_rows] = True
+    known = data.test.user > 0
+    heldout = (data.test.user[known], data.test.item[known] - 1)
+    exclude = (np.concatenate([data.train.user, data.valid.user]),
+               np.concatenate([data.train.item, data.valid.item]) - 1)
+    res = evaluate_retrieval(user_emb, item_emb, heldout, exclude, item_groups={"warm": warm, "cold": ~warm}, ks=(K,))
+    out = {f"{g}_{m}@{K}": float(res[g][f"{m}@{K}"]) for g in ("all", "warm", "cold") for m in ("recall", "ndcg")}
+    cold_rows = np.flatnonzero(~warm)
+    held_cold = ~warm[heldout[1]]
+    if held_cold.any():
+        position = np.full(data.num_items, -1)
+        position[cold_rows] = np.arange(len(cold_rows))
+        ex_cold = ~warm[exclude[1]]
+        pool = evaluate_retrieval(user_emb, item_emb[cold_rows],
+                                  (heldout[0][held_cold], position[heldout[1][held_cold]]),
+                                  (exclude[0][ex_cold], position[exclude[1][ex_cold]]), ks=(K,))["all"]
+        out.update({f"cold_pool_{m}@{K}": float(pool[f"{m}@{K}"]) for m in ("recall", "ndcg")})
+    return out
+
+
+# ---------------------------------------------------------------------------- TFRS reference
+class L2Normalize(keras.layers.Layer):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.math.l2_normalize(x, axis=-1)
+
+
+class ContentLookup(keras.layers.Layer):
+    """Item index (from StringLookup; 0 = OOV) -> its cached content vector (a constant table)."""
+
+    def __init__(self, table: np.ndarray, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = tf.constant(table, tf.float32)
+
+    def call(self, index: tf.Tensor) -> tf.Tensor:
+        return tf.gather(self.table, index)
+
+
+class ItemModel(keras.Model):
+    def __init__(self, vocab: np.ndarray, content: np.ndarray | None, dim: int, use_id: bool) -> None:
+        super().__init__()
+        self.lookup = keras.layers.StringLookup(vocabulary=vocab, mask_token=None)
+        self.id_embedding = keras.layers.Embedding(len(vocab) + 1, dim) if use_id else None
+        self.content = None
+        if content is not None:
+            self.content = keras.Sequential([ContentLookup(np.concatenate([np.zeros((1, content.shape[1])), content])),
+                                             keras.layers.Dense(256, activation="relu"), keras.layers.Dense(dim)])
+
+    def call(self, item: tf.Tensor) -> tf.Tensor:
+        index = self.lookup(item)
+        out = 0.0
+        if self.id_embedding is not None:
+            out += self.id_embedding(index)
+        if self.content is not None:
+            out += self.content(index)
+        return tf.math.l2_normalize(out, axis=-1)
+
+
+class TfrsTwoTower(tfrs.Model):
+    def __init__(self, user_model: keras.Model, item_model: keras.Model, temperature: float) -> None:
+        super().__init__()
+        self.user_model, self.item_model = user_model, item_model
+        self.task = tfrs.tasks.Retrieval(temperature=temperature, remove_accidental_hits=True)
+
+    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        return self.task(self.user_model(features["user_id"]), self.item_model(features["item_id"]),
+                         candidate_sampling_probability=features["prob"], candidate_ids=features["item_id"],
+                         compute_metrics=False)
+
+
+def content_matrix(prep: PreparedData) -> np.ndarray:
+    """Per dataset row: z-scored modality embeddings, numeric fields, one-hot categorical fields."""
+    f = prep.features
+    parts = [f.content[m][1:] for m in sorted(f.content)] + [f.numeric[1:]]
+    for i, card in enumerate(f.cardinalities):
+        parts.append(np.eye(card, dtype=np.float32)[f.categorical[1:, i]])
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def run_tfrs(prep: PreparedData, kind: str, seed: int, max_epochs: int, patience: int, dim: int = 128,
+             lr: float = 0.01, temperature: float = 0.2, batch_size: int = 1024) -> dict[str, Any]:
+    data, ds = prep.data, prep.dataset
+    tf.keras.utils.set_random_seed(seed)
+    user_str = np.concatenate([["<unknown>"], data.user_ids.astype(str)])
+    item_str = ds.item_ids.astype(str)
+    user_model = keras.Sequential([keras.layers.StringLookup(vocabulary=data.user_ids.astype(str), mask_token=None),
+                                   keras.layers.Embedding(data.num_users + 1, dim), L2Normalize()])
+    content = content_matrix(prep) if kind != "id" else None
+    item_model = ItemModel(item_str, content, dim, use_id=kind != "content")
+    model = TfrsTwoTower(user_model, item_model, temperature)
+    model.compile(optimizer=keras.optimizers.Adam(lr))
+    train = tf.data.Dataset.from_tensor_slices({"user_id": user_str[data.train.user],
+                                                "item_id": item_str[data.train.item - 1],
+                                                "prob": data.item_prob[data.train.item]})
+    train = train.shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+
+    def embed() -> tuple[np.ndarray, np.ndarray]:
+        return (user_model.predict(user_str, batch_size=4096, verbose=0),
+                item_model.predict(item_str, batch_size=4096, verbose=0))
+
+    keep = KeepBestEpoch(lambda: valid_recalls(*embed(), data, K)["all"], patience)
+    started = time.perf_counter()
+    model.fit(train, epochs=max_epochs, verbose=0, callbacks=[keep])
+    return {**test_metrics(*embed(), data), "epochs": keep.best_epoch, "valid_curve": keep.curve,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+# ------------------------------------------------------------------------------------ tfmmrec
+def run_tfmmrec(prep: PreparedData, cfg: RunConfig, use_content: bool, seed: int, patience: int) -> dict[str, Any]:
+    data = prep.data
+    tf.keras.utils.set_random_seed(seed)
+    model = retrieval_model(prep, cfg, use_content)
+    retrieval = dataclasses.replace(cfg.retrieval, patience=patience, validation_metric=f"recall@{K}")
+    started = time.perf_counter()
+    selection = train_any_retrieval(model, data, retrieval, seed=seed, verbose=0).selection
+    out = {**test_metrics(*embed_all(model, data), data), "seconds": round(time.perf_counter() - started, 1)}
+    curve = [point["objective"] for point in selection["val_curve"]]
+    if "content" in selection:  # the warm/cold model: its warm and content stages and the blend
+        out.update(warm_epochs=selection["best_epoch"], content_epochs=selection["content"]["best_epoch"],
+                   blend_c=selection["blend"]["blend_c"], cold_scale=selection["blend"]["cold_scale"],
+                   valid_curve={"warm": curve,
+                                "content": [point["objective"] for point in selection["content"]["val_curve"]],
+                                "blend": selection["blend"].get(f"valid_recall@{K}", {})})
+    else:
+        out.update(epochs=selection["best_epoch"], valid_curve=curve)
+    return out
+
+
+# ------------------------------------------------------------------------------------ ranking
+class DCNTutorial(tfrs.Model):
+    """The TFRS "Deep & Cross Network" tutorial's model on the features ml-latest-small has (user
+    and movie ids): embeddings 32, Cross(), Dense 192-192, Dense(1), MSE."""
+
+    def __init__(self, user_vocab: np.ndarray, item_vocab: np.ndarray, dim: int = 32,
+                 deep: tuple[int, ...] = (192, 192)) -> None:
+        super().__init__()
+        self.embeddings = {
+            "user_id": keras.Sequential([keras.layers.StringLookup(vocabulary=user_vocab, mask_token=None),
+                                         keras.layers.Embedding(len(user_vocab) + 1, dim)]),
+            "movie_id": keras.Sequential([keras.layers.StringLookup(vocabulary=item_vocab, mask_token=None),
+                                          keras.layers.Embedding(len(item_vocab) + 1, dim)])}
+        self.cross = tfrs.layers.dcn.Cross(kernel_initializer="glorot_uniform")
+        self.deep = [keras.layers.Dense(u, activation="relu") for u in deep]
+        self.logit = keras.layers.Dense(1)
+        self.task = tfrs.tasks.Ranking(loss=keras.losses.MeanSquaredError(),
+                                       metrics=[keras.metrics.RootMeanSquaredError("RMSE")])
+
+    def call(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
+        x = tf.concat([self.embeddings[k](features[k]) for k in ("user_id", "movie_id")], axis=1)
+        x = self.cross(x)
+        for layer in self.deep:
+            x = layer(x)
+        return self.logit(x)
+
+    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        labels = features.pop("user_rating")
+        return self.task(labels=labels, predictions=self(features))
+
+
+def run_ranking(prep: PreparedData, cfg: RunConfig, seed: int, epochs: int) -> dict[str, Any]:
+    """tfmmrec's default ranker vs the DCN tutorial on the split's ratings: test RMSE."""
+    data, ds = prep.rank_data, prep.dataset
+    out: dict[str, Any] = {}
+    tf.keras.utils.set_random_seed(seed)
+    ours = build_ranking(prep.features, data.num_users, cfg.ranking, use_content=prep.has_content)
+    started = time.perf_counter()
+    history = train_ranking(ours, data, cfg.ranking, mode="rating", seed=seed, verbose=0)
+    inputs, labels, _ = ranking_eval_set(data, "test", cfg.ranking.negatives, seed, explicit=True)
+    out["tfmmrec"] = {"rmse": rmse(labels, ours.predict(inputs, batch_size=8192, verbose=0).reshape(-1)),
+                      "epochs": int(np.argmin(history.history["val_rmse"]) + 1),
+                      "seconds": round(time.perf_counter() - started, 1)}
+
+    tf.keras.utils.set_random_seed(seed)
+    user_str = np.concatenate([["<unknown>"], data.user_ids.astype(str)])
+    item_str = np.concatenate([["<unknown>"], ds.item_ids.astype(str)])
+
+    def split(s: Any) -> dict[str, np.ndarray]:
+        return {"user_id": user_str[s.user], "movie_id": item_str[s.item], "user_rating": s.target}
+    dcn = DCNTutorial(data.user_ids.astype(str), ds.item_ids.astype(str))
+    dcn.compile(optimizer=keras.optimizers.Adam(0.01))
+    train = tf.data.Dataset.from_tensor_slices(split(data.train)).shuffle(len(data.train), seed=seed).batch(8192)
+    valid = {k: v for k, v in split(data.valid).items() if k != "user_rating"}
+    keep = KeepBestEpoch(lambda: -rmse(data.valid.target, dcn.predict(valid, batch_size=4096, verbose=0).reshape(-1)),
+                         patience=8)
+    started = time.perf_counter()
+    dcn.fit(train, epochs=epochs, verbose=0, callbacks=[keep])
+    test = {k: v for k, v in split(data.test).items() if k != "user_rating"}
+    preds = dcn.predict(test, batch_size=4096, verbose=0).reshape(-1)
+    out["tfrs_dcn_tutorial"] = {"rmse": rmse(data.test.target, preds),
+                                "epochs": keep.best_epoch, "seconds": round(time.perf_counter() - started, 1)}
+    return out
+
+
+# --------------------------------------------------------------------------------------- main
+def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list[str], max_epochs: int,
+                patience: int, ranking: bool, log: Callable[[str], None], rank_overrides: list[str] = (),
+                checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """All ``models`` on ``setting`` for each seed; ``checkpoint`` gets the partial result after
+    every model (a long run interrupted still leaves its finished models on disk)."""
+    ds = load_dataset(setting.dataset_dir)
+    per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    rank_runs: list[dict[str, Any]] = []
+
+    def result() -> dict[str, Any]:
+        out: dict[str, Any] = {"strategy": setting.strategy, "cold_item_frac": setting.cold_item_frac,
+                               "seeds": seeds, "models": {m: {"runs": runs, "summary": summarize(runs)}
+                                                          for m, runs in per_seed.items() if runs}}
+        if rank_runs:
+            out["ranking"] = {"runs": rank_runs,
+                              "summary": {k: summarize([r[k] for r in rank_runs]) for k in rank_runs[0]}}
+        return out
+    for seed in seeds:
+        split = dataclasses.replace(cfg.split, strategy=setting.strategy, valid_frac=0.1, test_frac=0.1,
+                                    cold_item_frac=setting.cold_item_frac, seed=seed)
+        run_cfg = dataclasses.replace(cfg, split=split, seed=seed)
+        run_cfg.retrieval = dataclasses.replace(cfg.retrieval, epochs=max_epochs)
+        prep = prepare_data(setting.dataset_dir, run_cfg, dataset=ds)
+        log(f"[{setting.name} seed {seed}] {ds.num_items} items, {prep.data.num_users} users, train/valid/test "
+            f"{len(prep.data.train)}/{len(prep.data.valid)}/{len(prep.data.test)}")
+        for name in models:
+            if name.startswith("tfrs_"):
+                r = run_tfrs(prep, name[len("tfrs_"):], seed, max_epochs, patience)
+            else:
+                r = run_tfmmrec(prep, run_cfg, name == "tfmmrec_multimodal", seed, patience)
+            per_seed[name].append(r)
+            if checkpoint is not None:
+                checkpoint(result())
+            log(f"  {name:<20} " + "  ".join(f"{k} {r[k]:.4f}" for k in r if k.endswith(f"@{K}"))
+                + f"  epochs {r.get('epochs', r.get('warm_epochs'))}/{r.get('content_epochs', '-')}"
+                  f" c {r.get('blend_c', '-')} s {r.get('cold_scale', '-')}  {r['seconds']}s")
+        if ranking and prep.mode == "rating":
+            rank_runs.append(run_ranking(prep, run_cfg.with_overrides(rank_overrides), seed, epochs=max(8, max_epochs)))
+            log("  ranking RMSE: " + ", ".join(f"{k} {v['rmse']:.4f} ({v['epochs']} ep)"
+                                                for k, v in rank_runs[-1].items()))
+            if checkpoint is not None:
+                checkpoint(result())
+    return result()
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """``{metric: [mean, std]}`` over seeds (population std; 0 for one seed)."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {k: [float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs]))] for k in keys
+            if all(k in r for r in runs)}
+
+
+def _ms(summary: dict[str, list[float]], key: str) -> str:
+    if key not in summary or np.isnan(summary[key][0]):
+        return "–"
+    mean, std = summary[key]
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"Machine: {report['machine']}; seeds {report['seeds']}, at most {report['max_epochs']} epochs, "
+             f"patience {report['patience']} (mean ± std over seeds; test split, full catalog, train+valid items "
+             "excluded; cold pool = cold test items ranked among the cold items).", "",
+             "| data | model | seeds | R@20 | N@20 | warm R@20 | cold R@20 | cold-pool R@20 | epochs | s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, res in report["settings"].items():
+        for model, m in res["models"].items():
+            s = m["summary"]
+            cold = res["cold_item_frac"] > 0
+            epochs = f"{s['epochs'][0]:.1f}" if "epochs" in s else (
+                f"{s['warm_epochs'][0]:.1f} + {s['content_epochs'][0]:.1f}" if "content_epochs" in s else "–")
+            lines.append(f"| {name} | {model} | {len(m['runs'])} | {_ms(s, 'all_recall@20')} | "
+                         f"{_ms(s, 'all_ndcg@20')} | "
+                         f"{_ms(s, 'warm_recall@20')} | {_ms(s, 'cold_recall@20') if cold else '–'} | "
+                         f"{_ms(s, 'cold_pool_recall@20') if cold else '–'} | {epochs.split(' ±')[0]} | "
+                         f"{s['seconds'][0]:.0f} |")
+    ranks = [(n, r["ranking"]) for n, r in report["settings"].items() if "ranking" in r]
+    if ranks:
+        lines += ["", "| ranking (ratings) | model | seeds | test RMSE | epochs |", "|---|---|---:|---:|---:|"]
+        for name, r in ranks:
+            for model, s in r["summary"].items():
+                lines.append(f"| {name} | {model} | {len(r['runs'])} | {_ms(s, 'rmse')} | {s['epochs'][0]:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--movielens", type=Path, help="extracted ml-latest-small directory")
+    p.add_argument("--out", type=Path, default=Path("bench_out/quality"))
+    p.add_argument("--workdir", type=Path, help="imported datasets and caches (default OUT/data)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--settings", nargs="+", default=["ml_random", "ml_cold", "demo_cold"])
+    p.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
+    p.add_argument("--max-epochs", type=int, default=20)
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--no-ranking", action="store_true")
+    p.add_argument("--rank-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key for tfmmrec's ranker only")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a tfmmrec config key for the tfmmrec models (as `tfmmrec train --set`)")
+    p.add_argument("--quick", action="store_true", help="one seed, at most 6 epochs, patience 2")
+    p.add_argument("--readme", action="store_true", help="write the table into benchmarks/README.md")
+    p.add_argument("--merge", type=Path, nargs="+", help="combine these quality.json (e.g. one per seed, run in "
+                   "parallel) into one report in --out instead of running")
+    args = p.parse_args(argv)
+    if args.merge:
+        return write_report(merge([json.loads(f.read_text()) for f in args.merge]), args.out, args.readme)
+    if args.quick:
+        args.seeds, args.max_epochs, args.patience = args.seeds[:1], min(args.max_epochs, 6), 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir or args.out / "data"
+    cfg = RunConfig().with_overrides(args.set)
+    settings = []
+    if any(s.startswith("ml_") for s in args.settings):
+        if args.movielens is None:
+            p.error("--movielens is needed for the ml_* settings")
+        ml = import_movielens(args.movielens, workdir)
+        settings += [Setting("ml_random", ml, "random"), Setting("ml_cold", ml, "cold_start", 0.2)]
+    if "demo_cold" in args.settings:
+        settings.append(Setting("demo_cold", write_demo(workdir, (2000, 1500, 60000)), "cold_start", 0.2))
+    report: dict[str, Any] = {"machine": machine(), "seeds": args.seeds, "max_epochs": args.max_epochs,
+                              "patience": args.patience, "overrides": args.set, "rank_overrides": args.rank_set,
+                              "settings": {}}
+    print(report["machine"], flush=True)
+    started = time.perf_counter()
+    for setting in [s for s in settings if s.name in args.settings]:
+        ranking = not args.no_ranking and setting.name == "ml_random"
+
+        def checkpoint(partial: dict[str, Any], name: str = setting.name) -> None:
+            report["settings"][name] = partial
+            (args.out / "quality.json").write_text(json.dumps({**report, "partial": True}, indent=2))
+        report["settings"][setting.name] = run_setting(setting, args.seeds, cfg, args.models, args.max_epochs,
+                                                       args.patience, ranking, lambda m: print(m, flush=True),
+                                                       args.rank_set, checkpoint)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return write_report(report, args.out, args.readme)
+
+
+def write_report(report: dict[str, Any], out: Path, readme: bool) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(report, indent=2))
+    md = markdown(report)
+    (out / "quality.md").write_text(md)
+    print("\n" + md)
+    if readme:
+        replace_section("quality", md)
+    return 0
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several runs of the same settings (different seeds): runs concatenated,
+    summaries recomputed."""
+    out = {**reports[0], "seeds": sorted({s for r in reports for s in r["seeds"]}), "settings": {},
+           "machine": " / ".join(dict.fromkeys(r["machine"].split(", load")[0] for r in reports))
+           + f", load average at start {', '.join(r['machine'].split('at start ')[-1] for r in reports)}"}
+    names = list(dict.fromkeys(n for r in reports for n in r["settings"]))
+    for name in names:
+        parts = [r["settings"][name] for r in reports if name in r["settings"]]
+        setting = {**parts[0], "seeds": sorted({s for p in parts for s in p["seeds"]}), "models": {}}
+        for model in dict.fromkeys(m for p in parts for m in p["models"]):
+            runs = [run for p in parts if model in p["models"] for run in p["models"][model]["runs"]]
+            setting["models"][model] = {"runs": runs, "summary": summarize(runs)}
+        if any("ranking" in p for p in parts):
+            runs = [run for p in parts if "ranking" in p for run in p["ranking"]["runs"]]
+            setting["ranking"] = {"runs": runs, "summary": {k: summarize([r[k] for r in runs]) for k in runs[0]}}
+        out["settings"][name] = setting
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

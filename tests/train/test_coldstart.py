@@ -1,0 +1,93 @@
+"""Training the warm/cold model in stages, each selected on the validation split."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfmmrec.config import RunConfig
+from tfmmrec.models.coldstart import WarmColdItemTower
+from tfmmrec.pipeline import prepare_data, retrieval_model
+from tfmmrec.train.coldstart import choose_blend, cold_valid_share, train_any_retrieval, train_warm_cold, valid_recalls
+from tfmmrec.train.fit import embed_all
+
+TINY = ["retrieval.embedding_dim=16", "retrieval.fusion_hidden=[32]", "retrieval.batch_size=256",
+        "retrieval.learning_rate=0.01", "retrieval.epochs=4", "retrieval.patience=2",
+        "split.strategy=cold_start", "split.cold_item_frac=0.2"]
+
+
+def _grid(**recalls: tuple[float, float, float]) -> dict[tuple[float, float], dict[str, float]]:
+    """``c0_s1=(all, warm, cold)`` -> the blend grid's scores, in the order given."""
+    out = {}
+    for key, (a, w, c) in recalls.items():
+        cc, ss = key.split("_")
+        out[(float(cc[1:]), float(ss[1:].replace("p", ".")))] = {"all": a, "warm": w, "cold": c}
+    return out
+
+
+def test_random_split_blend_is_the_best_for_all_items() -> None:
+    scores = _grid(c0_s1=(0.20, 0.20, np.nan), c0_s0p5=(0.22, 0.22, np.nan), c3_s1=(0.21, 0.21, np.nan))
+    assert choose_blend(scores, cold_start=False, warm_tolerance=0.02) == (0.0, 0.5)
+
+
+def test_cold_start_blend_gives_cold_items_the_most_warm_items_can_spare() -> None:
+    # The mean of warm and cold would pick s=0.5 (0.150); warm items lose at most 2% with s=1.0.
+    scores = _grid(c0_s0p5=(0.16, 0.300, 0.000), c0_s1=(0.16, 0.296, 0.003), c0_s1p3=(0.15, 0.250, 0.020))
+    assert choose_blend(scores, cold_start=True, warm_tolerance=0.02) == (0.0, 1.0)
+    assert choose_blend(scores, cold_start=True, warm_tolerance=0.2) == (0.0, 1.3)
+    assert choose_blend(scores, cold_start=True, warm_tolerance=0.0) == (0.0, 0.5)
+
+
+@pytest.fixture(scope="module")
+def prepared(demo_dir: Path):
+    cfg = RunConfig().with_overrides(TINY)
+    return prepare_data(demo_dir, cfg), cfg
+
+
+def test_stages_are_selected_on_validation_and_cold_items_get_content(prepared) -> None:
+    prep, cfg = prepared
+    assert cold_valid_share(prep.data) > 0.1  # a cold-start split: warm and cold selected apart
+    model = retrieval_model(prep, cfg, use_content=True)
+    assert isinstance(model.item_tower, WarmColdItemTower)
+    selection = train_warm_cold(model, prep.data, cfg.retrieval, verbose=0).selection
+    content = selection["content"]
+    assert selection["objective"] == "warm" and content["objective"] == "cold"
+    for stage in (selection, content):
+        assert 1 <= stage["best_epoch"] <= stage["epochs_run"] <= 4
+        assert stage["best"] == max(point["objective"] for point in stage["val_curve"])
+    blend = selection["blend"]
+    assert blend["blend_c"] in cfg.retrieval.warm_blend_c
+    assert any(blend["cold_scale"] == pytest.approx(s) for s in cfg.retrieval.cold_scale)
+    grid = blend["valid_recall@20"]
+    assert len(grid) == len(cfg.retrieval.warm_blend_c) * len(cfg.retrieval.cold_scale)
+    chosen = grid[f"c={blend['blend_c']:g} s={blend['cold_scale']:g}"]
+    best_warm = max(s["warm"] for s in grid.values())
+    assert chosen["warm"] >= best_warm * (1 - cfg.retrieval.blend_warm_tolerance)
+    # The served model is the chosen blend: its validation recalls are the grid's.
+    served = valid_recalls(*embed_all(model, prep.data), prep.data)
+    assert served["cold"] == pytest.approx(chosen["cold"], abs=1e-6)
+    # Content learned something about cold items: ranked among all items by the content tower alone,
+    # validation cold items come out far better than with an untrained content tower.
+    untrained = retrieval_model(prep, cfg, use_content=True)
+
+    def content_only_cold_recall(m) -> float:
+        users = embed_all(model, prep.data)[0]  # one query tower for both: the content towers differ
+        items = m.item_tower.content_tower(np.arange(1, prep.data.num_items + 1)).numpy()
+        return valid_recalls(users, items, prep.data)["cold"]
+    assert content_only_cold_recall(model) > 1.5 * content_only_cold_recall(untrained)
+
+
+def test_without_validation_rows_every_stage_trains_all_epochs_with_a_warning(prepared) -> None:
+    prep, cfg = prepared
+    empty = dataclasses.replace(prep.data.valid, user=prep.data.valid.user[:0], item=prep.data.valid.item[:0])
+    data = dataclasses.replace(prep.data, valid=empty)
+    cfg2 = RunConfig().with_overrides([*TINY, "retrieval.epochs=2"])
+    model = retrieval_model(dataclasses.replace(prep, data=data), cfg2, use_content=True)
+    with pytest.warns(UserWarning, match="no validation interactions"):
+        selection = train_any_retrieval(model, data, cfg2.retrieval, verbose=0).selection
+    assert selection["best_epoch"] is None and selection["epochs_run"] == 2
+    assert selection["content"]["epochs_run"] == 2
+    assert selection["blend"]["blend_c"] == cfg2.retrieval.warm_blend_c[0]
+    assert selection["blend"]["cold_scale"] == pytest.approx(cfg2.retrieval.cold_scale[0])

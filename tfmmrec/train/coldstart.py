@@ -1,0 +1,181 @@
+"""Build and train the warm/cold retrieval model (``tfmmrec.models.coldstart``) in three stages.
+
+1. warm model: the query tower and the warm item tower, the usual retrieval loss
+   (:func:`tfmmrec.train.fit.train_retrieval`, so the same early stopping on the validation split,
+   resumable, with the same training randomness), selected on the validation split's warm items
+   when it has cold ones (a cold-start split), else on all;
+2. content tower against the frozen query and warm towers (retrieval + alignment loss), selected
+   on the content tower's own full-catalog ranking (every item embedded from content) of the
+   validation split's cold items, or of all its items when cold ones are fewer than
+   ``MIN_COLD_VALID_SHARE`` of them (a random split);
+3. the blend constant ``c`` of ``g(n) = n / (n + c)`` and the cold-score factor ``s`` from the grid
+   ``cfg.warm_blend_c`` x ``cfg.cold_scale``, scored on the validation split with the served model
+   (precomputed embeddings: seconds). On a random split: the best Recall@K of all items. On a
+   cold-start split *warm items must not pay for cold ones*: among the candidates whose warm-item
+   recall is within ``cfg.blend_warm_tolerance`` (relative) of the best warm-item recall, the one
+   with the best cold-item recall. (Averaging the two recalls instead lets warm items take all:
+   on MovieLens a warm item's recall is worth ~20 cold items', and the mean picked ``s`` so low
+   that cold items never reached a top 20.)
+
+Without validation interactions every stage trains all its epochs and ``c``/``s`` are the first
+candidates, with a warning. Training time is the sum of the stages (about twice a single tower's).
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tf_keras as keras
+
+from tfmmrec.config import RetrievalConfig
+from tfmmrec.evaluate.retrieval import evaluate_retrieval
+from tfmmrec.models.coldstart import ContentStudent, WarmColdItemTower, blend_embeddings
+from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
+from tfmmrec.models.retrieval import TwoTowerRetrieval
+from tfmmrec.models.towers import ItemTower
+from tfmmrec.train.fit import _retrieval_task_options, build_query_tower, embed_all, train_retrieval
+from tfmmrec.train.inputs import EncodedInteractions
+
+WARM_TOWERS = ("id", "id_content")
+MIN_COLD_VALID_SHARE = 0.1
+
+
+def cold_valid_share(data: EncodedInteractions) -> float:
+    """Share of the validation interactions (of known users) whose item has no training interaction."""
+    known = data.valid.user > 0
+    if not known.any():
+        return 0.0
+    return float(np.isin(data.valid.item[known] - 1, data.train_item_rows, invert=True).mean())
+
+
+def valid_recalls(user_emb: np.ndarray, item_emb: np.ndarray, data: EncodedInteractions, k: int = 20
+                  ) -> dict[str, float]:
+    """Recall@k on the validation split over the full catalog (training items excluded), for all
+    held-out items, warm ones (with training interactions) and cold ones; NaN for an empty group."""
+    known = data.valid.user > 0
+    warm = np.zeros(data.num_items, bool)
+    warm[data.train_item_rows] = True
+    res = evaluate_retrieval(user_emb, item_emb, (data.valid.user[known], data.valid.item[known] - 1),
+                             (data.train.user, data.train.item - 1), item_groups={"warm": warm, "cold": ~warm},
+                             ks=(k,))
+    return {group: float(res[group][f"recall@{k}"]) for group in ("all", "warm", "cold")}
+
+
+def choose_blend(scores: dict[tuple[float, float], dict[str, float]], cold_start: bool,
+                 warm_tolerance: float) -> tuple[float, float]:
+    """The ``(c, s)`` of the blend grid to serve (module docstring, stage 3). ``scores`` maps each
+    candidate, in the config's order, to its validation recalls; ties go to the first listed."""
+    def value(x: float) -> float:
+        return -np.inf if np.isnan(x) else x
+    if not cold_start:
+        return max(scores, key=lambda key: value(scores[key]["all"]))
+    best_warm = max(value(s["warm"]) for s in scores.values())
+    floor = best_warm - abs(best_warm) * warm_tolerance
+    allowed = [key for key, s in scores.items() if value(s["warm"]) >= floor]
+    return max(allowed, key=lambda key: (value(scores[key]["cold"]), value(scores[key]["warm"])))
+
+
+def build_warm_cold(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
+                    data: EncodedInteractions | None = None, users: UserFeatures | None = None) -> TwoTowerRetrieval:
+    """A ``TwoTowerRetrieval`` whose item tower is a :class:`WarmColdItemTower`: a warm tower
+    (ids; ``cfg.warm_tower == "id_content"``: ids + content, no ID dropout) and a content tower
+    (content, categorical and numeric fields, no id) sharing one query tower. ``data`` fills the
+    interaction counts (needed before serving) and, as for ``build_retrieval``, histories."""
+    if cfg.warm_tower not in WARM_TOWERS:
+        raise ValueError(f"retrieval.warm_tower must be one of {WARM_TOWERS}, got {cfg.warm_tower!r}")
+    fusion = dict(fusion_hidden=tuple(cfg.fusion_hidden), fusion_dropout=cfg.fusion_dropout,
+                  modality_dropout=cfg.modality_dropout, fusion=cfg.fusion,
+                  fusion_balance_weight=cfg.fusion_balance_weight)
+    cards = tuple(features.cardinalities)
+    warm = ItemTower(ItemFeatureTable.from_features(features, name="item_features"), features.num_id_slots,
+                     cfg.embedding_dim, cards, use_content=cfg.warm_tower == "id_content", id_dropout=0.0,
+                     name="warm_item_tower", **fusion)
+    # The content tower never sees an id: every item is on slot 0 (its id part is always zero).
+    no_ids = dataclasses.replace(features, id_slot=np.zeros_like(features.id_slot))
+    content = ItemTower(ItemFeatureTable.from_features(no_ids, name="content_item_features"), 1, cfg.embedding_dim,
+                        cards, use_content=True, id_dropout=0.0, name="content_item_tower", **fusion)
+    tower = WarmColdItemTower(warm, content, blend_c=cfg.warm_blend_c[0] if cfg.warm_blend_c else 0.0,
+                              cold_scale=cfg.cold_scale[0] if cfg.cold_scale else 1.0, name="item_tower")
+    if data is not None:
+        tower.set_counts(np.bincount(data.train.item, minlength=data.num_items + 1))
+    query = build_query_tower(warm, num_users, cfg, data=data, users=users)
+    return TwoTowerRetrieval(query, tower, **_retrieval_task_options(cfg, data))
+
+
+def _stage_backup(backup_dir: str | Path | None, stage: str, every: int) -> dict[str, Any]:
+    return {} if backup_dir is None else {"backup_dir": Path(backup_dir) / stage, "backup_every_steps": every}
+
+
+def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig, *,
+                    seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
+                    backup_dir: str | Path | None = None, backup_every_steps: int = 100,
+                    jit_compile: bool | None = None) -> keras.callbacks.History:
+    """Train ``build_warm_cold``'s model in its three stages (module docstring). ``callbacks``
+    (e.g. TensorBoard) see the warm stage; a callback's ``projector`` is called again at the end.
+    Returns the warm stage's History; its ``selection`` is the warm stage's (as ``train_retrieval``
+    records it) plus ``content`` (the content stage's selection) and ``blend`` (the grid's
+    validation recalls, the chosen ``blend_c`` and ``cold_scale``). A run resumed from
+    ``backup_dir`` skips finished stages (each has its own backup)."""
+    tower = model.item_tower
+    if not isinstance(tower, WarmColdItemTower):
+        raise TypeError("train_warm_cold needs a model from build_warm_cold (a WarmColdItemTower item tower)")
+    tower.set_counts(np.bincount(data.train.item, minlength=data.num_items + 1))
+    options = _retrieval_task_options(cfg, data)
+    fit = dict(seed=seed, verbose=verbose, jit_compile=jit_compile)
+    cold_start = cold_valid_share(data) >= MIN_COLD_VALID_SHARE
+
+    with model.distribute_strategy.scope():
+        warm_model = TwoTowerRetrieval(model.query_tower, tower.warm_tower, **options)
+    warm_cfg = dataclasses.replace(cfg, validation_objective="warm" if cold_start else cfg.validation_objective)
+    history = train_retrieval(warm_model, data, warm_cfg, callbacks=callbacks,
+                              **_stage_backup(backup_dir, "warm", backup_every_steps), **fit)
+
+    frozen = [model.query_tower, tower.warm_tower]
+    for layer in frozen:
+        layer.trainable = False
+    try:
+        with model.distribute_strategy.scope():
+            content_model = ContentStudent(model.query_tower, tower.content_tower, tower.warm_tower,
+                                           align_weight=cfg.content_align_weight, **options)
+        content_cfg = dataclasses.replace(cfg, validation_objective="cold" if cold_start else "all")
+        content = train_retrieval(content_model, data, content_cfg,
+                                  **_stage_backup(backup_dir, "content", backup_every_steps), **fit)
+    finally:
+        for layer in frozen:
+            layer.trainable = True
+
+    blend: dict[str, Any] = {"objective": "warm within tolerance, then cold" if cold_start else "all"}
+    has_valid = bool(np.any(data.valid.user > 0))
+    if has_valid and len(cfg.warm_blend_c) * len(cfg.cold_scale) > 1:
+        k = int(cfg.validation_metric.partition("@")[2] or 20)
+        users, warm_emb = embed_all(warm_model, data)
+        content_emb = embed_all(content_model, data)[1]
+        counts = tower.train_counts.numpy()[1:]
+        scores = {(float(c), float(s)): valid_recalls(users, blend_embeddings(warm_emb, content_emb, counts, c, s),
+                                                      data, k)
+                  for c in cfg.warm_blend_c for s in cfg.cold_scale}
+        best_c, best_scale = choose_blend(scores, cold_start, cfg.blend_warm_tolerance)
+        tower.blend_c.assign(best_c)
+        tower.cold_scale.assign(best_scale)
+        blend[f"valid_recall@{k}"] = {f"c={c:g} s={s:g}": v for (c, s), v in scores.items()}
+    elif not has_valid:
+        warnings.warn("warm/cold retrieval: no validation interactions; the blend keeps its first candidates "
+                      f"c = {float(tower.blend_c.numpy())}, s = {float(tower.cold_scale.numpy())}", stacklevel=2)
+    blend["blend_c"], blend["cold_scale"] = float(tower.blend_c.numpy()), float(tower.cold_scale.numpy())
+    history.selection = {**history.selection, "content": content.selection, "blend": blend}
+    for callback in callbacks or []:  # e.g. the TensorBoard projector: show the served embeddings, not the warm stage's
+        if getattr(callback, "projector", None) is not None:
+            callback.projector()
+    return history
+
+
+def train_any_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig,
+                        **kwargs: Any) -> keras.callbacks.History:
+    """Train a model of ``build_warm_cold`` (its three stages) or of ``build_retrieval``
+    (``train_retrieval``); both return a History whose ``selection`` records what validation chose."""
+    if isinstance(model.item_tower, WarmColdItemTower):
+        return train_warm_cold(model, data, cfg, **kwargs)
+    return train_retrieval(model, data, cfg, **kwargs)
