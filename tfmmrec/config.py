@@ -79,15 +79,18 @@ class RetrievalConfig:
     item_representation: str = "warm_cold"
     warm_tower: str = "id_content"  # warm_cold: "id_content" (ids + content, no ID dropout) or "id" (ids only)
     content_align_weight: float = 1.0  # warm_cold: weight of the content tower's 1 - cos alignment to the warm tower
+    # warm_cold: the content tower's negatives include the batch items' warm embeddings, as in the served
+    # index, where a cold item competes with warm items' warm embeddings.
+    content_warm_negatives: bool = True
     # warm_cold: candidates of c in g(n) = n / (n + c), the warm tower's share for an item with n training
     # interactions (0: warm items are their warm embedding); the best on validation is kept.
     warm_blend_c: list[float] = field(default_factory=lambda: [0.0, 1.0, 3.0, 10.0])
     # warm_cold: candidates of the factor on content-only (cold) items' scores, calibrating them against warm
     # items' (1 = none); chosen on validation together with warm_blend_c.
-    cold_scale: list[float] = field(default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 1.1, 1.2, 1.3])
-    # warm_cold on a cold-start split: the blend kept is the best for cold validation items among those
-    # whose warm-item recall is within this share of the best warm-item recall (tfmmrec.train.coldstart).
-    blend_warm_tolerance: float = 0.02
+    # On a cold-start split the pair kept is the one whose worse group (warm or cold validation items) is
+    # closest to its recall in a model of its own (tfmmrec.train.coldstart).
+    cold_scale: list[float] = field(default_factory=lambda: [1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5,
+                                                             1.05, 1.1, 1.15, 1.2, 1.3])
 
 
 @dataclass

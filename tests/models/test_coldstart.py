@@ -96,3 +96,26 @@ def test_content_tower_ignores_ids(features: ItemFeatures) -> None:
     tower = build_warm_cold(same, NUM_USERS, RetrievalConfig(**TINY)).item_tower.content_tower
     out = tower(tf.constant([1, 2])).numpy()
     np.testing.assert_allclose(out[0], out[1], atol=1e-6)
+
+
+def test_warm_negatives_put_each_positive_against_the_other_items_warm_embeddings(
+        features: ItemFeatures) -> None:
+    """The content loss with ``warm_negatives``: softmax over the batch's content embeddings and
+    their warm embeddings, the positive's own warm copy removed (item 3 is in the batch twice)."""
+    model = build_warm_cold(features, NUM_USERS, RetrievalConfig(**TINY))
+    tower = model.item_tower
+    student = ContentStudent(model.query_tower, tower.content_tower, tower.warm_tower, align_weight=0.0,
+                             warm_negatives=True, temperature=1.0, logq=False)
+    batch = {"user": tf.constant([1, 2, 3, 4]), "item": tf.constant([3, 5, 3, 9])}
+    q = model.query_tower(batch["user"]).numpy()
+    c, w = tower.content_tower(batch["item"]).numpy(), tower.warm_tower(batch["item"]).numpy()
+    items = batch["item"].numpy()
+    expected = 0.0
+    for i in range(4):
+        others = [j for j in range(4) if items[j] != items[i]]  # the other copy of item 3 is no negative
+        logits = np.concatenate([[q[i] @ c[i]], q[i] @ c[others].T, q[i] @ w[others].T])
+        expected += -logits[0] + np.log(np.exp(logits).sum())
+    assert float(student.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)
+    plain = ContentStudent(model.query_tower, tower.content_tower, tower.warm_tower, align_weight=0.0,
+                           temperature=1.0, logq=False)
+    assert float(plain.compute_loss(batch)) < float(student.compute_loss(batch))  # more negatives, more loss

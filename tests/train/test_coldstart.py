@@ -29,15 +29,17 @@ def _grid(**recalls: tuple[float, float, float]) -> dict[tuple[float, float], di
 
 def test_random_split_blend_is_the_best_for_all_items() -> None:
     scores = _grid(c0_s1=(0.20, 0.20, np.nan), c0_s0p5=(0.22, 0.22, np.nan), c3_s1=(0.21, 0.21, np.nan))
-    assert choose_blend(scores, cold_start=False, warm_tolerance=0.02) == (0.0, 0.5)
+    assert choose_blend(scores) == (0.0, 0.5)
 
 
-def test_cold_start_blend_gives_cold_items_the_most_warm_items_can_spare() -> None:
-    # The mean of warm and cold would pick s=0.5 (0.150); warm items lose at most 2% with s=1.0.
-    scores = _grid(c0_s0p5=(0.16, 0.300, 0.000), c0_s1=(0.16, 0.296, 0.003), c0_s1p3=(0.15, 0.250, 0.020))
-    assert choose_blend(scores, cold_start=True, warm_tolerance=0.02) == (0.0, 1.0)
-    assert choose_blend(scores, cold_start=True, warm_tolerance=0.2) == (0.0, 1.3)
-    assert choose_blend(scores, cold_start=True, warm_tolerance=0.0) == (0.0, 0.5)
+def test_cold_start_blend_keeps_the_worse_group_closest_to_its_own_model() -> None:
+    # References: warm items 0.30 in the warm model alone, cold items 0.020 in the content tower alone.
+    scores = _grid(c0_s0p5=(0.16, 0.300, 0.000), c0_s1=(0.16, 0.285, 0.018), c0_s1p3=(0.15, 0.200, 0.022))
+    # Ratios (warm, cold): (1.0, 0.0), (0.95, 0.9), (0.67, 1.1): the mean of the recalls would pick
+    # s = 0.5 (cold items never shown), the best cold recall s = 1.3 (warm items lose a third).
+    assert choose_blend(scores, {"warm": 0.30, "cold": 0.020}) == (0.0, 1.0)
+    # A group without validation items (reference 0) does not take part.
+    assert choose_blend(scores, {"warm": 0.30, "cold": 0.0}) == (0.0, 0.5)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +65,11 @@ def test_stages_are_selected_on_validation_and_cold_items_get_content(prepared) 
     grid = blend["valid_recall@20"]
     assert len(grid) == len(cfg.retrieval.warm_blend_c) * len(cfg.retrieval.cold_scale)
     chosen = grid[f"c={blend['blend_c']:g} s={blend['cold_scale']:g}"]
-    best_warm = max(s["warm"] for s in grid.values())
-    assert chosen["warm"] >= best_warm * (1 - cfg.retrieval.blend_warm_tolerance)
+    refs = blend["references"]
+
+    def worse(s: dict) -> float:
+        return min(s["warm"] / refs["warm"], s["cold"] / refs["cold"])
+    assert worse(chosen) == max(worse(s) for s in grid.values())
     # The served model is the chosen blend: its validation recalls are the grid's.
     served = valid_recalls(*embed_all(model, prep.data), prep.data)
     assert served["cold"] == pytest.approx(chosen["cold"], abs=1e-6)

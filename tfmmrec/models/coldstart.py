@@ -132,20 +132,43 @@ class ContentStudent(TwoTowerRetrieval):
     Loss = the retrieval loss of (frozen queries, content embeddings of the positives), with the
     same negatives, temperature and logQ correction as the warm model, so content scores land on
     the warm model's scale, + ``align_weight`` x :func:`alignment_loss` to the warm embeddings.
+    With ``warm_negatives`` the batch's *warm* embeddings are negatives too (the positive's own
+    warm copy removed as an accidental hit): in the served index a cold item competes with warm
+    items' warm embeddings, so that is what its content embedding is trained to beat.
     Only the content tower is trained (the others are set non-trainable while it is compiled).
     """
 
     def __init__(self, query_tower: QueryTower, content_tower: ItemTower, warm_tower: keras.Model, *,
-                 align_weight: float = 1.0, **task_options: Any) -> None:
+                 align_weight: float = 1.0, warm_negatives: bool = False, **task_options: Any) -> None:
         super().__init__(query_tower, content_tower, **task_options)
-        self.warm_tower, self.align_weight = warm_tower, align_weight
+        self.warm_tower, self.align_weight, self.warm_negatives = warm_tower, align_weight, warm_negatives
+        if warm_negatives and (self.mixed_negatives or not self.remove_accidental_hits):
+            raise ValueError("warm_negatives needs remove_accidental_hits (each positive's own warm copy is a "
+                             "candidate) and no mixed_negatives")
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False,
                      content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
         queries = tf.stop_gradient(self.query_tower(query_inputs(features), training=False))
         content = self.item_tower(features["item"], training=training, content_delta=content_delta)
-        loss = self.retrieval_loss(queries, content, features, training)
+        warm = tf.stop_gradient(self.warm_tower(features["item"], training=False))
+        if self.warm_negatives:
+            loss = self.against_warm_loss(queries, content, warm, features)
+        else:
+            loss = self.retrieval_loss(queries, content, features, training)
         if self.align_weight:
-            warm = self.warm_tower(features["item"], training=False)
             loss += self.align_weight * alignment_loss(content, warm)
         return loss
+
+    def against_warm_loss(self, queries: tf.Tensor, content: tf.Tensor, warm: tf.Tensor,
+                          features: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The retrieval loss with candidates ``[content; warm]`` of the (cross-replica) batch: each
+        positive's content embedding against the other items' content *and* warm embeddings."""
+        ids = tf.cast(features["item"], tf.int32)
+        probs = features["item_prob"] if "item_prob" in features else tf.ones_like(content[:, 0])
+        content, all_ids, all_probs, positives = self.share_candidates(content, ids, probs)
+        warm = self.share_candidates(warm, ids, probs)[0]
+        # Positives stay in the first columns; a warm copy has its item's id and probability, so
+        # accidental-hit removal drops each query's own warm copy.
+        return self.task(queries, tf.concat([content, warm], 0), sample_weight=features.get("weight"),
+                         candidate_sampling_probability=tf.concat([all_probs, all_probs], 0) if self.logq else None,
+                         candidate_ids=tf.concat([all_ids, all_ids], 0), positive_indices=positives)

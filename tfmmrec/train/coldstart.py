@@ -11,11 +11,15 @@
 3. the blend constant ``c`` of ``g(n) = n / (n + c)`` and the cold-score factor ``s`` from the grid
    ``cfg.warm_blend_c`` x ``cfg.cold_scale``, scored on the validation split with the served model
    (precomputed embeddings: seconds). On a random split: the best Recall@K of all items. On a
-   cold-start split *warm items must not pay for cold ones*: among the candidates whose warm-item
-   recall is within ``cfg.blend_warm_tolerance`` (relative) of the best warm-item recall, the one
-   with the best cold-item recall. (Averaging the two recalls instead lets warm items take all:
-   on MovieLens a warm item's recall is worth ~20 cold items', and the mean picked ``s`` so low
-   that cold items never reached a top 20.)
+   cold-start split each group is measured against its own reference, the quality it would have
+   in a model of its own: warm items against the warm model alone (the stage-1 model, no cold
+   item in its index), cold items against the content tower alone (every item embedded from
+   content, as a content-only model ranks them). The blend kept is the one whose *worse* group
+   is closest to its reference (max over candidates of min(warm / warm_ref, cold / cold_ref)):
+   neither group is allowed to pay for the other more than it must. (The mean of the two recalls
+   lets warm items take all: on MovieLens a warm item's recall is worth ~20 cold items', and the
+   mean picked ``s`` so low that no cold item reached a top 20; a cap on the warm items' loss
+   did the same to the cold items of the demo.)
 
 Without validation interactions every stage trains all its epochs and ``c``/``s`` are the first
 candidates, with a warning. Training time is the sum of the stages (about twice a single tower's).
@@ -64,18 +68,22 @@ def valid_recalls(user_emb: np.ndarray, item_emb: np.ndarray, data: EncodedInter
     return {group: float(res[group][f"recall@{k}"]) for group in ("all", "warm", "cold")}
 
 
-def choose_blend(scores: dict[tuple[float, float], dict[str, float]], cold_start: bool,
-                 warm_tolerance: float) -> tuple[float, float]:
+def choose_blend(scores: dict[tuple[float, float], dict[str, float]],
+                 references: dict[str, float] | None = None) -> tuple[float, float]:
     """The ``(c, s)`` of the blend grid to serve (module docstring, stage 3). ``scores`` maps each
-    candidate, in the config's order, to its validation recalls; ties go to the first listed."""
+    candidate, in the config's order, to its validation recalls; ties go to the first listed.
+    ``references`` (a cold-start split): the warm and cold groups' recalls in models of their
+    own; the candidate maximising the smaller of ``warm / warm_ref`` and ``cold / cold_ref`` wins.
+    Without them: the best recall of all items."""
     def value(x: float) -> float:
         return -np.inf if np.isnan(x) else x
-    if not cold_start:
+    if references is None:
         return max(scores, key=lambda key: value(scores[key]["all"]))
-    best_warm = max(value(s["warm"]) for s in scores.values())
-    floor = best_warm - abs(best_warm) * warm_tolerance
-    allowed = [key for key, s in scores.items() if value(s["warm"]) >= floor]
-    return max(allowed, key=lambda key: (value(scores[key]["cold"]), value(scores[key]["warm"])))
+
+    def worse_ratio(key: tuple[float, float]) -> tuple[float, float]:
+        ratios = [value(scores[key][g]) / references[g] for g in ("warm", "cold") if references[g] > 0]
+        return (min(ratios), value(scores[key]["all"])) if ratios else (value(scores[key]["all"]),) * 2
+    return max(scores, key=worse_ratio)
 
 
 def build_warm_cold(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
@@ -139,7 +147,9 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     try:
         with model.distribute_strategy.scope():
             content_model = ContentStudent(model.query_tower, tower.content_tower, tower.warm_tower,
-                                           align_weight=cfg.content_align_weight, **options)
+                                           align_weight=cfg.content_align_weight,
+                                           warm_negatives=cfg.content_warm_negatives and not cfg.mixed_negatives,
+                                           **options)
         content_cfg = dataclasses.replace(cfg, validation_objective="cold" if cold_start else "all")
         content = train_retrieval(content_model, data, content_cfg,
                                   **_stage_backup(backup_dir, "content", backup_every_steps), **fit)
@@ -147,7 +157,7 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         for layer in frozen:
             layer.trainable = True
 
-    blend: dict[str, Any] = {"objective": "warm within tolerance, then cold" if cold_start else "all"}
+    blend: dict[str, Any] = {"objective": "min(warm / warm_ref, cold / cold_ref)" if cold_start else "all"}
     has_valid = bool(np.any(data.valid.user > 0))
     if has_valid and len(cfg.warm_blend_c) * len(cfg.cold_scale) > 1:
         k = int(cfg.validation_metric.partition("@")[2] or 20)
@@ -157,7 +167,12 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         scores = {(float(c), float(s)): valid_recalls(users, blend_embeddings(warm_emb, content_emb, counts, c, s),
                                                       data, k)
                   for c in cfg.warm_blend_c for s in cfg.cold_scale}
-        best_c, best_scale = choose_blend(scores, cold_start, cfg.blend_warm_tolerance)
+        references = None
+        if cold_start:  # each group alone: the warm model's warm items, the content tower's cold items
+            references = {"warm": valid_recalls(users, warm_emb, data, k)["warm"],
+                          "cold": valid_recalls(users, content_emb, data, k)["cold"]}
+            blend["references"] = references
+        best_c, best_scale = choose_blend(scores, references)
         tower.blend_c.assign(best_c)
         tower.cold_scale.assign(best_scale)
         blend[f"valid_recall@{k}"] = {f"c={c:g} s={s:g}": v for (c, s), v in scores.items()}
