@@ -66,7 +66,7 @@ from tfmmrec.data.loader import load_dataset  # noqa: E402
 from tfmmrec.evaluate.ranking import rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
 from tfmmrec.pipeline import PreparedData, prepare_data, retrieval_model  # noqa: E402
-from tfmmrec.train.coldstart import train_any_retrieval, valid_recalls  # noqa: E402
+from tfmmrec.train.coldstart import choose_blend, train_any_retrieval, valid_recalls  # noqa: E402
 from tfmmrec.train.fit import build_ranking, embed_all, train_ranking  # noqa: E402
 from tfmmrec.train.inputs import EncodedInteractions, ranking_eval_set  # noqa: E402
 
@@ -237,9 +237,27 @@ def run_tfmmrec(prep: PreparedData, cfg: RunConfig, use_content: bool, seed: int
                    valid_curve={"warm": curve,
                                 "content": [point["objective"] for point in selection["content"]["val_curve"]],
                                 "blend": selection["blend"].get(f"valid_recall@{K}", {})})
+        if selection["blend"]["objective"] != "all" and out["valid_curve"]["blend"]:
+            out["alternate"] = reblended(model, data, out["valid_curve"]["blend"])
     else:
         out.update(epochs=selection["best_epoch"], valid_curve=curve)
     return out
+
+
+def reblended(model: Any, data: EncodedInteractions, grid: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Test metrics of the same trained warm/cold model served with ``blend_objective: all`` (the
+    blend with the best validation recall of all items), then the chosen blend put back."""
+    scores = {tuple(float(part.split("=")[1]) for part in key.split()): v for key, v in grid.items()}
+    tower = model.item_tower
+    kept = float(tower.blend_c.numpy()), float(tower.cold_scale.numpy())
+    c, s = choose_blend(scores)
+    tower.blend_c.assign(c)
+    tower.cold_scale.assign(s)
+    try:
+        return {**test_metrics(*embed_all(model, data), data), "blend_c": c, "cold_scale": s}
+    finally:
+        tower.blend_c.assign(kept[0])
+        tower.cold_scale.assign(kept[1])
 
 
 # ------------------------------------------------------------------------------------ ranking
@@ -338,7 +356,11 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
                 r = run_tfrs(prep, name[len("tfrs_"):], seed, max_epochs, patience)
             else:
                 r = run_tfmmrec(prep, run_cfg, name == "tfmmrec_multimodal", seed, patience)
+            alternate = r.pop("alternate", None)
             per_seed[name].append(r)
+            if alternate is not None:  # the same model served with blend_objective: all
+                per_seed.setdefault(f"{name}_blend_all", []).append(
+                    {**alternate, **{k: r[k] for k in ("warm_epochs", "content_epochs", "seconds")}})
             if checkpoint is not None:
                 checkpoint(result())
             log(f"  {name:<20} " + "  ".join(f"{k} {r[k]:.4f}" for k in r if k.endswith(f"@{K}"))
@@ -371,19 +393,20 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"Machine: {report['machine']}; seeds {report['seeds']}, at most {report['max_epochs']} epochs, "
              f"patience {report['patience']} (mean ± std over seeds; test split, full catalog, train+valid items "
              "excluded; cold pool = cold test items ranked among the cold items).", "",
-             "| data | model | seeds | R@20 | N@20 | warm R@20 | cold R@20 | cold-pool R@20 | epochs | s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| data | model | seeds | R@20 | N@20 | warm R@20 | cold R@20 | cold-pool R@20 | epochs | blend c, s | s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, res in report["settings"].items():
         for model, m in res["models"].items():
             s = m["summary"]
             cold = res["cold_item_frac"] > 0
             epochs = f"{s['epochs'][0]:.1f}" if "epochs" in s else (
                 f"{s['warm_epochs'][0]:.1f} + {s['content_epochs'][0]:.1f}" if "content_epochs" in s else "–")
+            blend = f"{s['blend_c'][0]:.1f}, {s['cold_scale'][0]:.2f}" if "cold_scale" in s else "–"
             lines.append(f"| {name} | {model} | {len(m['runs'])} | {_ms(s, 'all_recall@20')} | "
                          f"{_ms(s, 'all_ndcg@20')} | "
                          f"{_ms(s, 'warm_recall@20')} | {_ms(s, 'cold_recall@20') if cold else '–'} | "
                          f"{_ms(s, 'cold_pool_recall@20') if cold else '–'} | {epochs.split(' ±')[0]} | "
-                         f"{s['seconds'][0]:.0f} |")
+                         f"{blend} | {s['seconds'][0]:.0f} |")
     ranks = [(n, r["ranking"]) for n, r in report["settings"].items() if "ranking" in r]
     if ranks:
         lines += ["", "| ranking (ratings) | model | seeds | test RMSE | epochs |", "|---|---|---:|---:|---:|"]

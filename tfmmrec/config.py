@@ -34,7 +34,7 @@ class SplitConfig:
 class RetrievalConfig:
     """Two-tower retrieval. Temperature and logQ defaults measured on the demo and MovieLens."""
 
-    embedding_dim: int = 64
+    embedding_dim: int = 128
     fusion_hidden: list[int] = field(default_factory=lambda: [128])
     fusion_dropout: float = 0.0
     fusion: str = "concat"  # a key of tfmmrec.fusion.ITEM_TOWER_FUSIONS
@@ -44,9 +44,9 @@ class RetrievalConfig:
     remove_accidental_hits: bool = True
     id_dropout: float = 0.3
     modality_dropout: float = 0.1
-    learning_rate: float = 0.005
+    learning_rate: float = 0.01
     batch_size: int = 1024
-    epochs: int = 10  # a maximum: training stops early on the validation split (patience)
+    epochs: int = 20  # a maximum: training stops early on the validation split (patience)
     # Model selection on the validation split after every epoch (tfmmrec.train.early_stopping):
     # stop after `patience` epochs without a better `validation_metric`, keep the best epoch.
     # `validation_objective` with warm/cold validation items: all, warm, cold or mean (of the two).
@@ -91,6 +91,9 @@ class RetrievalConfig:
     # closest to its recall in a model of its own (tfmmrec.train.coldstart).
     cold_scale: list[float] = field(default_factory=lambda: [1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5,
                                                              1.05, 1.1, 1.15, 1.2, 1.3])
+    # warm_cold, cold-start split: "balanced" (the above: neither warm nor cold items pay for the other more
+    # than they must) or "all" (the best recall of all validation items; cold items only where they win).
+    blend_objective: str = "balanced"
 
 
 @dataclass
