@@ -393,7 +393,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"Machine: {report['machine']}; seeds {report['seeds']}, at most {report['max_epochs']} epochs, "
              f"patience {report['patience']} (mean ± std over seeds; test split, full catalog, train+valid items "
              "excluded; cold pool = cold test items ranked among the cold items).", "",
-             "| data | model | seeds | R@20 | N@20 | warm R@20 | cold R@20 | cold-pool R@20 | epochs | blend c, s | s |",
+             "| data | model | seeds | R@20 | N@20 | warm R@20 | cold R@20 | cold-pool R@20 | epochs | blend c, s "
+             "| s |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, res in report["settings"].items():
         for model, m in res["models"].items():

@@ -174,7 +174,7 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
                                                       data, k)
                   for c in cfg.warm_blend_c for s in cfg.cold_scale}
         references = None
-        if cold_start and cfg.blend_objective == "balanced":  # each group alone: the warm model's warm items, the content tower's cold items
+        if balanced:  # each group alone: the warm model's warm items, the content tower's cold items
             references = {"warm": valid_recalls(users, warm_emb, data, k)["warm"],
                           "cold": valid_recalls(users, content_emb, data, k)["cold"]}
             blend["references"] = references
