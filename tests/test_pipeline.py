@@ -107,5 +107,8 @@ def test_keras_evaluate_gives_the_numbers_of_metrics_json(trained_run) -> None:
                 assert abs(got[f"{metric}_at_{k}{suffix}"] - expected[name]) < 1e-6, (variant, group, name)
     selection = written["training"]["multimodal"]
     assert selection["monitor"] == "val_recall_at_20" and 1 <= selection["best_epoch"] <= selection["epochs_run"]
-    curve = [point["val_recall_at_20"] for point in selection["val_curve"]]
+    # The multimodal (warm/cold) model's warm stage on a cold-start split is selected on warm items.
+    assert selection["objective"] == "warm"
+    assert all(point["objective"] == point["val_recall_at_20_warm"] for point in selection["val_curve"])
+    curve = [point["objective"] for point in selection["val_curve"]]
     assert max(curve) == selection["best"] == curve[selection["best_epoch"] - 1]

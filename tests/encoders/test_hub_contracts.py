@@ -102,7 +102,7 @@ def test_whole_path_catalog_decode_encoder_store_tower(tiny: dict[str, Path], tm
     assert sections == sorted((m, get_encoder_spec(cfg.encoders[k]).encoder_id)
                               for m, k in (("text", "text"), ("image", "image"), ("audio", "audio")))
     items = tower(tf.range(1, 41)).numpy()
-    assert items.shape == (40, 64) and np.isfinite(items).all()
+    assert items.shape == (40, cfg.retrieval.embedding_dim) and np.isfinite(items).all()
     assert result.metrics["retrieval"]["multimodal"]["all"]["recall@5"] >= 0.0
 
 

@@ -74,9 +74,10 @@ def test_tf_data_path_and_exported_signature_embed_stereo_clips_of_every_rate_id
     content = encode_catalog(load_dataset(root), encoders={"audio": trained_run.content.encoders["audio"]},
                              progress=False)
     assert content.masks["audio"].tolist() == [1] * len(RATES)
-    tower = trained_run.models["multimodal"].item_tower
+    served_tower = trained_run.models["multimodal"].item_tower  # warm/cold: new items are content-only items
+    tower, scale = served_tower.content_tower, float(served_tower.cold_scale.numpy())
     spec = ContentSpec.from_catalog(trained_run.dataset, trained_run.content)
-    expected = expected_item_embedding(tower, spec, content.embeddings["audio"])
+    expected = scale * expected_item_embedding(tower, spec, content.embeddings["audio"])
 
     # Serving's path: the exported signature, from the file bytes.
     signature = tf.saved_model.load(str(trained_run.exports["retrieval"])).signatures["embed_item_content"]

@@ -13,6 +13,7 @@ import tf_keras as keras
 from google.protobuf import text_format
 from tensorboard.plugins.projector import projector_config_pb2
 
+from tfmmrec.config import RetrievalConfig
 from tfmmrec.train.fit import embed_all
 from tfmmrec.train.tensorboard import PROJECTOR_TENSOR, RunLogger, fusion_weights, sprite_image
 
@@ -41,7 +42,7 @@ def test_losses_learning_rate_and_embedding_norms_per_epoch(logs: Path, trained_
     losses = [float(v) for _, v, _ in train["epoch_loss"]]
     assert losses[-1] < losses[0]  # it learned; the logged numbers are the real losses
     run = read_events(logs / "multimodal")
-    assert [float(v) for _, v, _ in run["learning_rate"]] == pytest.approx([0.005] * epochs)
+    assert [float(v) for _, v, _ in run["learning_rate"]] == pytest.approx([RetrievalConfig().learning_rate] * epochs)
     norms = run["embedding_norms/user_embedding"]
     assert len(norms) == epochs and norms[0][2] == "histograms"
     # The best epoch's histogram holds exactly the restored table's row norms (bucket counts sum to the rows).

@@ -187,6 +187,8 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
                       f"c = {float(tower.blend_c.numpy())}, s = {float(tower.cold_scale.numpy())}", stacklevel=2)
     blend["blend_c"], blend["cold_scale"] = float(tower.blend_c.numpy()), float(tower.cold_scale.numpy())
     history.selection = {**history.selection, "content": content.selection, "blend": blend}
+    with model.distribute_strategy.scope():  # the served model, compiled as a trained Keras model is: evaluate works
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
     for callback in callbacks or []:  # e.g. the TensorBoard projector: show the served embeddings, not the warm stage's
         if getattr(callback, "projector", None) is not None:
             callback.projector()
