@@ -237,20 +237,24 @@ def run_tfmmrec(prep: PreparedData, cfg: RunConfig, use_content: bool, seed: int
                    valid_curve={"warm": curve,
                                 "content": [point["objective"] for point in selection["content"]["val_curve"]],
                                 "blend": selection["blend"].get(f"valid_recall@{K}", {})})
-        if selection["blend"]["objective"] != "all" and out["valid_curve"]["blend"]:
-            out["alternate"] = reblended(model, data, out["valid_curve"]["blend"])
+        if "references" in selection["blend"] and out["valid_curve"]["blend"]:  # a cold-start split
+            other = "all" if cfg.retrieval.blend_objective == "balanced" else "balanced"
+            out["alternate"] = (other, reblended(model, data, out["valid_curve"]["blend"],
+                                                 selection["blend"]["references"] if other == "balanced" else None))
     else:
         out.update(epochs=selection["best_epoch"], valid_curve=curve)
     return out
 
 
-def reblended(model: Any, data: EncodedInteractions, grid: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Test metrics of the same trained warm/cold model served with ``blend_objective: all`` (the
-    blend with the best validation recall of all items), then the chosen blend put back."""
+def reblended(model: Any, data: EncodedInteractions, grid: dict[str, dict[str, float]],
+              references: dict[str, float] | None) -> dict[str, Any]:
+    """Test metrics of the same trained warm/cold model served with the other ``blend_objective``
+    (``references`` given: ``balanced``, else ``all``; ``tfmmrec.train.coldstart.choose_blend`` on the
+    validation grid), then the chosen blend put back. Stages 1-2 do not depend on the objective."""
     scores = {tuple(float(part.split("=")[1]) for part in key.split()): v for key, v in grid.items()}
     tower = model.item_tower
     kept = float(tower.blend_c.numpy()), float(tower.cold_scale.numpy())
-    c, s = choose_blend(scores)
+    c, s = choose_blend(scores, references)
     tower.blend_c.assign(c)
     tower.cold_scale.assign(s)
     try:
@@ -358,9 +362,10 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
                 r = run_tfmmrec(prep, run_cfg, name == "tfmmrec_multimodal", seed, patience)
             alternate = r.pop("alternate", None)
             per_seed[name].append(r)
-            if alternate is not None:  # the same model served with blend_objective: all
-                per_seed.setdefault(f"{name}_blend_all", []).append(
-                    {**alternate, **{k: r[k] for k in ("warm_epochs", "content_epochs", "seconds")}})
+            if alternate is not None:  # the same trained model served with the other blend_objective
+                other, metrics = alternate
+                per_seed.setdefault(f"{name}_blend_{other}", []).append(
+                    {**metrics, **{k: r[k] for k in ("warm_epochs", "content_epochs", "seconds")}})
             if checkpoint is not None:
                 checkpoint(result())
             log(f"  {name:<20} " + "  ".join(f"{k} {r[k]:.4f}" for k in r if k.endswith(f"@{K}"))

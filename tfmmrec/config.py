@@ -87,13 +87,13 @@ class RetrievalConfig:
     warm_blend_c: list[float] = field(default_factory=lambda: [0.0, 1.0, 3.0, 10.0])
     # warm_cold: candidates of the factor on content-only (cold) items' scores, calibrating them against warm
     # items' (1 = none); chosen on validation together with warm_blend_c.
-    # On a cold-start split the pair kept is the one whose worse group (warm or cold validation items) is
-    # closest to its recall in a model of its own (tfmmrec.train.coldstart).
+    # The pair kept: see blend_objective.
     cold_scale: list[float] = field(default_factory=lambda: [1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5,
                                                              1.05, 1.1, 1.15, 1.2, 1.3])
-    # warm_cold, cold-start split: "balanced" (the above: neither warm nor cold items pay for the other more
-    # than they must) or "all" (the best recall of all validation items; cold items only where they win).
-    blend_objective: str = "balanced"
+    # warm_cold, cold-start split: "all" (the best recall of all validation items: warm items keep ID-only
+    # quality, cold items are shown where they win) or "balanced" (neither warm nor cold items pay for the
+    # other more than they must). Measured in benchmarks/README.md ("Quality").
+    blend_objective: str = "all"
 
 
 @dataclass

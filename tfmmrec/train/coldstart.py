@@ -46,7 +46,7 @@ from tfmmrec.train.fit import _retrieval_task_options, build_query_tower, embed_
 from tfmmrec.train.inputs import EncodedInteractions
 
 WARM_TOWERS = ("id", "id_content")
-BLEND_OBJECTIVES = ("balanced", "all")
+BLEND_OBJECTIVES = ("all", "balanced")
 MIN_COLD_VALID_SHARE = 0.1
 
 
@@ -173,12 +173,10 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         scores = {(float(c), float(s)): valid_recalls(users, blend_embeddings(warm_emb, content_emb, counts, c, s),
                                                       data, k)
                   for c in cfg.warm_blend_c for s in cfg.cold_scale}
-        references = None
-        if balanced:  # each group alone: the warm model's warm items, the content tower's cold items
-            references = {"warm": valid_recalls(users, warm_emb, data, k)["warm"],
-                          "cold": valid_recalls(users, content_emb, data, k)["cold"]}
-            blend["references"] = references
-        best_c, best_scale = choose_blend(scores, references)
+        if cold_start:  # each group alone: the warm model's warm items, the content tower's cold items
+            blend["references"] = {"warm": valid_recalls(users, warm_emb, data, k)["warm"],
+                                   "cold": valid_recalls(users, content_emb, data, k)["cold"]}
+        best_c, best_scale = choose_blend(scores, blend["references"] if balanced else None)
         tower.blend_c.assign(best_c)
         tower.cold_scale.assign(best_scale)
         blend[f"valid_recall@{k}"] = {f"c={c:g} s={s:g}": v for (c, s), v in scores.items()}
