@@ -66,7 +66,7 @@ from tfmmrec.data.loader import load_dataset  # noqa: E402
 from tfmmrec.evaluate.ranking import rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
 from tfmmrec.pipeline import PreparedData, prepare_data, retrieval_model  # noqa: E402
-from tfmmrec.train.coldstart import choose_blend, train_any_retrieval, valid_recalls  # noqa: E402
+from tfmmrec.train.coldstart import BLEND_OBJECTIVES, choose_blend, train_any_retrieval, valid_recalls  # noqa: E402
 from tfmmrec.train.fit import build_ranking, embed_all, train_ranking  # noqa: E402
 from tfmmrec.train.inputs import EncodedInteractions, ranking_eval_set  # noqa: E402
 
@@ -238,23 +238,23 @@ def run_tfmmrec(prep: PreparedData, cfg: RunConfig, use_content: bool, seed: int
                                 "content": [point["objective"] for point in selection["content"]["val_curve"]],
                                 "blend": selection["blend"].get(f"valid_recall@{K}", {})})
         if "references" in selection["blend"] and out["valid_curve"]["blend"]:  # a cold-start split
-            other = "all" if cfg.retrieval.blend_objective == "balanced" else "balanced"
-            out["alternate"] = (other, reblended(model, data, out["valid_curve"]["blend"],
-                                                 selection["blend"]["references"] if other == "balanced" else None))
+            out["alternates"] = {other: reblended(model, data, out["valid_curve"]["blend"], other,
+                                                  selection["blend"]["references"], cfg.retrieval.blend_warm_tolerance)
+                                 for other in BLEND_OBJECTIVES if other != cfg.retrieval.blend_objective}
     else:
         out.update(epochs=selection["best_epoch"], valid_curve=curve)
     return out
 
 
-def reblended(model: Any, data: EncodedInteractions, grid: dict[str, dict[str, float]],
-              references: dict[str, float] | None) -> dict[str, Any]:
-    """Test metrics of the same trained warm/cold model served with the other ``blend_objective``
-    (``references`` given: ``balanced``, else ``all``; ``tfmmrec.train.coldstart.choose_blend`` on the
-    validation grid), then the chosen blend put back. Stages 1-2 do not depend on the objective."""
+def reblended(model: Any, data: EncodedInteractions, grid: dict[str, dict[str, float]], objective: str,
+              references: dict[str, float], warm_tolerance: float) -> dict[str, Any]:
+    """Test metrics of the same trained warm/cold model served with another ``blend_objective``
+    (``tfmmrec.train.coldstart.choose_blend`` on the validation grid), then the chosen blend put
+    back. Stages 1-2 do not depend on the objective, so this is what training with it serves."""
     scores = {tuple(float(part.split("=")[1]) for part in key.split()): v for key, v in grid.items()}
     tower = model.item_tower
     kept = float(tower.blend_c.numpy()), float(tower.cold_scale.numpy())
-    c, s = choose_blend(scores, references)
+    c, s = choose_blend(scores, objective, references, warm_tolerance)
     tower.blend_c.assign(c)
     tower.cold_scale.assign(s)
     try:
@@ -360,10 +360,9 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
                 r = run_tfrs(prep, name[len("tfrs_"):], seed, max_epochs, patience)
             else:
                 r = run_tfmmrec(prep, run_cfg, name == "tfmmrec_multimodal", seed, patience)
-            alternate = r.pop("alternate", None)
+            alternates = r.pop("alternates", {})
             per_seed[name].append(r)
-            if alternate is not None:  # the same trained model served with the other blend_objective
-                other, metrics = alternate
+            for other, metrics in alternates.items():  # the same trained model served with other blend objectives
                 per_seed.setdefault(f"{name}_blend_{other}", []).append(
                     {**metrics, **{k: r[k] for k in ("warm_epochs", "content_epochs", "seconds")}})
             if checkpoint is not None:

@@ -35,7 +35,7 @@ def test_every_model_is_selected_on_validation_and_scored_on_one_protocol(bench,
                             log=lambda _m: None)
     runs = {m: r["runs"][0] for m, r in res["models"].items()}
     # The warm/cold model is also reported served with the other blend objective (re-blended, not retrained).
-    assert set(runs) == {*bench.MODELS, "tfmmrec_multimodal_blend_balanced"}
+    assert set(runs) == {*bench.MODELS, "tfmmrec_multimodal_blend_all", "tfmmrec_multimodal_blend_balanced"}
     for name, r in runs.items():
         for key in ("all_recall@20", "warm_recall@20", "cold_recall@20", "cold_pool_recall@20", "all_ndcg@20"):
             assert 0.0 <= r[key] <= 1.0, (name, key, r[key])

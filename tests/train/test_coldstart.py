@@ -30,6 +30,7 @@ def _grid(**recalls: tuple[float, float, float]) -> dict[tuple[float, float], di
 def test_random_split_blend_is_the_best_for_all_items() -> None:
     scores = _grid(c0_s1=(0.20, 0.20, np.nan), c0_s0p5=(0.22, 0.22, np.nan), c3_s1=(0.21, 0.21, np.nan))
     assert choose_blend(scores) == (0.0, 0.5)
+    assert all(choose_blend(scores, objective) == (0.0, 0.5) for objective in ("warm_first", "balanced"))
 
 
 def test_cold_start_blend_keeps_the_worse_group_closest_to_its_own_model() -> None:
@@ -37,9 +38,21 @@ def test_cold_start_blend_keeps_the_worse_group_closest_to_its_own_model() -> No
     scores = _grid(c0_s0p5=(0.16, 0.300, 0.000), c0_s1=(0.16, 0.285, 0.018), c0_s1p3=(0.15, 0.200, 0.022))
     # Ratios (warm, cold): (1.0, 0.0), (0.95, 0.9), (0.67, 1.1): the mean of the recalls would pick
     # s = 0.5 (cold items never shown), the best cold recall s = 1.3 (warm items lose a third).
-    assert choose_blend(scores, {"warm": 0.30, "cold": 0.020}) == (0.0, 1.0)
+    refs = {"warm": 0.30, "cold": 0.020}
+    assert choose_blend(scores, "balanced", refs) == (0.0, 1.0)
     # A group without validation items (reference 0) does not take part.
-    assert choose_blend(scores, {"warm": 0.30, "cold": 0.0}) == (0.0, 0.5)
+    assert choose_blend(scores, "balanced", {"warm": 0.30, "cold": 0.0}) == (0.0, 0.5)
+    # warm_first: the best overall recall among the pairs keeping warm items within 5% (s = 1.0
+    # and s = 0.5 qualify; their overall recalls tie, the first listed wins); with a 50% tolerance,
+    # s = 1.3 qualifies but its overall recall is lower.
+    assert choose_blend(scores, "warm_first", refs, warm_tolerance=0.05) == (0.0, 0.5)
+    assert choose_blend(scores, "warm_first", refs, warm_tolerance=0.0) == (0.0, 0.5)
+    scores[(0.0, 1.3)]["all"] = 0.17
+    assert choose_blend(scores, "warm_first", refs, warm_tolerance=0.05) == (0.0, 0.5)
+    assert choose_blend(scores, "warm_first", refs, warm_tolerance=0.5) == (0.0, 1.3)
+    assert choose_blend(scores, "all", refs) == (0.0, 1.3)
+    with pytest.raises(ValueError, match="blend_objective"):
+        choose_blend(scores, "mean", refs)
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +78,13 @@ def test_stages_are_selected_on_validation_and_cold_items_get_content(prepared) 
     grid = blend["valid_recall@20"]
     assert len(grid) == len(cfg.retrieval.warm_blend_c) * len(cfg.retrieval.cold_scale)
     chosen = grid[f"c={blend['blend_c']:g} s={blend['cold_scale']:g}"]
-    # Default blend_objective "all": the best validation recall of all items; the references (each
-    # group in a model of its own, for "balanced") are recorded beside it.
-    assert chosen["all"] == max(s["all"] for s in grid.values())
-    assert set(blend["references"]) == {"warm", "cold"} and blend["references"]["cold"] > 0
+    # Default blend_objective "warm_first": the best validation recall of all items among the pairs
+    # keeping warm items within blend_warm_tolerance of the warm model alone (the reference).
+    refs = blend["references"]
+    assert set(refs) == {"warm", "cold"} and refs["cold"] > 0 and blend["objective"] == "warm_first"
+    floor = (1 - cfg.retrieval.blend_warm_tolerance) * refs["warm"]
+    assert chosen["warm"] >= floor
+    assert chosen["all"] == max(s["all"] for s in grid.values() if s["warm"] >= floor)
     # The served model is the chosen blend: its validation recalls are the grid's.
     served = valid_recalls(*embed_all(model, prep.data), prep.data)
     assert served["cold"] == pytest.approx(chosen["cold"], abs=1e-6)

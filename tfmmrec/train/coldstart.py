@@ -11,7 +11,11 @@
 3. the blend constant ``c`` of ``g(n) = n / (n + c)`` and the cold-score factor ``s`` from the grid
    ``cfg.warm_blend_c`` x ``cfg.cold_scale``, scored on the validation split with the served model
    (precomputed embeddings: seconds). On a random split: the best Recall@K of all items. On a
-   cold-start split each group is measured against its own reference, the quality it would have
+   cold-start split, by ``cfg.blend_objective`` (:func:`choose_blend`): ``warm_first`` (default)
+   the best Recall@K of all items among the candidates that keep warm items within
+   ``cfg.blend_warm_tolerance`` of their recall in the warm model alone: warm items do not pay for
+   cold ones, cold items get what they win beyond that; ``all`` the best Recall@K of all items;
+   ``balanced``: each group is measured against its own reference, the quality it would have
    in a model of its own: warm items against the warm model alone (the stage-1 model, no cold
    item in its index), cold items against the content tower alone (every item embedded from
    content, as a content-only model ranks them). The blend kept is the one whose *worse* group
@@ -46,7 +50,7 @@ from tfmmrec.train.fit import _retrieval_task_options, build_query_tower, embed_
 from tfmmrec.train.inputs import EncodedInteractions
 
 WARM_TOWERS = ("id", "id_content")
-BLEND_OBJECTIVES = ("all", "balanced")
+BLEND_OBJECTIVES = ("warm_first", "all", "balanced")
 MIN_COLD_VALID_SHARE = 0.1
 
 
@@ -71,21 +75,34 @@ def valid_recalls(user_emb: np.ndarray, item_emb: np.ndarray, data: EncodedInter
     return {group: float(res[group][f"recall@{k}"]) for group in ("all", "warm", "cold")}
 
 
-def choose_blend(scores: dict[tuple[float, float], dict[str, float]],
-                 references: dict[str, float] | None = None) -> tuple[float, float]:
+def choose_blend(scores: dict[tuple[float, float], dict[str, float]], objective: str = "all",
+                 references: dict[str, float] | None = None, warm_tolerance: float = 0.05) -> tuple[float, float]:
     """The ``(c, s)`` of the blend grid to serve (module docstring, stage 3). ``scores`` maps each
     candidate, in the config's order, to its validation recalls; ties go to the first listed.
-    ``references`` (a cold-start split): the warm and cold groups' recalls in models of their
-    own; the candidate maximising the smaller of ``warm / warm_ref`` and ``cold / cold_ref`` wins.
-    Without them: the best recall of all items."""
+
+    ``references`` (a cold-start split): the warm and cold groups' recalls in models of their own.
+    ``objective``: ``all`` = the best recall of all items; ``warm_first`` = the same among the
+    candidates whose warm recall is at least ``(1 - warm_tolerance) * references["warm"]``;
+    ``balanced`` = the best smaller ratio ``min(warm / warm_ref, cold / cold_ref)``. Without
+    references (a random split) every objective is ``all``."""
+    if objective not in BLEND_OBJECTIVES:
+        raise ValueError(f"retrieval.blend_objective must be one of {BLEND_OBJECTIVES}, got {objective!r}")
+
     def value(x: float) -> float:
         return -np.inf if np.isnan(x) else x
-    if references is None:
-        return max(scores, key=lambda key: value(scores[key]["all"]))
+
+    def overall(key: tuple[float, float]) -> float:
+        return value(scores[key]["all"])
+    if references is None or objective == "all":
+        return max(scores, key=overall)
+    if objective == "warm_first":
+        floor = (1.0 - warm_tolerance) * references["warm"]
+        allowed = [key for key in scores if value(scores[key]["warm"]) >= floor]
+        return max(allowed or scores, key=overall)
 
     def worse_ratio(key: tuple[float, float]) -> tuple[float, float]:
         ratios = [value(scores[key][g]) / references[g] for g in ("warm", "cold") if references[g] > 0]
-        return (min(ratios), value(scores[key]["all"])) if ratios else (value(scores[key]["all"]),) * 2
+        return (min(ratios), overall(key)) if ratios else (overall(key),) * 2
     return max(scores, key=worse_ratio)
 
 
@@ -162,8 +179,7 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
 
     if cfg.blend_objective not in BLEND_OBJECTIVES:
         raise ValueError(f"retrieval.blend_objective must be one of {BLEND_OBJECTIVES}, got {cfg.blend_objective!r}")
-    balanced = cold_start and cfg.blend_objective == "balanced"
-    blend: dict[str, Any] = {"objective": "min(warm / warm_ref, cold / cold_ref)" if balanced else "all"}
+    blend: dict[str, Any] = {"objective": cfg.blend_objective if cold_start else "all"}
     has_valid = bool(np.any(data.valid.user > 0))
     if has_valid and len(cfg.warm_blend_c) * len(cfg.cold_scale) > 1:
         k = int(cfg.validation_metric.partition("@")[2] or 20)
@@ -176,7 +192,8 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         if cold_start:  # each group alone: the warm model's warm items, the content tower's cold items
             blend["references"] = {"warm": valid_recalls(users, warm_emb, data, k)["warm"],
                                    "cold": valid_recalls(users, content_emb, data, k)["cold"]}
-        best_c, best_scale = choose_blend(scores, blend["references"] if balanced else None)
+        best_c, best_scale = choose_blend(scores, cfg.blend_objective, blend.get("references"),
+                                          cfg.blend_warm_tolerance)
         tower.blend_c.assign(best_c)
         tower.cold_scale.assign(best_scale)
         blend[f"valid_recall@{k}"] = {f"c={c:g} s={s:g}": v for (c, s), v in scores.items()}
