@@ -137,7 +137,16 @@ def _train_ranking(features: Any, data: EncodedInteractions, cfg: RunConfig, mod
 
 
 def _log_selection(name: str, selection: dict[str, Any]) -> dict[str, Any]:
-    """One line saying which epoch the validation split chose (``metrics["training"][name]``)."""
+    """One line saying which epoch the validation split chose (``metrics["training"][name]``); for a
+    warm/cold model (tfmmrec.train.coldstart) one per stage and the chosen blend."""
+    if "content" in selection:
+        stages = {k: v for k, v in selection.items() if k not in ("content", "blend")}
+        _log_selection(f"{name} (warm stage)", stages)
+        _log_selection(f"{name} (content stage)", selection["content"])
+        blend = selection["blend"]
+        _log(f"[train] {name}: blend c = {blend['blend_c']:g}, cold-score factor s = {blend['cold_scale']:.2f} "
+             f"({blend['objective']})")
+        return selection
     if selection["best_epoch"] is None:
         _log(f"[train] {name}: {selection.get('note', 'no validation value')}")
     else:
