@@ -270,7 +270,7 @@ def run_ranking(prep: Prepared, epochs: int = 3, seed: int = 0) -> dict[str, Any
     """Both DeepFMs on implicit feedback: each positive plus 4 sampled negatives, test AUC on the
     held-out positives vs sampled unseen items (``tfmmrec.train.inputs.ranking_eval_set``)."""
     data, ds = prep.data, prep.dataset
-    cfg = RankingConfig(epochs=epochs, patience=epochs, id_dropout=0.0)
+    cfg = RankingConfig(model="deepfm", epochs=epochs, patience=epochs, id_dropout=0.0)  # DeepFM vs DeepFM
     inputs, labels, _ = ranking_eval_set(data, "test", cfg.negatives, seed, explicit=False)
     out = {}
 

@@ -95,7 +95,7 @@ class RetrievalConfig:
     # validation items) or "balanced" (neither warm nor cold items pay for the other more than they must).
     # Measured in benchmarks/README.md ("Quality").
     blend_objective: str = "warm_first"
-    blend_warm_tolerance: float = 0.05
+    blend_warm_tolerance: float = 0.05  # warm_first: warm items' allowed relative loss against the warm model alone
 
 
 @dataclass
