@@ -51,6 +51,8 @@ def test_cold_start_blend_keeps_the_worse_group_closest_to_its_own_model() -> No
     assert choose_blend(scores, "warm_first", refs, warm_tolerance=0.05) == (0.0, 0.5)
     assert choose_blend(scores, "warm_first", refs, warm_tolerance=0.5) == (0.0, 1.3)
     assert choose_blend(scores, "all", refs) == (0.0, 1.3)
+    # No blend keeps warm items within the tolerance: the one that costs them least.
+    assert choose_blend(scores, "warm_first", {"warm": 0.40, "cold": 0.020}) == (0.0, 0.5)
     with pytest.raises(ValueError, match="blend_objective"):
         choose_blend(scores, "mean", refs)
 
@@ -83,8 +85,11 @@ def test_stages_are_selected_on_validation_and_cold_items_get_content(prepared) 
     refs = blend["references"]
     assert set(refs) == {"warm", "cold"} and refs["cold"] > 0 and blend["objective"] == "warm_first"
     floor = (1 - cfg.retrieval.blend_warm_tolerance) * refs["warm"]
-    assert chosen["warm"] >= floor
-    assert chosen["all"] == max(s["all"] for s in grid.values() if s["warm"] >= floor)
+    allowed = [s for s in grid.values() if s["warm"] >= floor]
+    if allowed:
+        assert chosen["warm"] >= floor and chosen["all"] == max(s["all"] for s in allowed)
+    else:  # on this tiny catalog cold items may outscore warm ones at every s: the least costly blend
+        assert chosen["warm"] == max(s["warm"] for s in grid.values())
     # The served model is the chosen blend: its validation recalls are the grid's.
     served = valid_recalls(*embed_all(model, prep.data), prep.data)
     assert served["cold"] == pytest.approx(chosen["cold"], abs=1e-6)

@@ -82,7 +82,8 @@ def choose_blend(scores: dict[tuple[float, float], dict[str, float]], objective:
 
     ``references`` (a cold-start split): the warm and cold groups' recalls in models of their own.
     ``objective``: ``all`` = the best recall of all items; ``warm_first`` = the same among the
-    candidates whose warm recall is at least ``(1 - warm_tolerance) * references["warm"]``;
+    candidates whose warm recall is at least ``(1 - warm_tolerance) * references["warm"]`` (none:
+    the candidate with the best warm recall);
     ``balanced`` = the best smaller ratio ``min(warm / warm_ref, cold / cold_ref)``. Without
     references (a random split) every objective is ``all``."""
     if objective not in BLEND_OBJECTIVES:
@@ -98,7 +99,9 @@ def choose_blend(scores: dict[tuple[float, float], dict[str, float]], objective:
     if objective == "warm_first":
         floor = (1.0 - warm_tolerance) * references["warm"]
         allowed = [key for key in scores if value(scores[key]["warm"]) >= floor]
-        return max(allowed or scores, key=overall)
+        if not allowed:  # even the smallest s costs warm items more: the blend that costs them least
+            return max(scores, key=lambda key: (value(scores[key]["warm"]), overall(key)))
+        return max(allowed, key=overall)
 
     def worse_ratio(key: tuple[float, float]) -> tuple[float, float]:
         ratios = [value(scores[key][g]) / references[g] for g in ("warm", "cold") if references[g] > 0]
