@@ -116,3 +116,12 @@ def test_without_validation_rows_every_stage_trains_all_epochs_with_a_warning(pr
     assert selection["content"]["epochs_run"] == 2
     assert selection["blend"]["blend_c"] == cfg2.retrieval.warm_blend_c[0]
     assert selection["blend"]["cold_scale"] == pytest.approx(cfg2.retrieval.cold_scale[0])
+
+
+def test_an_unknown_blend_objective_is_refused_before_any_training(prepared) -> None:
+    prep, cfg = prepared
+    model = retrieval_model(prep, cfg, use_content=True)
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="retrieval.blend_objective"):
+        train_warm_cold(model, prep.data, dataclasses.replace(cfg.retrieval, blend_objective="mean"), verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # nothing was trained

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
-from tfmmrec.config import RetrievalConfig
+from tfmmrec.config import ConfigError, RetrievalConfig
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
 from tfmmrec.models.coldstart import ContentStudent, WarmColdItemTower, blend_embeddings
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
@@ -87,7 +87,7 @@ def choose_blend(scores: dict[tuple[float, float], dict[str, float]], objective:
     ``balanced`` = the best smaller ratio ``min(warm / warm_ref, cold / cold_ref)``. Without
     references (a random split) every objective is ``all``."""
     if objective not in BLEND_OBJECTIVES:
-        raise ValueError(f"retrieval.blend_objective must be one of {BLEND_OBJECTIVES}, got {objective!r}")
+        raise ConfigError(f"retrieval.blend_objective must be one of {BLEND_OBJECTIVES}, got {objective!r}")
 
     def value(x: float) -> float:
         return -np.inf if np.isnan(x) else x
@@ -116,7 +116,7 @@ def build_warm_cold(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
     (content, categorical and numeric fields, no id) sharing one query tower. ``data`` fills the
     interaction counts (needed before serving) and, as for ``build_retrieval``, histories."""
     if cfg.warm_tower not in WARM_TOWERS:
-        raise ValueError(f"retrieval.warm_tower must be one of {WARM_TOWERS}, got {cfg.warm_tower!r}")
+        raise ConfigError(f"retrieval.warm_tower must be one of {WARM_TOWERS}, got {cfg.warm_tower!r}")
     fusion = dict(fusion_hidden=tuple(cfg.fusion_hidden), fusion_dropout=cfg.fusion_dropout,
                   modality_dropout=cfg.modality_dropout, fusion=cfg.fusion,
                   fusion_balance_weight=cfg.fusion_balance_weight)
@@ -153,6 +153,8 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     tower = model.item_tower
     if not isinstance(tower, WarmColdItemTower):
         raise TypeError("train_warm_cold needs a model from build_warm_cold (a WarmColdItemTower item tower)")
+    if cfg.blend_objective not in BLEND_OBJECTIVES:
+        raise ConfigError(f"retrieval.blend_objective must be one of {BLEND_OBJECTIVES}, got {cfg.blend_objective!r}")
     tower.set_counts(np.bincount(data.train.item, minlength=data.num_items + 1))
     options = _retrieval_task_options(cfg, data)
     fit = dict(seed=seed, verbose=verbose, jit_compile=jit_compile)
@@ -180,8 +182,6 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         for layer in frozen:
             layer.trainable = True
 
-    if cfg.blend_objective not in BLEND_OBJECTIVES:
-        raise ValueError(f"retrieval.blend_objective must be one of {BLEND_OBJECTIVES}, got {cfg.blend_objective!r}")
     blend: dict[str, Any] = {"objective": cfg.blend_objective if cold_start else "all"}
     has_valid = bool(np.any(data.valid.user > 0))
     if has_valid and len(cfg.warm_blend_c) * len(cfg.cold_scale) > 1:
