@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfmmrec.config import RunConfig
+from tfmmrec.config import ConfigError, RunConfig
 from tfmmrec.models.coldstart import WarmColdItemTower
 from tfmmrec.pipeline import prepare_data, retrieval_model
 from tfmmrec.train.coldstart import choose_blend, cold_valid_share, train_any_retrieval, train_warm_cold, valid_recalls
@@ -121,7 +121,8 @@ def test_without_validation_rows_every_stage_trains_all_epochs_with_a_warning(pr
 def test_an_unknown_blend_objective_is_refused_before_any_training(prepared) -> None:
     prep, cfg = prepared
     model = retrieval_model(prep, cfg, use_content=True)
+    embed_all(model, prep.data)  # creates the variables
     before = [w.copy() for w in model.get_weights()]
-    with pytest.raises(ValueError, match="retrieval.blend_objective"):
+    with pytest.raises(ConfigError, match="retrieval.blend_objective"):
         train_warm_cold(model, prep.data, dataclasses.replace(cfg.retrieval, blend_objective="mean"), verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # nothing was trained
