@@ -33,20 +33,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfmmrec.data.per_user import rows_per_user
+
 DEFAULT_KS = (10, 20, 50)
 METRICS = ("recall", "ndcg", "hitrate", "mrr", "map")
-
-
-def _csr(users: np.ndarray, items: np.ndarray, num_users: int, *, unique: bool = False
-         ) -> tuple[np.ndarray, np.ndarray]:
-    users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
-    if unique and len(users):
-        pairs = np.unique(np.stack([users, items], 1), axis=0)
-        users, items = pairs[:, 0], pairs[:, 1]
-    order = np.lexsort((items, users))
-    indptr = np.zeros(num_users + 1, np.int64)
-    np.add.at(indptr, users + 1, 1)
-    return np.cumsum(indptr), items[order]
 
 
 @tf.function(reduce_retracing=True)
@@ -77,8 +67,8 @@ def evaluate_retrieval(user_embeddings: np.ndarray, item_embeddings: np.ndarray,
     num_users, num_items = len(user_embeddings), len(item_embeddings)
     groups = {"all": np.ones(num_items, bool), **{g: np.asarray(m, bool) for g, m in (item_groups or {}).items()}}
     max_k = min(max(ks), num_items)
-    h_ptr, h_items = _csr(*heldout, num_users, unique=True)
-    e_ptr, e_items = _csr(*exclude, num_users)
+    h_ptr, h_items = rows_per_user(*heldout, num_users, unique=True)
+    e_ptr, e_items = rows_per_user(*exclude, num_users)
     eval_users = np.flatnonzero(np.diff(h_ptr) > 0)
     batch_size = batch_size or max(1, min(1024, 20_000_000 // max(num_items, 1)))
     sums = {g: {f"{m}@{k}": 0.0 for k in ks for m in METRICS} for g in groups}

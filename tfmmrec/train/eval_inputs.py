@@ -13,22 +13,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfmmrec.data.per_user import rows_per_user
 from tfmmrec.train.inputs import EncodedInteractions, ranking_eval_set
 
 EVAL_SPLITS = ("valid", "test")
-
-
-def _per_user(users: np.ndarray, items: np.ndarray, num_users: int, *, unique: bool
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """CSR of item rows per user index (sorted; ``unique``: distinct pairs only)."""
-    users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
-    if unique and len(users):
-        pairs = np.unique(np.stack([users, items], 1), axis=0)
-        users, items = pairs[:, 0], pairs[:, 1]
-    order = np.lexsort((items, users))
-    indptr = np.zeros(num_users + 2, np.int64)
-    np.add.at(indptr, users + 1, 1)
-    return np.cumsum(indptr), items[order]
 
 
 def retrieval_eval_protocol(data: EncodedInteractions, split: str
@@ -59,8 +47,8 @@ def retrieval_eval_dataset(data: EncodedInteractions, split: str = "valid", *, b
       batch_size: users per batch; each batch scores ``batch_size x catalog`` items at once.
     """
     (h_users, h_items), (e_users, e_items), warm = retrieval_eval_protocol(data, split)
-    h_ptr, h_rows = _per_user(h_users, h_items, data.num_users, unique=True)
-    e_ptr, e_rows = _per_user(e_users, e_items, data.num_users, unique=False)
+    h_ptr, h_rows = rows_per_user(h_users, h_items, data.num_users + 1, unique=True)
+    e_ptr, e_rows = rows_per_user(e_users, e_items, data.num_users + 1)
     users = np.flatnonzero(np.diff(h_ptr) > 0).astype(np.int32)
     # Users are ascending and h_rows is sorted by user, so the held-out rows of ``users`` are contiguous.
     relevant = tf.RaggedTensor.from_row_lengths(h_rows, np.diff(h_ptr)[users])
