@@ -8,7 +8,6 @@ it and then reads the matrices ``train`` needs (one ``[num_items, dim]`` array p
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,9 +33,6 @@ from tfmmrec.media.stream import (
     stream_decoded,
 )
 from tfmmrec.progress import Progress
-
-#: Seconds to sleep after each encoded batch; only for testing interruption and resume.
-DELAY_ENV = "TFMMREC_ENCODE_DELAY"
 
 
 @dataclass
@@ -203,7 +199,6 @@ def _encode_missing(root: Path, p: ModalityPlan, batch_size: int, chunk_size: in
 
     encoder = ContentEncoder(p.encoder, name="encoder")
     started = time.perf_counter()
-    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     bar = Progress(f"encoding {p.modality} ({p.spec.name}; {len(p.keys) - len(todo)} already stored)", len(todo),
                    enabled=progress)
     done: set[int] = set()
@@ -213,8 +208,6 @@ def _encode_missing(root: Path, p: ModalityPlan, batch_size: int, chunk_size: in
             writer.add([p.keys[r] for r in rows], vectors)
             done.update(rows.tolist())
             bar.update(len(rows))
-            if delay:
-                time.sleep(delay)
         failed = [int(r) for r in todo if int(r) not in done]
         if failed:  # remembered, so a broken file is not decoded again on every run
             writer.add([p.keys[r] for r in failed], None, np.zeros(len(failed), bool))
