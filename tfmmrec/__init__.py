@@ -9,51 +9,78 @@ importing tfmmrec, set the variable yourself at the very top (or in the shell):
 Then two environment guards (``_deps_check``): a scann built for another TensorFlow minor is
 hidden from TFRS with a warning (it would break ``import tensorflow_recommenders``), and a
 setuptools without ``pkg_resources`` (needed by tensorflow_hub) stops the import with the fix.
+
+``import tfmmrec`` itself imports no TensorFlow: each public name below is imported from its
+module when it is first used (PEP 562), so ``tfmmrec --help`` and ``tfmmrec config`` answer at once.
 """
 from __future__ import annotations
 
+import importlib
 import os
+from typing import Any
 
+_TF_LOG_LEVEL_FROM_USER = "TF_CPP_MIN_LOG_LEVEL" in os.environ  # the CLI's --debug lowers only ours
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tfmmrec._deps_check import check_pkg_resources, guard_scann  # noqa: E402
 from tfmmrec._keras_check import check_keras_version  # noqa: E402
 
-check_keras_version()
+check_keras_version()  # tf.keras if TensorFlow is already imported, else TF_USE_LEGACY_KERAS
 check_pkg_resources()
 guard_scann()  # before anything imports TFRS, which imports any installed scann
 
-from tfmmrec.config import PretrainConfig, RankingConfig, RetrievalConfig, RunConfig, SplitConfig  # noqa: E402
-from tfmmrec.data.demo import write_demo_catalog  # noqa: E402
-from tfmmrec.data.loader import Dataset, load_dataset  # noqa: E402
-from tfmmrec.data.manifest import DatasetError, Manifest, ModalitySpec  # noqa: E402
-from tfmmrec.data.mmrec import import_mmrec  # noqa: E402
-from tfmmrec.data.movielens import download_movielens_100k, import_movielens_100k, import_movielens_csv  # noqa: E402
-from tfmmrec.data.splits import split_interactions  # noqa: E402
-from tfmmrec.encoders.contracts import ContentEncoder  # noqa: E402
-from tfmmrec.encoders.encode import ItemContent, encode_catalog, update_store  # noqa: E402
-from tfmmrec.encoders.handles import EncoderUnavailable  # noqa: E402
-from tfmmrec.encoders.registry import ENCODERS, EncoderSpec, get_encoder_spec, load_encoder, register_encoder  # noqa: E402
-from tfmmrec.encoders.store import EmbeddingStore  # noqa: E402
-from tfmmrec.evaluate.ranking import auc, rmse  # noqa: E402
-from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
-from tfmmrec.evaluate.topk import factorized_top_k_accuracy  # noqa: E402
-from tfmmrec.export.reindex import reindex  # noqa: E402
-from tfmmrec.export.tf_serving import write_serving_configs  # noqa: E402
-from tfmmrec.fusion import FUSIONS, make_fusion  # noqa: E402
-from tfmmrec.fusion.concat import ConcatFusion  # noqa: E402
-from tfmmrec.models.ranking import DeepFM  # noqa: E402
-from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
-from tfmmrec.models.towers import ItemTower, QueryTower  # noqa: E402
-from tfmmrec.pipeline import RunResult, TuneResult, evaluate_run, run, tune  # noqa: E402
-from tfmmrec.serving.client import GrpcClient, RestClient  # noqa: E402
-from tfmmrec.train.distribute import resolve_strategy  # noqa: E402
-from tfmmrec.train.finetune import FineTuneRetrieval  # noqa: E402
-from tfmmrec.train.pretrain import add_aligned_modality, align_modalities  # noqa: E402
-from tfmmrec.train.resume import ResumableBackup  # noqa: E402
-
 __version__ = "0.1.0"
+
+# Where each public name lives; ``from tfmmrec import X`` imports that module on first use.
+_PUBLIC = {
+    "tfmmrec.config": ["LimitsConfig", "MultitaskConfig", "PretrainConfig", "RankingConfig", "RetrievalConfig",
+                       "RunConfig", "SplitConfig"],
+    "tfmmrec.data.demo": ["write_demo_catalog"],
+    "tfmmrec.data.loader": ["Dataset", "load_dataset"],
+    "tfmmrec.data.manifest": ["DatasetError", "Manifest", "ModalitySpec"],
+    "tfmmrec.data.mmrec": ["import_mmrec"],
+    "tfmmrec.data.movielens": ["download_movielens_100k", "import_movielens_100k", "import_movielens_csv"],
+    "tfmmrec.data.paths": ["PathRefused", "resolve_in_root"],
+    "tfmmrec.data.splits": ["split_interactions"],
+    "tfmmrec.encoders.contracts": ["ContentEncoder"],
+    "tfmmrec.encoders.encode": ["ItemContent", "encode_catalog", "update_store"],
+    "tfmmrec.encoders.handles": ["EncoderUnavailable"],
+    "tfmmrec.encoders.registry": ["ENCODERS", "EncoderSpec", "get_encoder_spec", "load_encoder", "register_encoder"],
+    "tfmmrec.encoders.store": ["EmbeddingStore"],
+    "tfmmrec.evaluate.ranking": ["auc", "rmse"],
+    "tfmmrec.evaluate.retrieval": ["evaluate_retrieval"],
+    "tfmmrec.evaluate.topk": ["factorized_top_k_accuracy"],
+    "tfmmrec.export.reindex": ["reindex"],
+    "tfmmrec.export.tf_serving": ["write_serving_configs"],
+    "tfmmrec.export.versioning": ["ExportError"],
+    "tfmmrec.fusion": ["FUSIONS", "make_fusion"],
+    "tfmmrec.fusion.concat": ["ConcatFusion"],
+    "tfmmrec.media.stream": ["DecodeReport"],
+    "tfmmrec.models.catalog_eval": ["CatalogEvaluation"],
+    "tfmmrec.models.coldstart": ["WarmColdItemTower"],
+    "tfmmrec.models.dcn": ["DCN"],
+    "tfmmrec.models.features": ["ItemFeatureTable", "build_user_features"],
+    "tfmmrec.models.multitask": ["MultitaskRetrieval"],
+    "tfmmrec.models.ranking": ["DeepFM"],
+    "tfmmrec.models.retrieval": ["TwoTowerRetrieval"],
+    "tfmmrec.models.tasks": ["RetrievalTask"],
+    "tfmmrec.models.towers": ["ItemTower", "QueryTower"],
+    "tfmmrec.pipeline": ["PreparedData", "RunResult", "TuneResult", "evaluate_run", "prepare_data", "run", "tune",
+                         "user_features"],
+    "tfmmrec.serving.client": ["GrpcClient", "RestClient"],
+    "tfmmrec.train.coldstart": ["build_warm_cold", "train_warm_cold"],
+    "tfmmrec.train.distribute": ["resolve_strategy"],
+    "tfmmrec.train.early_stopping": ["ValidationEarlyStopping"],
+    "tfmmrec.train.eval_inputs": ["ranking_eval_dataset", "retrieval_eval_dataset"],
+    "tfmmrec.train.finetune": ["FineTuneRetrieval"],
+    "tfmmrec.train.fit": ["build_ranking", "build_retrieval", "embed_all"],
+    "tfmmrec.train.inputs": ["ranking_dataset", "retrieval_dataset"],
+    "tfmmrec.train.pretrain": ["add_aligned_modality", "align_modalities"],
+    "tfmmrec.train.resume": ["ResumableBackup"],
+    "tfmmrec.train.run_dir": ["RunDirError"],
+}
+_MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}
 
 __all__ = [
     "ContentEncoder", "EmbeddingStore", "EncoderUnavailable", "FineTuneRetrieval", "PretrainConfig",
@@ -62,45 +89,34 @@ __all__ = [
     "Manifest", "ModalitySpec", "QueryTower", "RankingConfig", "RetrievalConfig", "RunConfig", "RunResult",
     "SplitConfig", "TwoTowerRetrieval", "auc", "download_movielens_100k", "encode_catalog", "evaluate_retrieval",
     "import_mmrec", "import_movielens_100k", "import_movielens_csv", "load_dataset", "load_encoder", "rmse", "run",
-    "split_interactions", "write_demo_catalog",
-    "TuneResult", "evaluate_run", "tune",
-    "GrpcClient", "RestClient", "reindex", "write_serving_configs",
+    "split_interactions", "write_demo_catalog", "TuneResult", "evaluate_run", "tune", "GrpcClient", "RestClient",
+    "reindex", "write_serving_configs", "FUSIONS", "factorized_top_k_accuracy", "make_fusion", "DCN",
+    "MultitaskConfig", "MultitaskRetrieval", "RetrievalTask", "ResumableBackup", "resolve_strategy", "DecodeReport",
+    "LimitsConfig", "PathRefused", "resolve_in_root", "ExportError", "RunDirError", "CatalogEvaluation",
+    "ItemFeatureTable", "PreparedData", "ValidationEarlyStopping", "build_ranking", "build_retrieval",
+    "build_user_features", "embed_all", "prepare_data", "ranking_dataset", "ranking_eval_dataset",
+    "retrieval_dataset", "retrieval_eval_dataset", "user_features", "WarmColdItemTower", "build_warm_cold",
+    "train_warm_cold",
 ]
-__all__ += ["FUSIONS", "factorized_top_k_accuracy", "make_fusion"]
 
-from tfmmrec.config import MultitaskConfig  # noqa: E402
-from tfmmrec.models.dcn import DCN  # noqa: E402
-from tfmmrec.models.multitask import MultitaskRetrieval  # noqa: E402
-from tfmmrec.models.tasks import RetrievalTask  # noqa: E402
 
-__all__ += ["DCN", "MultitaskConfig", "MultitaskRetrieval", "RetrievalTask"]
-__all__ += ["ResumableBackup", "resolve_strategy"]
+def __getattr__(name: str) -> Any:
+    """Import a public name (or a submodule, e.g. ``tfmmrec.pipeline``) on first use."""
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _MODULE_OF.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
 
-from tfmmrec.config import LimitsConfig  # noqa: E402
-from tfmmrec.data.paths import PathRefused, resolve_in_root  # noqa: E402
-from tfmmrec.media.stream import DecodeReport  # noqa: E402
 
-__all__ += ["DecodeReport", "LimitsConfig", "PathRefused", "resolve_in_root"]
-
-from tfmmrec.export.versioning import ExportError  # noqa: E402
-from tfmmrec.train.run_dir import RunDirError  # noqa: E402
-
-__all__ += ["ExportError", "RunDirError"]
-
-# Keras-style training and evaluation (``model.fit`` / ``model.evaluate``; notebooks/keras_fit.ipynb).
-from tfmmrec.models.catalog_eval import CatalogEvaluation  # noqa: E402
-from tfmmrec.models.features import ItemFeatureTable, build_user_features  # noqa: E402
-from tfmmrec.pipeline import PreparedData, prepare_data, user_features  # noqa: E402
-from tfmmrec.train.early_stopping import ValidationEarlyStopping  # noqa: E402
-from tfmmrec.train.eval_inputs import ranking_eval_dataset, retrieval_eval_dataset  # noqa: E402
-from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all  # noqa: E402
-from tfmmrec.train.inputs import ranking_dataset, retrieval_dataset  # noqa: E402
-
-__all__ += ["CatalogEvaluation", "ItemFeatureTable", "PreparedData", "ValidationEarlyStopping", "build_ranking",
-            "build_retrieval", "build_user_features", "embed_all", "prepare_data", "ranking_dataset",
-            "ranking_eval_dataset", "retrieval_dataset", "retrieval_eval_dataset", "user_features"]
-
-from tfmmrec.models.coldstart import WarmColdItemTower  # noqa: E402
-from tfmmrec.train.coldstart import build_warm_cold, train_warm_cold  # noqa: E402
-
-__all__ += ["WarmColdItemTower", "build_warm_cold", "train_warm_cold"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
