@@ -1,15 +1,23 @@
-"""The ``tfmmrec`` command on an MMRec-layout dataset with precomputed vectors."""
+"""The ``tfmmrec`` command on an MMRec-layout dataset with precomputed vectors; and the commands
+that need no model answering at once (no TensorFlow import) and quietly (no TensorFlow log lines)."""
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import tfmmrec
+from tfmmrec import cli
 from tfmmrec.cli import main
 from tfmmrec.data.manifest import Manifest
 
@@ -164,3 +172,98 @@ def test_export_writes_a_new_savedmodel_from_a_runs_weights(trained_run, tmp_pat
     # The same weights give the same ranking: the new top 5 is the original export's top 5.
     assert again["item_ids"].numpy().tolist() == original["item_ids"][:, :5].numpy().tolist()
     np.testing.assert_allclose(again["scores"].numpy(), original["scores"][:, :5].numpy(), rtol=1e-5, atol=1e-6)
+
+
+# --- answering at once and quietly: no TensorFlow where none is needed, none of its log lines ---
+
+TF_LOG_LINE = re.compile(r"\.cc:\d+\] ")  # "I0000 00:00:17.. 123 port.cc:153] oneDNN custom operations ..."
+
+
+def write_tiny_ml100k(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "u.genre").write_text("unknown|0\nAction|1\n")
+    (root / "u.item").write_text("1|Toy Story (1995)|01-Jan-1995||http://x|0|1\n"
+                                 "2|Heat (1995)|01-Jan-1995||http://y|0|1\n")
+    (root / "u.user").write_text("1|24|M|technician|85711\n")
+    (root / "u.data").write_text("1\t1\t5\t881250949\n1\t2\t3\t881250950\n")
+    return root
+
+
+def test_help_config_and_data_commands_do_not_import_tensorflow(tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import sys
+        from tfmmrec.cli import main
+        for argv in (["--help"], ["train", "--help"], ["data", "import", "--help"]):
+            try:
+                main(argv)
+            except SystemExit as e:
+                assert e.code == 0, argv
+        assert main(["config"]) == 0 and main(["config", "--markdown"]) == 0
+        assert main(["config", "--set", "retrieval.epocs=1"]) == 2  # the error path too
+        assert main(["data", "import", "movielens-100k", {str(write_tiny_ml100k(tmp_path / "src"))!r},
+                     "--out", {str(tmp_path / "out")!r}]) == 0
+        print("tensorflow imported:", "tensorflow" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tensorflow imported: False" in proc.stdout
+    assert "retrieval.epocs: unknown key" in proc.stderr
+    assert Manifest.load(tmp_path / "out").name == "ml-100k"
+
+
+def run_serving_config(base: Path, *flags: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The cheapest command that loads TensorFlow (an empty BASE: two config files, no model)."""
+    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | env
+    return subprocess.run([sys.executable, "-m", "tfmmrec", "serving-config", str(base), *flags],
+                          capture_output=True, text=True, timeout=300, env=environ)
+
+
+def test_tensorflow_log_lines_are_hidden_unless_debug(tmp_path: Path) -> None:
+    quiet = run_serving_config(tmp_path)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "wrote" in quiet.stdout and (tmp_path / "models.config").is_file()
+    assert not TF_LOG_LINE.search(quiet.stderr) and "absl::InitializeLog" not in quiet.stderr, quiet.stderr
+    debug = run_serving_config(tmp_path, "--debug")
+    assert debug.returncode == 0, debug.stderr[-3000:]
+    assert TF_LOG_LINE.search(debug.stderr), debug.stderr  # TensorFlow at its own level: oneDNN, CUDA ...
+
+
+def test_the_users_tf_log_level_is_kept_and_applies_to_tensorflows_startup_lines(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tfmmrec, "_TF_LOG_LEVEL_FROM_USER", False)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")  # as tfmmrec's import sets it for library users
+    assert cli.tf_log_level(debug=False) == 3 and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    assert cli.tf_log_level(debug=True) == 0 and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    monkeypatch.setattr(tfmmrec, "_TF_LOG_LEVEL_FROM_USER", True)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")
+    assert cli.tf_log_level(debug=False) == 1 and cli.tf_log_level(debug=True) == 1
+    startup = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+               "I0000 00:00:1796139220.259781   27779 port.cc:153] oneDNN custom operations are on.\n"
+               "W0000 00:00:1796139220.260318   27779 cuda_executor.cc:1] a warning\n"
+               "2024-10-30 12:00:00.123456: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:485] "
+               "an error\n"
+               "/site-packages/x.py:1: UserWarning: a Python warning\n")
+
+    def kept(level: int) -> list[str]:
+        return [line.split("] ")[-1].split(": ")[-1] for line in cli.tf_startup_lines(startup, level).splitlines()]
+
+    assert kept(1) == ["a warning", "an error", "a Python warning"]
+    assert kept(2) == ["an error", "a Python warning"]
+    assert kept(3) == ["a Python warning"]  # what is not TensorFlow's log stays
+
+
+def test_every_command_has_its_handler_in_the_one_table() -> None:
+    sub = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    data = next(a for a in sub.choices["data"]._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(cli._COMMANDS) == {n for n in sub.choices if n != "data"} | {f"data {n}" for n in data.choices}
+    assert {n for n, c in cli._COMMANDS.items() if not c.needs_tensorflow} == {"config", "data demo", "data import"}
+
+
+def test_the_public_names_are_their_modules_objects() -> None:
+    """``import tfmmrec`` imports each public name on first use, and it is the same object."""
+    for name in tfmmrec.__all__:
+        assert getattr(tfmmrec, name) is getattr(importlib.import_module(tfmmrec._MODULE_OF[name]), name), name
+    assert set(tfmmrec.__all__) <= set(dir(tfmmrec))
+    assert tfmmrec.pipeline is importlib.import_module("tfmmrec.pipeline")  # submodules as attributes too
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        tfmmrec.nope  # noqa: B018

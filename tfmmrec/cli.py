@@ -15,15 +15,23 @@
 
 Every command takes ``--config FILE`` and ``--set key=value`` (docs/config.md lists the keys);
 a wrong key or type stops with its dotted path and exit code 2.
+
+Only the commands that need TensorFlow import it (``--help``, ``config`` and ``data`` answer at
+once), and they hide TensorFlow's C++ log lines unless ``--debug`` or TF_CPP_MIN_LOG_LEVEL asks
+for them (``_import_tensorflow``).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import resource
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 DEMO_SIZES = {"default": (2000, 1500, 60000), "small": (300, 200, 6000)}
 
@@ -42,9 +50,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfmmrec", description="Multimodal recommendation with TensorFlow.")
+    parser = argparse.ArgumentParser(
+        prog="tfmmrec", description="Multimodal recommendation with TensorFlow.",
+        epilog="TensorFlow's log lines (oneDNN, CUDA, absl) are hidden: the commands set TF_CPP_MIN_LOG_LEVEL=3 "
+               "unless you set it yourself (0 shows everything, 2 shows errors) or pass --debug, which shows "
+               "TensorFlow's log at its own default level.")
     parser.add_argument("--debug", action="store_true",
-                        help="on a data, config or file error, show the traceback too (exit code stays 2)")
+                        help="on a data, config or file error, show the traceback too (exit code stays 2); "
+                             "also show TensorFlow's log lines")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="demo catalog -> train (multimodal and ID-only) -> evaluate -> export")
@@ -93,7 +106,8 @@ def _add_debug_everywhere(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
                 child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                                   help="show the traceback of a data, config or file error")
+                                   help="show the traceback of a data, config or file error, and "
+                                        "TensorFlow's log lines")
                 _add_debug_everywhere(child)
 
 
@@ -322,11 +336,15 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     from tfmmrec.config import ConfigError
     from tfmmrec.data.manifest import DatasetError
-    from tfmmrec.export.versioning import ExportError
     from tfmmrec.train.run_dir import RunDirError
 
     # EncoderUnavailable is a ConfigError; PathRefused a DatasetError.
-    return DatasetError, ConfigError, OSError, yaml.YAMLError, UnicodeDecodeError, RunDirError, ExportError
+    errors: list[type[BaseException]] = [DatasetError, ConfigError, OSError, yaml.YAMLError, UnicodeDecodeError,
+                                         RunDirError]
+    versioning = sys.modules.get("tfmmrec.export.versioning")  # importing it imports TensorFlow (tfmmrec.export);
+    if versioning is not None:  # an ExportError exists only once it is imported
+        errors.append(versioning.ExportError)
+    return tuple(errors)
 
 
 def error_line(err: BaseException) -> str:
@@ -342,10 +360,11 @@ def error_line(err: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    import tfmmrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads Keras)
-
+    command = _COMMANDS[" ".join(filter(None, [args.command, getattr(args, "data_command", None)]))]
+    if command.needs_tensorflow:
+        _import_tensorflow(debug=args.debug)
     try:
-        return _dispatch(args)
+        return command.run(args)
     except user_errors() as err:
         if args.debug:
             import traceback
@@ -355,33 +374,109 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+# A TensorFlow log line: absl's "I0000 00:00:1796139220.259781   27779 port.cc:153] ..." or TF's own
+# "2024-10-30 12:00:00.123456: I tensorflow/core/util/port.cc:113] ...". Severity I, W, E, F = 0..3.
+_TF_LOG_LINE = re.compile(r"(?:([IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: ([IWEF]) )"
+                          r"\S+:\d+\] ")
+_ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+
+
+def tf_log_level(debug: bool) -> int:
+    """Set TF_CPP_MIN_LOG_LEVEL for the commands that load TensorFlow and return it: the user's
+    value if they set one, else 3 (TF's own log lines hidden), or TF's default (0) with --debug."""
+    import tfmmrec
+
+    if not tfmmrec._TF_LOG_LEVEL_FROM_USER:  # tfmmrec's import set 2 (for library users)
+        if debug:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        else:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
+
+
+def tf_startup_lines(text: str, level: int) -> str:
+    """What was written to stderr while TensorFlow loaded, less what TF_CPP_MIN_LOG_LEVEL=level
+    hides: TensorFlow's log lines of a lower severity and absl's preamble."""
+    def kept(line: str) -> bool:
+        match = _TF_LOG_LINE.match(line)
+        if match:
+            return "IWEF".index(match.group(1) or match.group(2)) >= level
+        return not line.startswith(_ABSL_PREAMBLE)
+
+    return "".join(line for line in text.splitlines(keepends=True) if kept(line))
+
+
+def _import_tensorflow(debug: bool) -> None:
+    """Import TensorFlow with TF_CPP_MIN_LOG_LEVEL applied to what it logs while loading too.
+
+    TensorFlow ignores that level for some lines its libraries log while loading (2.21: oneDNN,
+    cudart_stub and absl's "All log messages before absl::InitializeLog()" preamble; 2.17: CUDA
+    factory errors; tensorflow/tensorflow#100442), and only file descriptor 2 reaches them. So
+    during the import it points to a temporary file, which then goes to stderr less those lines
+    (all of it if the import fails); anything else written meanwhile, e.g. a Python warning, is
+    kept. If TensorFlow crashes the process while loading, rerun with --debug to see its lines.
+    """
+    if "tensorflow" in sys.modules:  # e.g. main() called in a process that uses TensorFlow already
+        return
+    level = tf_log_level(debug)
+    try:
+        terminal = os.dup(2) if level > 0 else None
+    except OSError:  # no stderr to redirect
+        terminal = None
+    if terminal is None:
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    failed = True
+    with tempfile.TemporaryFile() as log:
+        try:
+            os.dup2(log.fileno(), 2)
+            import tensorflow  # noqa: F401
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(terminal, 2)
+            os.close(terminal)
+            log.seek(0)
+            text = log.read().decode(errors="replace")
+            sys.stderr.write(text if failed else tf_startup_lines(text, level))
+            sys.stderr.flush()
+
+
+def _validate_config(args: argparse.Namespace) -> None:
+    """Every command validates its config, even where no key applies (data)."""
+    if args.config or args.overrides:
+        _config(args)
+
+
+def _cmd_data_demo(args: argparse.Namespace) -> int:
+    _validate_config(args)
+    print(f"wrote the demo catalog to {_write_demo(args.out, args.size, args.seed)}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tfmmrec.data.manifest import Manifest
+    from tfmmrec.pipeline import run
+
+    cfg = _config(args)
+    run_dir = args.out or Path("runs") / Manifest.load(args.dataset).name
+    _print_tensorboard_hint(cfg, run_dir)
+    export_dir = None if args.no_export else (args.export_dir or (run_dir / "saved_models" if args.out
+                                                                  else Path("saved_models")))
+    result = run(args.dataset, run_dir, cfg, export_dir=export_dir, verbose=0 if args.quiet else 2)
+    print("\n" + demo_table(result.metrics))
+    _print_decode_report(result.metrics)
+    print(f"metrics written to {run_dir / 'metrics.json'}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
     from tfmmrec.pipeline import run, write_json
 
-    verbose = 0 if getattr(args, "quiet", False) else 2
-    if args.command in _COMMANDS:
-        return _COMMANDS[args.command](args)
-    if getattr(args, "config", None) or getattr(args, "overrides", None):
-        _config(args)  # every command validates its config, even where no key applies (data)
-    if args.command == "data" and args.data_command == "demo":
-        print(f"wrote the demo catalog to {_write_demo(args.out, args.size, args.seed)}")
-        return 0
-    if args.command == "data":
-        return _import(args)
-    if args.command == "train":
-        cfg = _config(args)
-        from tfmmrec.data.manifest import Manifest
-
-        run_dir = args.out or Path("runs") / Manifest.load(args.dataset).name
-        _print_tensorboard_hint(cfg, run_dir)
-        export_dir = None if args.no_export else (args.export_dir or (run_dir / "saved_models" if args.out
-                                                                      else Path("saved_models")))
-        result = run(args.dataset, run_dir, cfg, export_dir=export_dir, verbose=verbose)
-        print("\n" + demo_table(result.metrics))
-        _print_decode_report(result.metrics)
-        print(f"metrics written to {run_dir / 'metrics.json'}")
-        return 0
-    # demo
     started = time.perf_counter()
     cfg = _config(args)
     cfg.split.strategy = "cold_start" if cfg.split.strategy == "auto" else cfg.split.strategy
@@ -390,7 +485,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     _write_demo(data_dir, args.size, args.seed)
     export_dir = None if args.no_export else (args.export_dir or Path("saved_models"))
     _print_tensorboard_hint(cfg, args.workdir)
-    result = run(data_dir, args.workdir, cfg, export_dir=export_dir, verbose=verbose)
+    result = run(data_dir, args.workdir, cfg, export_dir=export_dir, verbose=0 if args.quiet else 2)
     table = demo_table(result.metrics)
     result.metrics["table"] = table
     result.metrics["seconds"] = round(time.perf_counter() - started, 1)
@@ -403,10 +498,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import(args: argparse.Namespace) -> int:
+def _cmd_data_import(args: argparse.Namespace) -> int:
     from tfmmrec.data.mmrec import import_mmrec
     from tfmmrec.data.movielens import download_movielens_100k, import_movielens_100k, import_movielens_csv
 
+    _validate_config(args)
     if args.kind == "movielens-100k":
         source = args.source or download_movielens_100k(Path.home() / ".cache" / "tfmmrec" / "downloads")
         out = import_movielens_100k(source, args.out)
@@ -492,10 +588,26 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-# Subcommands with their own handler; other branches add theirs here (e.g. "encode", "export").
-_COMMANDS = {"evaluate": _cmd_evaluate, "tune": _cmd_tune, "config": _cmd_config, "export": _cmd_export,
-             "encode": _cmd_encode, "pretrain": _cmd_pretrain, "reindex": _cmd_reindex,
-             "serving-config": _cmd_serving_config}
+class Command(NamedTuple):
+    run: Callable[[argparse.Namespace], int]
+    needs_tensorflow: bool  # imported (quietly) before run; the others answer without loading it
+
+
+# Every command (``data`` has two), with its handler; each handler imports what it uses.
+_COMMANDS = {
+    "demo": Command(_cmd_demo, needs_tensorflow=True),
+    "data demo": Command(_cmd_data_demo, needs_tensorflow=False),
+    "data import": Command(_cmd_data_import, needs_tensorflow=False),
+    "train": Command(_cmd_train, needs_tensorflow=True),
+    "evaluate": Command(_cmd_evaluate, needs_tensorflow=True),
+    "export": Command(_cmd_export, needs_tensorflow=True),
+    "encode": Command(_cmd_encode, needs_tensorflow=True),
+    "pretrain": Command(_cmd_pretrain, needs_tensorflow=True),
+    "reindex": Command(_cmd_reindex, needs_tensorflow=True),
+    "serving-config": Command(_cmd_serving_config, needs_tensorflow=True),
+    "tune": Command(_cmd_tune, needs_tensorflow=True),
+    "config": Command(_cmd_config, needs_tensorflow=False),
+}
 
 
 if __name__ == "__main__":

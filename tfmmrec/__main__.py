@@ -1,0 +1,6 @@
+"""``python -m tfmmrec``: the ``tfmmrec`` command."""
+import sys
+
+from tfmmrec.cli import main
+
+sys.exit(main())
