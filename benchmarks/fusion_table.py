@@ -8,7 +8,7 @@ written once and encoded once with the built-in encoders; the split is ``cold_st
 items held out entirely), the same for every model. Each model is the two-tower of
 ``tfmmrec.train.fit.build_retrieval`` with the default ``RetrievalConfig`` except ``fusion``, so the
 only difference between rows is the fusion layer (ID-only: no content at all). Seeds change the
-model's initialisation, ID/modality dropout and batch order. Metrics: ``tfmmrec.pipeline.retrieval_metrics``
+model's initialisation, ID/modality dropout and batch order. Metrics: ``tfmmrec.evaluate.protocol.retrieval_metrics``
 (full catalog, train+valid items excluded). For weighing fusions, the mean modality weights over
 the catalog's items are reported too.
 
@@ -32,14 +32,15 @@ import tensorflow as tf  # noqa: E402
 import tfmmrec  # noqa: F401  (Keras 2 before TensorFlow)
 from tfmmrec.config import RetrievalConfig  # noqa: E402
 from tfmmrec.data.demo import write_demo_catalog  # noqa: E402
+from tfmmrec.data.interactions import encode_interactions  # noqa: E402
 from tfmmrec.data.loader import load_dataset  # noqa: E402
 from tfmmrec.data.splits import split_interactions  # noqa: E402
 from tfmmrec.encoders.encode import encode_catalog  # noqa: E402
+from tfmmrec.evaluate.protocol import retrieval_metrics  # noqa: E402
 from tfmmrec.fusion import FUSIONS, ITEM_TOWER_FUSIONS  # noqa: E402
+from tfmmrec.models.build import build_retrieval  # noqa: E402
 from tfmmrec.models.features import build_item_features  # noqa: E402
-from tfmmrec.pipeline import retrieval_metrics  # noqa: E402
-from tfmmrec.train.fit import build_retrieval, train_retrieval  # noqa: E402
-from tfmmrec.train.inputs import encode_interactions  # noqa: E402
+from tfmmrec.train.fit import train_retrieval  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _readme import replace_section  # noqa: E402

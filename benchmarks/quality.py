@@ -10,7 +10,7 @@ order):
   vectors (z-scored modality embeddings, numeric fields, one-hot categorical fields);
 - ``tfrs_content``: the same, item tower = the content MLP alone (no id);
 - ``tfmmrec_id_only`` and ``tfmmrec_multimodal``: tfmmrec's default configs, built and trained
-  as ``tfmmrec.run`` does (``pipeline.retrieval_model`` + ``train_any_retrieval``).
+  as ``tfmmrec.run`` does (``tfmmrec.train.prepare.retrieval_model`` + ``train_any_retrieval``).
 
 Every model's epochs are selected on the validation split the same way: after each epoch, the
 full-catalog validation Recall@20 (training items excluded); stop after ``--patience`` epochs
@@ -70,10 +70,14 @@ from tfmmrec.config import RunConfig  # noqa: E402
 from tfmmrec.data.loader import load_dataset  # noqa: E402
 from tfmmrec.evaluate.ranking import rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
-from tfmmrec.pipeline import PreparedData, prepare_data, retrieval_model  # noqa: E402
-from tfmmrec.train.coldstart import BLEND_OBJECTIVES, choose_blend, train_any_retrieval, valid_recalls  # noqa: E402
-from tfmmrec.train.fit import build_ranking, embed_all, train_ranking  # noqa: E402
-from tfmmrec.train.inputs import EncodedInteractions, ranking_eval_set  # noqa: E402
+from tfmmrec.train.prepare import PreparedData, prepare_data, retrieval_model  # noqa: E402
+from tfmmrec.train.coldstart import BLEND_OBJECTIVES, choose_blend, train_any_retrieval  # noqa: E402
+from tfmmrec.evaluate.protocol import valid_recalls  # noqa: E402
+from tfmmrec.train.fit import train_ranking  # noqa: E402
+from tfmmrec.evaluate.protocol import embed_all  # noqa: E402
+from tfmmrec.models.build import build_ranking  # noqa: E402
+from tfmmrec.data.interactions import EncodedInteractions  # noqa: E402
+from tfmmrec.evaluate.protocol import ranking_eval_set  # noqa: E402
 
 K = 20
 MODELS = ("tfrs_id", "tfrs_id_content", "tfrs_content", "tfmmrec_id_only", "tfmmrec_multimodal")

@@ -7,7 +7,7 @@ Same setup as ``benchmarks/fusion_table.py``: the default demo catalog (2,000 it
 ~60k interactions, catalog seed 0), encoded once with the built-in encoders, ``cold_start`` split
 (10% of the items held out entirely). Each variant is the default ``RetrievalConfig`` (concat fusion)
 with the overrides listed in ``VARIANTS``; the multitask variant is ``build_multitask`` with the
-default ``MultitaskConfig``. Metrics: ``tfmmrec.pipeline.retrieval_metrics`` (test split, full catalog,
+default ``MultitaskConfig``. Metrics: ``tfmmrec.evaluate.protocol.retrieval_metrics`` (test split, full catalog,
 train + valid items excluded), plus **new users**: the same test users scored as if they had never
 been seen (user index 0, so no trained id row) but with their stored recent history and features --
 what a model with a history / feature query serves to a newcomer after a few clicks. A model without
@@ -30,14 +30,15 @@ import tensorflow as tf  # noqa: E402, I001
 import tfmmrec  # noqa: F401  (Keras 2 before TensorFlow)
 from tfmmrec.config import MultitaskConfig, RetrievalConfig  # noqa: E402
 from tfmmrec.data.demo import write_demo_catalog  # noqa: E402
+from tfmmrec.data.interactions import encode_interactions  # noqa: E402
 from tfmmrec.data.loader import load_dataset  # noqa: E402
 from tfmmrec.data.splits import split_interactions  # noqa: E402
 from tfmmrec.encoders.encode import encode_catalog  # noqa: E402
+from tfmmrec.evaluate.protocol import retrieval_metrics  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
+from tfmmrec.models.build import build_multitask, build_retrieval  # noqa: E402
 from tfmmrec.models.features import build_item_features, build_user_features  # noqa: E402
-from tfmmrec.pipeline import retrieval_metrics  # noqa: E402
-from tfmmrec.train.fit import build_multitask, build_retrieval, train_retrieval  # noqa: E402
-from tfmmrec.train.inputs import encode_interactions  # noqa: E402
+from tfmmrec.train.fit import train_retrieval  # noqa: E402
 
 VARIANTS: dict[str, dict] = {
     "default": {},

@@ -47,8 +47,11 @@ from tfmmrec.encoders.encode import ItemContent, encode_catalog  # noqa: E402
 from tfmmrec.evaluate.ranking import auc  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
 from tfmmrec.models.features import ItemFeatures, build_item_features  # noqa: E402
-from tfmmrec.train.fit import build_ranking, build_retrieval, embed_all, train_ranking, train_retrieval  # noqa: E402
-from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_eval_set  # noqa: E402
+from tfmmrec.train.fit import train_ranking, train_retrieval  # noqa: E402
+from tfmmrec.evaluate.protocol import embed_all  # noqa: E402
+from tfmmrec.models.build import build_ranking, build_retrieval  # noqa: E402
+from tfmmrec.data.interactions import EncodedInteractions, encode_interactions  # noqa: E402
+from tfmmrec.evaluate.protocol import ranking_eval_set  # noqa: E402
 
 K = 20
 

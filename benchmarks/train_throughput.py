@@ -36,14 +36,15 @@ def main() -> None:
 
     from tfmmrec.config import RetrievalConfig
     from tfmmrec.data.demo import write_demo_catalog
+    from tfmmrec.data.interactions import encode_interactions
     from tfmmrec.data.loader import load_dataset
     from tfmmrec.data.splits import split_interactions
     from tfmmrec.encoders.contracts import ContentEncoder
     from tfmmrec.encoders.encode import encode_catalog
+    from tfmmrec.models.build import build_retrieval
     from tfmmrec.models.features import build_item_features
     from tfmmrec.train.finetune import FineTuneRetrieval, finetune_dataset
-    from tfmmrec.train.fit import build_retrieval
-    from tfmmrec.train.inputs import encode_interactions, retrieval_dataset
+    from tfmmrec.train.inputs import retrieval_dataset
 
     data_dir = args.data or write_demo_catalog(Path(tempfile.mkdtemp(prefix="tfmmrec_bench_")) / "demo")
     ds = load_dataset(data_dir)

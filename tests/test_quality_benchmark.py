@@ -14,7 +14,7 @@ import pytest
 
 from tfmmrec.config import RunConfig
 from tfmmrec.data.manifest import Manifest
-from tfmmrec.pipeline import prepare_data
+from tfmmrec.train.prepare import prepare_data
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -475,7 +475,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tfmmrec.pipeline import run, write_json
+    from tfmmrec.pipeline import run
+    from tfmmrec.train.run_dir import write_json
 
     started = time.perf_counter()
     cfg = _config(args)
@@ -518,7 +519,7 @@ def _cmd_data_import(args: argparse.Namespace) -> int:
 
 
 def _print_tensorboard_hint(cfg: Any, run_dir: Path) -> None:
-    from tfmmrec.pipeline import tensorboard_dir
+    from tfmmrec.train.tensorboard import tensorboard_dir
 
     if cfg.tensorboard.enabled:
         print(f"[tensorboard] logs in {tensorboard_dir(cfg, run_dir)}; to watch: "
@@ -562,7 +563,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from tfmmrec.data.manifest import Manifest
-    from tfmmrec.pipeline import tune
+    from tfmmrec.train.tune import tune
 
     cfg = _config(args)
     out = args.out or Path("runs") / f"{Manifest.load(args.dataset).name}-tune"

@@ -105,8 +105,8 @@ def test_100k_year_age_and_user_fields_reach_the_models(ml100k_zip: Path, tmp_pa
     digit are categorical user fields; the full zip (one value per user here) is no feature."""
     from tfmmrec.config import RankingConfig
     from tfmmrec.data.loader import load_dataset
+    from tfmmrec.models.build import build_ranking
     from tfmmrec.models.features import build_item_features, build_user_features
-    from tfmmrec.train.fit import build_ranking
 
     ds = load_dataset(import_movielens_100k(ml100k_zip, tmp_path / "out"))
     assert ds.items["year"].dtype.kind in "fi" and ds.items["year"].tolist()[:3] == [1995.0, 1995.0, 1987.0]

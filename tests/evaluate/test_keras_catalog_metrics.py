@@ -7,12 +7,13 @@ import pytest
 import tensorflow as tf
 
 from tfmmrec.config import RetrievalConfig
+from tfmmrec.data.interactions import EncodedInteractions, SplitArrays
+from tfmmrec.evaluate.protocol import embed_all, retrieval_eval_protocol
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
+from tfmmrec.models.build import build_retrieval
 from tfmmrec.models.catalog_eval import catalog_metric_values
 from tfmmrec.models.features import ItemFeatures
-from tfmmrec.train.eval_inputs import retrieval_eval_dataset, retrieval_eval_protocol
-from tfmmrec.train.fit import build_retrieval, embed_all
-from tfmmrec.train.inputs import EncodedInteractions, SplitArrays
+from tfmmrec.train.eval_inputs import retrieval_eval_dataset
 
 KS = (1, 5, 20)
 

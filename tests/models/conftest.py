@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tfmmrec.data.interactions import EncodedInteractions, SplitArrays
 from tfmmrec.models.features import ItemFeatures
-from tfmmrec.train.inputs import EncodedInteractions, SplitArrays
 
 NUM_ITEMS, NUM_USERS = 40, 30
 

@@ -9,12 +9,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.config import RetrievalConfig
+from tfmmrec.data.interactions import EncodedInteractions
+from tfmmrec.models.build import build_warm_cold
 from tfmmrec.models.coldstart import ContentStudent, WarmColdItemTower, alignment_loss, blend_embeddings
 from tfmmrec.models.features import ItemFeatures
 from tfmmrec.models.retrieval import TwoTowerRetrieval
-from tfmmrec.train.coldstart import build_warm_cold
 from tfmmrec.train.fit import train_retrieval
-from tfmmrec.train.inputs import EncodedInteractions
 
 NUM_ITEMS, NUM_USERS = 40, 30  # sizes of the shared fixtures (conftest.py)
 TINY = dict(embedding_dim=8, fusion_hidden=[16], batch_size=64, learning_rate=0.02)

@@ -7,11 +7,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.config import RankingConfig
+from tfmmrec.data.interactions import EncodedInteractions
+from tfmmrec.models.build import build_ranking
 from tfmmrec.models.dcn import DCN
 from tfmmrec.models.features import ItemFeatures
 from tfmmrec.models.ranking import DeepFM
-from tfmmrec.train.fit import build_ranking, train_ranking
-from tfmmrec.train.inputs import EncodedInteractions
+from tfmmrec.train.fit import train_ranking
 
 NUM_ITEMS, NUM_USERS = 40, 30  # sizes of the shared fixtures (conftest.py)
 

@@ -6,11 +6,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.config import RankingConfig, RetrievalConfig
+from tfmmrec.data.interactions import EncodedInteractions
+from tfmmrec.models.build import build_ranking, build_retrieval
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable
 from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.towers import ItemTower, QueryTower
-from tfmmrec.train.fit import build_ranking, build_retrieval, train_retrieval
-from tfmmrec.train.inputs import EncodedInteractions, retrieval_dataset
+from tfmmrec.train.fit import train_retrieval
+from tfmmrec.train.inputs import retrieval_dataset
 
 NUM_ITEMS, NUM_USERS = 40, 30  # sizes of the shared fixtures (conftest.py)
 

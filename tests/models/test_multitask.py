@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 from tfmmrec.config import MultitaskConfig, RetrievalConfig
+from tfmmrec.data.interactions import EncodedInteractions
+from tfmmrec.models.build import build_multitask
 from tfmmrec.models.features import ItemFeatures
 from tfmmrec.models.multitask import MultitaskRetrieval
-from tfmmrec.train.fit import build_multitask, train_retrieval
-from tfmmrec.train.inputs import EncodedInteractions
+from tfmmrec.train.fit import train_retrieval
 
 NUM_ITEMS, NUM_USERS = 40, 30  # sizes of the shared fixtures (conftest.py)
 TINY = RetrievalConfig(embedding_dim=8, fusion_hidden=[16], epochs=10, batch_size=64, learning_rate=0.02)

@@ -6,9 +6,10 @@ import pytest
 import tensorflow as tf
 
 from tfmmrec.config import RetrievalConfig
+from tfmmrec.data.interactions import EncodedInteractions
+from tfmmrec.models.build import build_retrieval
 from tfmmrec.models.features import ItemFeatures
-from tfmmrec.train.fit import build_retrieval, train_retrieval
-from tfmmrec.train.inputs import EncodedInteractions
+from tfmmrec.train.fit import train_retrieval
 
 NUM_ITEMS, NUM_USERS = 40, 30  # sizes of the shared fixtures (conftest.py)
 TINY = dict(embedding_dim=8, fusion_hidden=[16], batch_size=64, learning_rate=0.02)
@@ -90,9 +91,9 @@ def test_every_option_is_reachable_from_the_run_config(features: ItemFeatures, i
                                                        tmp_path) -> None:
     """YAML -> RunConfig -> builders: each option arrives in the model it configures."""
     from tfmmrec.config import RunConfig
+    from tfmmrec.models.build import build_multitask, build_ranking
     from tfmmrec.models.dcn import DCN
     from tfmmrec.models.features import UserFeatures
-    from tfmmrec.train.fit import build_multitask, build_ranking
 
     (tmp_path / "run.yaml").write_text("""
 retrieval: {embedding_dim: 8, fusion_hidden: [16], mixed_negatives: 7, num_hard_negatives: 5, history_length: 3,

@@ -9,9 +9,11 @@ import pytest
 import tensorflow as tf
 
 from tfmmrec.config import RankingConfig, RetrievalConfig
+from tfmmrec.data.interactions import EncodedInteractions, encode_interactions
+from tfmmrec.models.build import build_ranking, build_retrieval
 from tfmmrec.models.features import ItemFeatures
-from tfmmrec.train.fit import build_ranking, build_retrieval, train_ranking, train_retrieval
-from tfmmrec.train.inputs import EncodedInteractions, encode_interactions, ranking_dataset, retrieval_dataset
+from tfmmrec.train.fit import train_ranking, train_retrieval
+from tfmmrec.train.inputs import ranking_dataset, retrieval_dataset
 
 NUM_USERS = 30
 TINY = dict(embedding_dim=8, fusion_hidden=[16], batch_size=64, learning_rate=0.02)

@@ -7,11 +7,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.config import RetrievalConfig
+from tfmmrec.data.interactions import EncodedInteractions, SplitArrays
 from tfmmrec.fusion import ITEM_TOWER_FUSIONS
+from tfmmrec.models.build import build_retrieval
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable
 from tfmmrec.models.towers import ItemTower
-from tfmmrec.train.fit import build_retrieval
-from tfmmrec.train.inputs import EncodedInteractions, SplitArrays, retrieval_dataset
+from tfmmrec.train.inputs import retrieval_dataset
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,11 @@ import pytest
 import tensorflow as tf
 
 from tfmmrec.config import RetrievalConfig
+from tfmmrec.data.interactions import EncodedInteractions
+from tfmmrec.models.build import build_retrieval
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
 from tfmmrec.models.towers import ItemTower, QueryTower
-from tfmmrec.train.fit import build_retrieval, train_retrieval
-from tfmmrec.train.inputs import EncodedInteractions
+from tfmmrec.train.fit import train_retrieval
 
 NUM_ITEMS, NUM_USERS = 40, 30  # sizes of the shared fixtures (conftest.py)
 

@@ -391,7 +391,7 @@ def test_bom_and_parquet_timestamps_are_read_as_users_mean_them(tmp_path: Path) 
 
 def test_all_training_weights_zero_is_a_clear_error(tmp_path: Path) -> None:
     from tfmmrec.config import RunConfig
-    from tfmmrec.pipeline import prepare_data
+    from tfmmrec.train.prepare import prepare_data
 
     root = base_catalog(tmp_path / "data")
     edit_table(root, "interactions.csv", lambda d: d.assign(w=0))

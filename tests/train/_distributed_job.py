@@ -48,8 +48,8 @@ def setup(strategy: Any) -> tuple[Any, Any, Any]:
     import tensorflow as tf
 
     from tfmmrec.config import RetrievalConfig
-    from tfmmrec.train.fit import build_retrieval
-    from tfmmrec.train.inputs import encode_interactions
+    from tfmmrec.data.interactions import encode_interactions
+    from tfmmrec.models.build import build_retrieval
 
     data = encode_interactions(toy_interactions(), num_items=200)
     features = item_features(data)
@@ -66,8 +66,9 @@ def setup(strategy: Any) -> tuple[Any, Any, Any]:
 
 def train_and_score(strategy: Any) -> dict[str, float]:
     """Train EPOCHS epochs with ``fit`` under ``strategy``; test Recall/NDCG@20 and the training loss."""
+    from tfmmrec.evaluate.protocol import embed_all
     from tfmmrec.evaluate.retrieval import evaluate_retrieval
-    from tfmmrec.train.fit import embed_all, train_retrieval
+    from tfmmrec.train.fit import train_retrieval
     from tfmmrec.train.inputs import retrieval_dataset
 
     data, cfg, model = setup(strategy)
@@ -79,8 +80,9 @@ def train_and_score(strategy: Any) -> dict[str, float]:
     loss = sum(float(model.compute_loss(b)) for b in retrieval_dataset(data, BATCH, seed=0))
     # The same protocol through Keras's evaluate, under the strategy (the catalog metrics are
     # summed over replicas and workers; read once, they must equal the one-pass numbers).
+    from tfmmrec.evaluate.protocol import retrieval_eval_protocol
     from tfmmrec.train.distribute import shard_by_data
-    from tfmmrec.train.eval_inputs import retrieval_eval_dataset, retrieval_eval_protocol
+    from tfmmrec.train.eval_inputs import retrieval_eval_dataset
 
     heldout, exclude, _ = retrieval_eval_protocol(data, "test")
     reference = evaluate_retrieval(u, v, heldout, exclude, ks=(20,))["all"]

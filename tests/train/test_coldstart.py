@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tfmmrec.config import ConfigError, RunConfig
+from tfmmrec.evaluate.protocol import embed_all, valid_recalls
 from tfmmrec.models.coldstart import WarmColdItemTower
-from tfmmrec.pipeline import prepare_data, retrieval_model
-from tfmmrec.train.coldstart import choose_blend, cold_valid_share, train_any_retrieval, train_warm_cold, valid_recalls
-from tfmmrec.train.fit import embed_all
+from tfmmrec.train.coldstart import choose_blend, cold_valid_share, train_any_retrieval, train_warm_cold
+from tfmmrec.train.prepare import prepare_data, retrieval_model
 
 TINY = ["retrieval.embedding_dim=16", "retrieval.fusion_hidden=[32]", "retrieval.batch_size=256",
         "retrieval.learning_rate=0.01", "retrieval.epochs=4", "retrieval.patience=2",

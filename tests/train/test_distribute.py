@@ -133,7 +133,8 @@ def test_in_memory_input_is_sharded_by_data() -> None:
 def test_ranking_compiles_and_trains_under_a_strategy() -> None:
     """DeepFM's loss and AUC metric are created under the model's strategy (Keras refuses others)."""
     from tfmmrec.config import RankingConfig
-    from tfmmrec.train.fit import build_ranking, train_ranking
+    from tfmmrec.models.build import build_ranking
+    from tfmmrec.train.fit import train_ranking
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
     data, _, _ = job.setup(tf.distribute.get_strategy())

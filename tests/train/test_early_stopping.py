@@ -9,11 +9,12 @@ import pytest
 import tf_keras as keras
 
 from tfmmrec.config import RankingConfig, RetrievalConfig
+from tfmmrec.data.interactions import EncodedInteractions, SplitArrays
+from tfmmrec.models.build import build_ranking, build_retrieval
 from tfmmrec.models.features import ItemFeatures
 from tfmmrec.train.early_stopping import ValidationEarlyStopping, catalog_monitor
 from tfmmrec.train.eval_inputs import retrieval_eval_dataset
-from tfmmrec.train.fit import build_ranking, build_retrieval, train_ranking, train_retrieval
-from tfmmrec.train.inputs import EncodedInteractions, SplitArrays
+from tfmmrec.train.fit import train_ranking, train_retrieval
 
 NUM_ITEMS, NUM_USERS = 40, 30
 CFG = RetrievalConfig(embedding_dim=8, fusion_hidden=[16], batch_size=64, learning_rate=0.05, epochs=12,
@@ -130,7 +131,7 @@ def test_a_resumed_run_keeps_the_best_so_far_and_the_patience_counter(tmp_path: 
 
 def test_the_multitask_model_is_selected_on_validation_too() -> None:
     from tfmmrec.config import MultitaskConfig
-    from tfmmrec.train.fit import build_multitask
+    from tfmmrec.models.build import build_multitask
 
     data = _data()
     model = build_multitask(_features(), NUM_USERS, CFG, MultitaskConfig(enabled=True, category_weight=0.0),

@@ -10,16 +10,16 @@ import tf_keras as keras
 
 from tfmmrec.config import RetrievalConfig
 from tfmmrec.data.demo import write_demo_catalog
+from tfmmrec.data.interactions import encode_interactions
 from tfmmrec.data.loader import load_dataset
 from tfmmrec.data.splits import split_interactions
 from tfmmrec.encoders.contracts import ContentEncoder
 from tfmmrec.encoders.encode import encode_catalog, item_texts
 from tfmmrec.encoders.registry import get_encoder_spec, register_encoder
+from tfmmrec.models.build import build_retrieval
 from tfmmrec.models.features import build_item_features
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.train.finetune import FineTuneRetrieval, embed_items, finetune_dataset
-from tfmmrec.train.fit import build_retrieval
-from tfmmrec.train.inputs import encode_interactions
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from google.protobuf import text_format
 from tensorboard.plugins.projector import projector_config_pb2
 
 from tfmmrec.config import RetrievalConfig
-from tfmmrec.train.fit import embed_all
+from tfmmrec.evaluate.protocol import embed_all
 from tfmmrec.train.tensorboard import PROJECTOR_TENSOR, RunLogger, fusion_weights, sprite_image
 
 

@@ -11,8 +11,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tfmmrec.cli import main
 from tfmmrec.config import ConfigError, RunConfig
-from tfmmrec.pipeline import tune
-from tfmmrec.train.tune import ConfigTuner, search_space, trial_config
+from tfmmrec.train.tune import ConfigTuner, search_space, trial_config, tune
 
 # A learning rate of 1e-5 barely moves the weights in 3 epochs: the grid's first trial is a
 # known-bad configuration, so "the search improved on its first trial" is a fair check.

@@ -41,15 +41,13 @@ import numpy as np
 import tf_keras as keras
 
 from tfmmrec.config import ConfigError, RetrievalConfig
-from tfmmrec.evaluate.retrieval import evaluate_retrieval
+from tfmmrec.data.interactions import EncodedInteractions
+from tfmmrec.evaluate.protocol import embed_all, valid_recalls
+from tfmmrec.models.build import retrieval_task_options
 from tfmmrec.models.coldstart import ContentStudent, WarmColdItemTower, blend_embeddings
-from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
 from tfmmrec.models.retrieval import TwoTowerRetrieval
-from tfmmrec.models.towers import ItemTower
-from tfmmrec.train.fit import _retrieval_task_options, build_query_tower, embed_all, train_retrieval
-from tfmmrec.train.inputs import EncodedInteractions
+from tfmmrec.train.fit import train_retrieval
 
-WARM_TOWERS = ("id", "id_content")
 BLEND_OBJECTIVES = ("warm_first", "all", "balanced")
 MIN_COLD_VALID_SHARE = 0.1
 
@@ -60,19 +58,6 @@ def cold_valid_share(data: EncodedInteractions) -> float:
     if not known.any():
         return 0.0
     return float(np.isin(data.valid.item[known] - 1, data.train_item_rows, invert=True).mean())
-
-
-def valid_recalls(user_emb: np.ndarray, item_emb: np.ndarray, data: EncodedInteractions, k: int = 20
-                  ) -> dict[str, float]:
-    """Recall@k on the validation split over the full catalog (training items excluded), for all
-    held-out items, warm ones (with training interactions) and cold ones; NaN for an empty group."""
-    known = data.valid.user > 0
-    warm = np.zeros(data.num_items, bool)
-    warm[data.train_item_rows] = True
-    res = evaluate_retrieval(user_emb, item_emb, (data.valid.user[known], data.valid.item[known] - 1),
-                             (data.train.user, data.train.item - 1), item_groups={"warm": warm, "cold": ~warm},
-                             ks=(k,))
-    return {group: float(res[group][f"recall@{k}"]) for group in ("all", "warm", "cold")}
 
 
 def choose_blend(scores: dict[tuple[float, float], dict[str, float]], objective: str = "all",
@@ -109,33 +94,6 @@ def choose_blend(scores: dict[tuple[float, float], dict[str, float]], objective:
     return max(scores, key=worse_ratio)
 
 
-def build_warm_cold(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
-                    data: EncodedInteractions | None = None, users: UserFeatures | None = None) -> TwoTowerRetrieval:
-    """A ``TwoTowerRetrieval`` whose item tower is a :class:`WarmColdItemTower`: a warm tower
-    (ids; ``cfg.warm_tower == "id_content"``: ids + content, no ID dropout) and a content tower
-    (content, categorical and numeric fields, no id) sharing one query tower. ``data`` fills the
-    interaction counts (needed before serving) and, as for ``build_retrieval``, histories."""
-    if cfg.warm_tower not in WARM_TOWERS:
-        raise ConfigError(f"retrieval.warm_tower must be one of {WARM_TOWERS}, got {cfg.warm_tower!r}")
-    fusion = dict(fusion_hidden=tuple(cfg.fusion_hidden), fusion_dropout=cfg.fusion_dropout,
-                  modality_dropout=cfg.modality_dropout, fusion=cfg.fusion,
-                  fusion_balance_weight=cfg.fusion_balance_weight)
-    cards = tuple(features.cardinalities)
-    warm = ItemTower(ItemFeatureTable.from_features(features, name="item_features"), features.num_id_slots,
-                     cfg.embedding_dim, cards, use_content=cfg.warm_tower == "id_content", id_dropout=0.0,
-                     name="warm_item_tower", **fusion)
-    # The content tower never sees an id: every item is on slot 0 (its id part is always zero).
-    no_ids = dataclasses.replace(features, id_slot=np.zeros_like(features.id_slot))
-    content = ItemTower(ItemFeatureTable.from_features(no_ids, name="content_item_features"), 1, cfg.embedding_dim,
-                        cards, use_content=True, id_dropout=0.0, name="content_item_tower", **fusion)
-    tower = WarmColdItemTower(warm, content, blend_c=cfg.warm_blend_c[0] if cfg.warm_blend_c else 0.0,
-                              cold_scale=cfg.cold_scale[0] if cfg.cold_scale else 1.0, name="item_tower")
-    if data is not None:
-        tower.set_counts(np.bincount(data.train.item, minlength=data.num_items + 1))
-    query = build_query_tower(warm, num_users, cfg, data=data, users=users)
-    return TwoTowerRetrieval(query, tower, **_retrieval_task_options(cfg, data))
-
-
 def _stage_backup(backup_dir: str | Path | None, stage: str, every: int) -> dict[str, Any]:
     return {} if backup_dir is None else {"backup_dir": Path(backup_dir) / stage, "backup_every_steps": every}
 
@@ -156,7 +114,7 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     if cfg.blend_objective not in BLEND_OBJECTIVES:
         raise ConfigError(f"retrieval.blend_objective must be one of {BLEND_OBJECTIVES}, got {cfg.blend_objective!r}")
     tower.set_counts(np.bincount(data.train.item, minlength=data.num_items + 1))
-    options = _retrieval_task_options(cfg, data)
+    options = retrieval_task_options(cfg, data)
     fit = dict(seed=seed, verbose=verbose, jit_compile=jit_compile)
     cold_start = cold_valid_share(data) >= MIN_COLD_VALID_SHARE
 

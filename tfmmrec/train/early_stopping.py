@@ -190,3 +190,20 @@ class ValidationEarlyStopping(keras.callbacks.EarlyStopping):
         tmp = self.state_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(self.state_dir / STATE_FILE)  # atomic: a kill never leaves half a state file
+
+
+def describe_selection(name: str, selection: dict[str, Any]) -> list[str]:
+    """What validation chose for model ``name``, one line per trained stage (a training History's
+    ``selection``); a warm/cold model (``tfmmrec.train.coldstart``) also says its blend."""
+    if "content" in selection:
+        blend = selection["blend"]
+        warm = {k: v for k, v in selection.items() if k not in ("content", "blend")}
+        return [*describe_selection(f"{name} (warm stage)", warm),
+                *describe_selection(f"{name} (content stage)", selection["content"]),
+                f"{name}: blend c = {blend['blend_c']:g}, cold-score factor s = {blend['cold_scale']:.2f} "
+                f"({blend['objective']})"]
+    if selection["best_epoch"] is None:
+        return [f"{name}: {selection.get('note', 'no validation value')}"]
+    return [f"{name}: best epoch {selection['best_epoch']} of {selection['epochs_run']} run "
+            f"({selection['monitor']} {selection['objective']} = {selection['best']:.4f}"
+            + (", stopped early)" if selection["stopped_early"] else ")")]

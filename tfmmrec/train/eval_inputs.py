@@ -1,40 +1,21 @@
 """Validation and test splits as ``tf.data`` datasets for Keras ``evaluate`` and ``fit(validation_data=...)``.
 
 Retrieval: one row per user with held-out items of the split, carrying what the full-catalog
-protocol needs (``tfmmrec.evaluate.retrieval``): the user's distinct held-out item rows, whether
+protocol needs (``tfmmrec.evaluate.protocol``): the user's distinct held-out item rows, whether
 each is warm (has training interactions), and the item rows to exclude from the ranking (training
 items; for ``test`` also validation items). Rows are ``-1``-padded per batch, not to the longest
 user of the whole split, so one heavy user does not inflate every batch.
 
-Ranking: the pairs and targets of ``tfmmrec.train.inputs.ranking_eval_set`` as batches.
+Ranking: the pairs and targets of ``tfmmrec.evaluate.protocol.ranking_eval_set`` as batches.
 """
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
+from tfmmrec.data.interactions import EncodedInteractions
 from tfmmrec.data.per_user import rows_per_user
-from tfmmrec.train.inputs import EncodedInteractions, ranking_eval_set
-
-EVAL_SPLITS = ("valid", "test")
-
-
-def retrieval_eval_protocol(data: EncodedInteractions, split: str
-                            ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """The split's held-out ``(user index, item row)`` pairs of users known at training time, the
-    pairs to exclude (train; for ``test`` train + valid) and the warm mask over item rows: the
-    arguments ``tfmmrec.evaluate_retrieval`` takes for the same protocol."""
-    if split not in EVAL_SPLITS:
-        raise ValueError(f"split must be one of {EVAL_SPLITS}, got {split!r}")
-    part = getattr(data, split)
-    known = part.user > 0  # users without training history have no query embedding to rank for
-    heldout = (part.user[known].astype(np.int64), part.item[known].astype(np.int64) - 1)
-    parts = [data.train] if split == "valid" else [data.train, data.valid]
-    exclude = (np.concatenate([p.user for p in parts]).astype(np.int64),
-               np.concatenate([p.item for p in parts]).astype(np.int64) - 1)
-    warm = np.zeros(data.num_items, bool)
-    warm[data.train_item_rows] = True
-    return heldout, exclude, warm
+from tfmmrec.evaluate.protocol import ranking_eval_set, retrieval_eval_protocol
 
 
 def retrieval_eval_dataset(data: EncodedInteractions, split: str = "valid", *, batch_size: int = 256

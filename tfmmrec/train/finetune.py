@@ -23,13 +23,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.config import LimitsConfig
+from tfmmrec.data.interactions import EncodedInteractions
 from tfmmrec.data.paths import PathRefused, resolve_in_root
 from tfmmrec.encoders.contracts import ContentEncoder
 from tfmmrec.media.audio import decode_wav
 from tfmmrec.media.image import decode_image
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.models.towers import ItemTower, QueryTower
-from tfmmrec.train.inputs import EncodedInteractions
 
 RAW, PRESENT = "raw_content", "raw_present"
 

@@ -1,4 +1,4 @@
-"""Build and train the models with Keras ``compile``/``fit``.
+"""Train the models with Keras ``compile``/``fit`` (build them with ``tfmmrec.models.build``).
 
 Build a model under ``strategy.scope()`` (``tfmmrec.train.distribute.resolve_strategy``) to train
 it distributed: ``train_*`` compile under the model's own strategy and shard the input by data.
@@ -10,92 +10,20 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfmmrec.config import ConfigError, MultitaskConfig, RankingConfig, RetrievalConfig
+from tfmmrec.config import ConfigError, RankingConfig, RetrievalConfig
+from tfmmrec.data.interactions import EncodedInteractions, user_histories
 from tfmmrec.fusion.randomness import training_randomness
 from tfmmrec.models.catalog_eval import CATALOG_METRICS
-from tfmmrec.models.dcn import DCN
-from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
-from tfmmrec.models.multitask import MultitaskRetrieval
 from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.retrieval import TwoTowerRetrieval
-from tfmmrec.models.towers import ItemTower, QueryTower
 from tfmmrec.train.distribute import shard_by_data
 from tfmmrec.train.early_stopping import VALIDATION_OBJECTIVES, ValidationEarlyStopping, catalog_monitor
 from tfmmrec.train.eval_inputs import ranking_eval_dataset, retrieval_eval_dataset
-from tfmmrec.train.inputs import (
-    EncodedInteractions,
-    batches_per_epoch,
-    ranking_dataset,
-    ranking_steps_per_epoch,
-    retrieval_dataset,
-    user_histories,
-)
+from tfmmrec.train.inputs import batches_per_epoch, ranking_dataset, ranking_steps_per_epoch, retrieval_dataset
 from tfmmrec.train.resume import ResumableBackup, resume_step
-
-
-def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
-                    use_content: bool = True, data: EncodedInteractions | None = None,
-                    users: UserFeatures | None = None) -> TwoTowerRetrieval:
-    """The two-tower model of ``cfg``. ``data`` (the training interactions) is needed for user
-    histories and mixed negatives; ``users`` for user features (``cfg.user_features``)."""
-    if (cfg.history_length or cfg.mixed_negatives) and data is None:
-        raise ValueError("retrieval.history_length and retrieval.mixed_negatives need the training data (data=...)")
-    if not use_content:
-        features = features.with_full_id_vocabulary()
-    table = ItemFeatureTable.from_features(features, name="item_features")
-    item_tower = ItemTower(table, features.num_id_slots, cfg.embedding_dim,
-                           tuple(features.cardinalities), use_content=use_content,
-                           fusion_hidden=tuple(cfg.fusion_hidden), fusion_dropout=cfg.fusion_dropout,
-                           id_dropout=cfg.id_dropout,
-                           modality_dropout=cfg.modality_dropout, fusion=cfg.fusion,
-                           fusion_balance_weight=cfg.fusion_balance_weight, name="item_tower")
-    query_tower = build_query_tower(item_tower, num_users, cfg, data=data, users=users)
-    return TwoTowerRetrieval(query_tower, item_tower, **_retrieval_task_options(cfg, data))
-
-
-def _retrieval_task_options(cfg: RetrievalConfig, data: EncodedInteractions | None) -> dict[str, Any]:
-    """The loss and negatives options ``TwoTowerRetrieval`` (and the multitask model) take from ``cfg``."""
-    return dict(temperature=cfg.temperature, logq=cfg.logq, remove_accidental_hits=cfg.remove_accidental_hits,
-                num_hard_negatives=cfg.num_hard_negatives, mixed_negatives=cfg.mixed_negatives,
-                item_prob=None if data is None else data.item_prob,
-                negative_pool=None if data is None else np.unique(data.train.item),
-                adversarial_epsilon=cfg.adversarial_epsilon, adversarial_weight=cfg.adversarial_weight)
-
-
-def build_multitask(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, mt: MultitaskConfig, *,
-                    data: EncodedInteractions, users: UserFeatures | None = None,
-                    rating: bool = False) -> MultitaskRetrieval:
-    """The multitask model: ``cfg``'s two towers and negatives, plus ``mt``'s heads and loss weights.
-    Train it with :func:`train_retrieval`."""
-    if mt.category_weight and not 0 <= mt.category_field < len(features.cardinalities):
-        raise ValueError(f"multitask.category_field={mt.category_field}: the items have "
-                         f"{len(features.cardinalities)} categorical column(s); set multitask.category_weight=0")
-    base = build_retrieval(features, num_users, cfg, data=data, users=users)
-    return MultitaskRetrieval(
-        base.query_tower, base.item_tower, num_categories=features.cardinalities[mt.category_field]
-        if features.cardinalities else 1, category_field=mt.category_field, retrieval_weight=mt.retrieval_weight,
-        ranking_weight=mt.ranking_weight, category_weight=mt.category_weight,
-        ranking_hidden=tuple(mt.ranking_hidden), rating=rating, **_retrieval_task_options(cfg, data))
-
-
-def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfig, *,
-                      data: EncodedInteractions | None = None, users: UserFeatures | None = None) -> QueryTower:
-    """User id (+ user features + pooled history through ``item_tower``), tables filled from ``data``."""
-    cards = tuple(users.cardinalities) if users is not None and cfg.user_features else ()
-    tower = QueryTower(num_users, cfg.embedding_dim, user_feature_cardinalities=cards,
-                       history_length=cfg.history_length, history_pooling=cfg.history_pooling,
-                       history_encoder=item_tower if cfg.history_length else None,
-                       user_id_dropout=cfg.user_id_dropout, name="query_tower")
-    history = None
-    if cfg.history_length and data is not None:
-        history = user_histories(data.train, num_users, cfg.history_length)[1]
-    tower.set_user_tables(users.codes if cards else None, history)  # type: ignore[union-attr]
-    return tower
-
 
 # Global batch from which train_retrieval XLA-compiles the step when ``jit_compile`` is auto: at
 # 8192 the step went from ~0.5 s to ~0.2 s on the 2-core CPU (benchmarks/README.md).
@@ -197,42 +125,6 @@ def _build_retrieval_variables(model: TwoTowerRetrieval) -> None:
     when it finished training and ``fit`` runs zero epochs."""
     model.query_tower(tf.zeros([1], tf.int32))
     model.item_tower(tf.zeros([1], tf.int32))
-
-
-def embed_all(model: TwoTowerRetrieval, data: EncodedInteractions, batch_size: int = 4096
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Query embeddings for user indices 0..U and item embeddings for dataset rows 0..n-1."""
-    users = np.arange(data.num_users + 1, dtype=np.int32)
-    items = np.arange(1, data.num_items + 1, dtype=np.int32)
-    u = np.concatenate([model.query_tower(users[i:i + batch_size]).numpy()
-                        for i in range(0, len(users), batch_size)])
-    v = np.concatenate([model.item_tower(items[i:i + batch_size]).numpy()
-                        for i in range(0, len(items), batch_size)])
-    return u, v
-
-
-def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *, use_content: bool = True,
-                  users: UserFeatures | None = None) -> DeepFM:
-    """DeepFM, or DCN-v2 with ``cfg.model == "dcn"`` (same fields, same inputs and outputs).
-    ``users`` (with ``cfg.user_features``): the users table's columns become fields too."""
-    table = ItemFeatureTable.from_features(features, name="item_features")
-    with_users = users is not None and cfg.user_features and use_content
-    user_kwargs = dict(user_feature_cardinalities=tuple(users.cardinalities) if with_users else (),  # type: ignore[union-attr]
-                       num_user_numeric=users.numeric.shape[1] if with_users else 0)  # type: ignore[union-attr]
-    if cfg.model == "dcn":
-        model: DeepFM = DCN(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
-                            tuple(cfg.hidden_units), cfg.dropout, use_content=use_content,
-                            id_dropout=cfg.id_dropout, cross_layers=cfg.cross_layers,
-                            projection_dim=cfg.cross_projection_dim, name="dcn", **user_kwargs)
-    elif cfg.model == "deepfm":
-        model = DeepFM(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
-                       tuple(cfg.hidden_units), cfg.dropout, use_content=use_content, id_dropout=cfg.id_dropout,
-                       name="deepfm", **user_kwargs)
-    else:
-        raise ValueError(f"ranking.model must be 'deepfm' or 'dcn', got {cfg.model!r}")
-    if with_users:
-        model.set_user_tables(users.codes, users.numeric)  # type: ignore[union-attr]
-    return model
 
 
 # Keras's AUC is a Riemann sum over thresholds; 1000 of them put val_auc within ~1e-3 of the

@@ -1,4 +1,11 @@
-"""A run directory is used by one run at a time, and must be writable before training starts.
+"""A run directory: what a run leaves there, and the rules for using one.
+
+Layout: ``config.yaml`` (the run's config), ``run.json`` (:func:`write_run_state`: the dataset and
+the models trained), ``metrics.json`` (:func:`write_json`), ``weights/NAME/ckpt`` (each model's
+weights, :func:`save_run_weights`, read back by :func:`restore_weights`), ``backup/`` (resumable
+training state, :func:`run_backups`) and TensorBoard logs (``tfmmrec.train.tensorboard``).
+
+A run directory is used by one run at a time, and must be writable before training starts.
 
 Two ``tfmmrec train`` into one ``--out`` would share its backups (``RUN_DIR/backup``) and
 overwrite each other's weights and metrics: :func:`run_dir_lock` makes the second one stop at
@@ -13,13 +20,24 @@ backups could not be written fails before it trains, not after.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfmmrec.config import RunConfig
+from tfmmrec.data.interactions import EncodedInteractions
+from tfmmrec.data.manifest import DatasetError
+from tfmmrec.train.resume import backup_root
 
 LOCK_FILE = ".lock"
+RUN_STATE = "run.json"
 
 
 class RunDirError(RuntimeError):
@@ -69,3 +87,73 @@ def check_writable(**directories: str | Path | None) -> None:
         except OSError as err:
             raise RunDirError(f"{what} directory {directory} is not writable ({err.strerror or err}); "
                               "nothing was trained") from None
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (a metric with no users, e.g. no cold items) becomes null: metrics.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    """``data`` as strict JSON (NaN -> null)."""
+    path.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False))
+
+
+def save_run_weights(cfg: RunConfig, run_dir: str | Path, name: str, model: Any) -> None:
+    """``RUN_DIR/weights/NAME/ckpt`` (TensorFlow checkpoint format: subclassed models)."""
+    if cfg.training.save_weights:
+        model.save_weights(str(Path(run_dir) / "weights" / name / "ckpt"))
+
+
+def write_run_state(run_dir: str | Path, dataset_dir: str | Path, retrieval: list[str], ranking: bool) -> None:
+    """What rebuilding a run's models needs besides ``config.yaml`` and the weights."""
+    write_json(Path(run_dir) / RUN_STATE, {"dataset_dir": str(Path(dataset_dir).resolve()),
+                                           "retrieval": retrieval, "ranking": ranking})
+
+
+def read_run_state(run_dir: str | Path) -> dict[str, Any]:
+    """``run.json`` of a trained run: ``dataset_dir``, ``retrieval`` (the variants), ``ranking``."""
+    state_path = Path(run_dir) / RUN_STATE
+    if not state_path.is_file():
+        raise FileNotFoundError(f"{state_path}: not a run directory (written by `tfmmrec train` / tfmmrec.run)")
+    try:
+        state = json.loads(state_path.read_text())
+        state["dataset_dir"], state["retrieval"], state["ranking"]  # noqa: B018  (keys a run directory has)
+    except (ValueError, KeyError, TypeError) as err:
+        raise DatasetError(f"{state_path}: not a run state written by tfmmrec ({err})") from None
+    return state
+
+
+def restore_weights(model: Any, run_dir: str | Path, name: str, build: Callable[[], Any]) -> None:
+    """Load ``RUN_DIR/weights/NAME/ckpt`` into ``model`` (``build()`` creates its variables) and
+    check that every variable of the model got a value."""
+    weights = Path(run_dir) / "weights" / name / "ckpt"
+    if not Path(str(weights) + ".index").is_file():
+        raise FileNotFoundError(f"{weights}.index: no saved weights (was the run trained with "
+                                "training.save_weights=false?)")
+    status = model.load_weights(str(weights))
+    build()  # creates the variables, which the checkpoint restores on creation
+    status.assert_existing_objects_matched().expect_partial()  # the optimizer state is not needed
+
+
+def run_backups(run_dir: Path, cfg: RunConfig, data: EncodedInteractions) -> Path | None:
+    """Where this run's training backups go (None: backups off); see ``tfmmrec.train.resume``."""
+    if cfg.backup_every_steps <= 0:
+        return None
+    keyed = dataclasses.replace(cfg, distribute="auto", backup_every_steps=0)  # resumable under another strategy
+    fingerprint = f"{data.num_users} {data.num_items} {len(data.train)} {int(data.train.item.sum())} " \
+                  f"{int(data.train.user.astype(np.int64) @ data.train.item.astype(np.int64))}"
+    return backup_root(run_dir, keyed.to_yaml(), fingerprint)
+
+
+def backup_args(backups: Path | None, name: str, cfg: RunConfig) -> dict[str, Any]:
+    """``train_*``'s backup arguments for model ``name`` of a run (none when backups are off)."""
+    return {} if backups is None else {"backup_dir": backups / name, "backup_every_steps": cfg.backup_every_steps}

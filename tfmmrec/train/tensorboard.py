@@ -36,7 +36,11 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorboard.plugins import projector
 
-from tfmmrec.config import LimitsConfig
+from tfmmrec.config import ConfigError, LimitsConfig, RunConfig
+from tfmmrec.data.interactions import EncodedInteractions
+from tfmmrec.data.loader import Dataset
+from tfmmrec.data.paths import PathRefused, resolve_in_root
+from tfmmrec.evaluate.protocol import embed_all
 from tfmmrec.media.image import image_pixels
 
 THUMBNAIL_MAX_PIXELS = LimitsConfig().max_image_pixels
@@ -184,3 +188,54 @@ def _thumbnail(path: str | Path | None, size: int) -> np.ndarray | None:
     except (tf.errors.OpError, ValueError):
         return None  # missing or undecodable: the caller leaves a grey tile
     return tf.cast(tf.image.resize(image, [size, size]), tf.uint8).numpy()
+
+
+def tensorboard_dir(cfg: RunConfig, run_dir: str | Path) -> Path:
+    """Where a run's TensorBoard logs go (``tensorboard --logdir`` this)."""
+    return Path(run_dir) / cfg.tensorboard.log_dir
+
+
+def run_callbacks(cfg: RunConfig, run_dir: str | Path, name: str, model: Any = None, ds: Dataset | None = None,
+                  data: EncodedInteractions | None = None) -> list[Any]:
+    """TensorBoard callbacks of one model of a run; with ``model``/``ds``/``data`` (retrieval)
+    also the embedding projector of its item embeddings."""
+    tb = cfg.tensorboard
+    if not tb.enabled:
+        return []
+    log_dir = tensorboard_dir(cfg, run_dir) / name
+    write = None
+    if tb.projector and model is not None and ds is not None and data is not None:
+        def write() -> None:
+            _, item_emb = embed_all(model, data)
+            metadata, images = projector_metadata(ds, tb.metadata_columns, tb.projector_max_items)
+            write_projector(log_dir, item_emb[:len(metadata)], metadata, images, tb.sprite_size)
+    # Fusion weights are averaged over (at most 2048 of) the catalog's items.
+    probe = np.arange(1, min(ds.num_items, 2048) + 1, dtype=np.int32) if ds is not None else None
+    return tensorboard_callbacks(log_dir, histograms=tb.histograms, projector=write, probe_items=probe)
+
+
+def projector_metadata(ds: Dataset, columns: list[str], max_items: int) -> tuple[Any, list[Path | None] | None]:
+    """The first ``max_items`` items' metadata (default: id, first text column, categorical
+    columns) and image paths (first image modality; None where an item has no image)."""
+    if not columns:
+        texts = [c for spec in ds.manifest.modalities.values() if spec.kind == "text" for c in spec.columns[:1]]
+        columns = ["item_id", *texts[:1], *ds.manifest.categorical]
+    missing = [c for c in columns if c not in ds.items.columns]
+    if missing:
+        raise ConfigError(f"tensorboard.metadata_columns: {missing} not in the items table "
+                          f"(columns: {list(ds.items.columns)})")
+    items = ds.items.iloc[:max_items]
+    images = None
+    image_specs = [spec for spec in ds.manifest.modalities.values() if spec.kind == "image"]
+    if image_specs:
+        paths = items[image_specs[0].column].fillna("").astype(str)
+        images = [_image_in_root(ds.root, p) for p in paths]
+    return items[columns].reset_index(drop=True), images
+
+
+def _image_in_root(root: Path, rel: str) -> Path | None:
+    """The thumbnail file of an item, through the catalog path gate (None: a grey tile)."""
+    try:
+        return resolve_in_root(root, rel) if rel else None
+    except PathRefused:
+        return None

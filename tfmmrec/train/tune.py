@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,12 @@ from keras_tuner.src.tuners.gridsearch import LinkedList
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tfmmrec.config import ConfigError, RunConfig
+from tfmmrec.data.loader import Dataset
+from tfmmrec.evaluate.protocol import evaluate_ranking, retrieval_metrics
+from tfmmrec.train.coldstart import train_any_retrieval
+from tfmmrec.train.fit import train_ranking
+from tfmmrec.train.prepare import prepare_data, ranking_model, retrieval_model
+from tfmmrec.train.run_dir import write_json
 
 TrialFn = Callable[[RunConfig], dict[str, float]]
 
@@ -170,3 +177,73 @@ class ConfigTuner(kt.engine.base_tuner.BaseTuner):
             raise RuntimeError(f"no completed trial in {self.directory_path}")
         # Short trials (tune.epochs) rank configurations; the config to train keeps its epochs.
         return trial_config(self.base, dict(best[0].hyperparameters.values), trial_epochs=False)
+
+
+@dataclass
+class TuneResult:
+    """A finished (or resumed) search: every completed trial in order, and the best config."""
+
+    trials: list[dict[str, Any]]
+    best_config: RunConfig
+    best_path: Path
+    objective: str
+    directory: Path
+
+
+def tune(dataset_dir: str | Path, out_dir: str | Path, config: RunConfig | None = None, *,
+         dataset: Dataset | None = None, overwrite: bool = False, verbose: int = 0) -> TuneResult:
+    """Search ``config.tune.space`` with keras-tuner (:class:`ConfigTuner`).
+
+    The objective is the validation split's Recall@``tune.objective_k`` (retrieval) or AUC
+    (ranking; -RMSE for ratings), never the test split. The tuner's state lives in
+    ``OUT_DIR/<tune.directory>``: calling again with the same directory resumes the search.
+    Writes ``OUT_DIR/best.yaml`` (train it with ``tfmmrec train --config``) and
+    ``OUT_DIR/trials.json``; HParams logs in ``OUT_DIR/<tune.directory>/hparams``.
+    """
+    cfg = config or RunConfig()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepare_data(dataset_dir, cfg, dataset=dataset, verbose=verbose)
+    task, k = cfg.tune.task, cfg.tune.objective_k
+    if task not in ("retrieval", "ranking"):
+        raise ConfigError(f"tune.task: {task!r} is not one of ['ranking', 'retrieval']")
+    if task == "retrieval":
+        if cfg.tune.variant not in ("multimodal", "id_only"):
+            raise ConfigError(f"tune.variant: {cfg.tune.variant!r} is not one of ['id_only', 'multimodal']")
+        use_content = cfg.tune.variant == "multimodal" and prep.has_content
+        objective, direction = f"val_recall@{k}", "max"
+
+        def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
+            tf.keras.utils.set_random_seed(trial_cfg.seed)
+            model = retrieval_model(prep, trial_cfg, use_content)
+            train_any_retrieval(model, prep.data, trial_cfg.retrieval, seed=trial_cfg.seed, verbose=0)
+            res = retrieval_metrics(model, prep.data, [k], split="valid")["all"]
+            return {f"val_recall@{k}": res[f"recall@{k}"], f"val_ndcg@{k}": res[f"ndcg@{k}"]}
+    else:
+        metric = "rmse" if prep.mode == "rating" else "auc"
+        objective, direction = f"val_{metric}", "min" if metric == "rmse" else "max"
+
+        def trial_fn(trial_cfg: RunConfig) -> dict[str, float]:
+            tf.keras.utils.set_random_seed(trial_cfg.seed)
+            ranker = ranking_model(prep, trial_cfg)
+            train_ranking(ranker, prep.rank_data, trial_cfg.ranking, mode=prep.mode, seed=trial_cfg.seed, verbose=0)
+            res = evaluate_ranking(ranker, prep.rank_data, prep.mode, negatives=trial_cfg.ranking.negatives,
+                                   seed=trial_cfg.seed, split="valid")
+            return {objective: res[metric]}
+
+    if not len(prep.data.valid):
+        raise ConfigError("tune: the split has no validation interactions (split.valid_frac); "
+                          "tuning on the test split would overfit it")
+    directory = Path(cfg.tune.directory) if Path(cfg.tune.directory).is_absolute() else out_dir / cfg.tune.directory
+    tuner = ConfigTuner(cfg, trial_fn, directory, objective=objective, direction=direction, overwrite=overwrite)
+    print(f"[tune] {task}: {cfg.tune.algorithm} search over {sorted(cfg.tune.space)}, objective {objective} "
+         f"({direction}), up to {cfg.tune.max_trials} trials; state in {directory}")
+    tuner.search(verbose=verbose)
+    for trial_id, message in tuner.failed_trials():
+        print(f"[tune] trial {trial_id} failed:\n{message}")
+    trials = tuner.trials()
+    best = tuner.best_config()
+    best_path = out_dir / "best.yaml"
+    best.to_yaml(best_path)
+    write_json(out_dir / "trials.json", trials)
+    return TuneResult(trials, best, best_path, objective, directory)

@@ -1,0 +1,40 @@
+"""Interactions as model indices: the id mapping, item frequencies and users' histories."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tfmmrec.data.interactions import encode_interactions, user_histories
+
+
+@pytest.fixture()
+def log() -> pd.DataFrame:
+    """10 items; items 8 and 9 only in test (cold); user 'z' only in test."""
+    rows = [("a", i, "train") for i in (0, 1, 2, 3)] + [("b", i, "train") for i in (2, 3, 4, 5, 6, 7)] + \
+           [("a", 5, "valid"), ("a", 8, "test"), ("b", 9, "test"), ("b", 1, "test"), ("z", 0, "test")]
+    return pd.DataFrame(rows, columns=["user_id", "item_idx", "split"])
+
+
+def test_ids_map_to_model_indices_and_frequencies(log: pd.DataFrame) -> None:
+    data = encode_interactions(log, num_items=10)
+    assert data.user_ids.tolist() == ["a", "b"]  # vocabulary = users with training data
+    assert data.test.user.tolist() == [1, 2, 2, 0]  # unknown user -> 0
+    assert data.test.item.tolist() == [9, 10, 2, 1]  # dataset row + 1
+    assert data.item_prob[3] == pytest.approx(2 / 10)  # row 2 appears twice among 10 training pairs
+    assert data.item_prob[1:9].sum() == pytest.approx(1.0)  # rows 0..7 are all the training items
+    assert (data.item_prob > 0).all()  # never log(0) in the logQ correction
+
+
+def test_histories_hold_only_earlier_items_never_the_target() -> None:
+    """Per interaction: the user's items before it in time (log order breaks no ties here), left-padded;
+    per user: their last items. Timestamps, not file order, decide what came before."""
+    log = pd.DataFrame({"user_id": ["a", "a", "b", "a", "a", "b"], "item_idx": [0, 1, 2, 3, 4, 5],
+                        "timestamp": [40, 10, 5, 30, 20, 6], "split": "train"})
+    data = encode_interactions(log, num_items=6)
+    per_interaction, per_user = user_histories(data.train, data.num_users, length=2)
+    # user a in time order: item rows 1 (t10), 4 (t20), 3 (t30), 0 (t40) -> indices 2, 5, 4, 1
+    expected = {1: [5, 4], 2: [0, 0], 4: [2, 5], 5: [0, 2], 3: [0, 0], 6: [0, 3]}
+    for item, history in zip(data.train.item, per_interaction):
+        assert history.tolist() == expected[item]
+        assert item not in history
+    assert per_user.tolist() == [[0, 0], [4, 1], [3, 6]]  # row 0: the unknown user has none
