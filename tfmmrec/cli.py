@@ -227,7 +227,7 @@ def _add_pretrain_parser(sub: Any) -> None:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from tfmmrec.train.pretrain import pretrain_dataset
+    from tfmmrec.encoders.align import pretrain_dataset
 
     cfg = _config(args)  # pretrain.* keys, e.g. --set pretrain.epochs=20
     result = pretrain_dataset(args.dataset, cfg.pretrain, encoders={**cfg.encoders, **_encoders_arg(args.encoders)},

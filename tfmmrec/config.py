@@ -136,7 +136,7 @@ class MultitaskConfig:
 
 @dataclass
 class PretrainConfig:
-    """Self-supervised cross-modal alignment (``tfmmrec pretrain``, see ``train.pretrain``).
+    """Self-supervised cross-modal alignment (``tfmmrec pretrain``, see ``encoders.align``).
 
     ``enabled``: add each item's aligned joint embedding as one more content modality
     (``aligned``) for the models; ``only_aligned``: give the models that one instead of the

@@ -37,7 +37,7 @@ DOCS: dict[str, str] = {
     "multitask.ranking_weight": "Loss weight of the ranking head (BCE on positives vs sampled items, MSE on ratings).",
     "multitask.category_weight": "Loss weight of the item-category classifier fed by fused content only.",
     "multitask.ranking_hidden": "Hidden units of the ranking head's MLP.",
-    "pretrain": "Self-supervised cross-modal alignment (tfmmrec pretrain, tfmmrec.train.pretrain).",
+    "pretrain": "Self-supervised cross-modal alignment (tfmmrec pretrain, tfmmrec.encoders.align).",
     "limits": "Bounds on untrusted input: catalog files over a limit are masked and reported, serving "
               "requests over one are refused naming the input.",
     "split": "How interactions are split into train/valid/test (tfmmrec.data.splits).",

@@ -3,8 +3,8 @@
 A brand-new item has no id embedding and no row in the training-time feature table, so the
 export carries the whole content path of the item tower: decode (image, audio), the same
 frozen encoders as training, the same per-dimension z-scoring (statistics of the training
-catalog), the same categorical vocabularies and numeric scaling, then the tower's fusion and
-categorical embeddings, with the id part off (as for any item unseen in training).
+catalog), the same categorical vocabularies and numeric scaling, then the tower's own content
+path (``ItemTower.content_embedding``), with the id part off (as for any item unseen in training).
 
 Only core TensorFlow ops are used. Audio goes through ``tfmmrec.media.audio.decode_wav``, the
 decoder the tf.data pipeline uses in training (RIFF parsing, PCM/float WAV, band-limited
@@ -27,10 +27,12 @@ import tf_keras as keras
 
 from tfmmrec.config import LimitsConfig
 from tfmmrec.data.loader import Dataset
+from tfmmrec.data.standardize import Standardizer
 from tfmmrec.encoders.encode import ItemContent
 from tfmmrec.encoders.registry import DEFAULT_ENCODERS, get_encoder_spec, load_encoder
 from tfmmrec.media.audio import TARGET_RATE, decode_wav
 from tfmmrec.media.image import decode_image
+from tfmmrec.models.features import categorical_vocabulary
 
 _IMAGE_MAGIC = [b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM"]
 
@@ -56,29 +58,22 @@ class ContentSpec:
     @classmethod
     def from_catalog(cls, dataset: Dataset, content: ItemContent | None,
                      encoders: dict[str, str] | None = None) -> ContentSpec:
-        """The statistics ``models.features.build_item_features`` applied, recomputed the same way."""
+        """The statistics ``models.features.build_item_features`` applied, from the same catalog with
+        the same functions (``Standardizer``, ``categorical_vocabulary``)."""
         names = {**DEFAULT_ENCODERS, **(encoders or {})}
         raw, zstats = {}, {}
         for m, spec in dataset.manifest.modalities.items():
             if content is None or m not in content.embeddings:
                 continue
-            values = content.embeddings[m].astype(np.float32)
-            present = content.masks[m].astype(bool)
-            if present.any():
-                zstats[m] = (values[present].mean(axis=0), values[present].std(axis=0) + 1e-6)
-            else:
-                zstats[m] = (np.zeros(values.shape[1], np.float32), np.ones(values.shape[1], np.float32))
+            fitted = Standardizer.fit(content.embeddings[m], content.masks[m].astype(bool))
+            zstats[m] = (fitted.mean, fitted.std)
             if spec.kind != "vector":
                 raw[m] = (spec.kind, content.encoders.get(m, names[spec.kind]))
-        categorical = {c: sorted(set(dataset.items[c].astype(str)) - {""}) for c in dataset.manifest.categorical}
+        categorical = {c: categorical_vocabulary(dataset.items[c]) for c in dataset.manifest.categorical}
         numeric = list(dataset.manifest.numeric)
-        mean, std = np.zeros(len(numeric), np.float32), np.ones(len(numeric), np.float32)
-        if numeric:
-            values = dataset.items[numeric].to_numpy(np.float32)
-            ok = np.isfinite(values).all(axis=1)
-            if ok.any():
-                mean, std = values[ok].mean(axis=0), values[ok].std(axis=0) + 1e-6
-        return cls(raw, zstats, categorical, numeric, mean.astype(np.float32), std.astype(np.float32))
+        values = dataset.items[numeric].to_numpy(np.float32) if numeric else np.zeros((dataset.num_items, 0))
+        scaling = Standardizer.fit(values, np.isfinite(values).all(axis=1))
+        return cls(raw, zstats, categorical, numeric, scaling.mean, scaling.std)
 
 
 def decode_wav_core(contents: tf.Tensor, max_seconds: float, modality: str = "audio",
@@ -211,16 +206,15 @@ class ContentEncoder(tf.Module):
                 embeddings[m], masks[m] = self._encode(m, inputs[m])
             else:  # a precomputed vector: not computable from raw content
                 embeddings[m], masks[m] = tf.zeros([batch, dim]), tf.zeros([batch])
-        out = tf.zeros([batch, self.tower.embedding_dim])
+        feats = {"content": embeddings, "masks": masks,
+                 "numeric": tf.zeros([batch, 0]), "categorical": tf.zeros([batch, 0], tf.int32)}
         if self.numeric_fields:
             raw = tf.stack([inputs[f] for f in self.numeric_fields], axis=1)
             ok = tf.reduce_all(tf.math.is_finite(raw), axis=1, keepdims=True)
             scaled = (raw - self.numeric_mean) / self.numeric_std
-            embeddings["_numeric"] = tf.where(ok, scaled, tf.zeros_like(scaled))
-            masks["_numeric"] = tf.ones([batch])
-        if embeddings:
-            out += self.tower.fusion(embeddings, masks, training=False)
-        for i, layer in enumerate(self.tower.categorical_embeddings):
-            code = self.vocab[self.categorical_fields[i]].lookup(inputs[self.categorical_fields[i]])
-            out += layer(tf.cast(code, tf.int32))
+            feats["numeric"] = tf.where(ok, scaled, tf.zeros_like(scaled))
+        if self.categorical_fields:
+            feats["categorical"] = tf.stack([tf.cast(self.vocab[c].lookup(inputs[c]), tf.int32)
+                                             for c in self.categorical_fields], axis=1)
+        out = tf.zeros([batch, self.tower.embedding_dim]) + self.tower.content_embedding(feats, training=False)
         return {"embedding": self.output_scale * tf.math.l2_normalize(out, axis=-1)}

@@ -22,6 +22,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.data.loader import Dataset
+from tfmmrec.data.standardize import zscore
 from tfmmrec.encoders.encode import ItemContent
 from tfmmrec.fusion import randomness
 
@@ -50,12 +51,10 @@ class ItemFeatures:
         return {m: int(v.shape[1]) for m, v in self.content.items()}
 
 
-def _zscore(values: np.ndarray, present: np.ndarray) -> np.ndarray:
-    if present.any():
-        mean = values[present].mean(axis=0)
-        std = values[present].std(axis=0) + 1e-6
-        values = (values - mean) / std
-    return np.where(present[:, None], values, 0.0).astype(np.float32)
+def categorical_vocabulary(values: pd.Series) -> list[str]:
+    """A categorical field's known values, sorted: value ``vocab[i]`` has code ``i + 1``; "" and
+    values unseen here have code 0 (unknown). The export's raw-content path uses the same codes."""
+    return sorted(set(values.astype(str)) - {""})
 
 
 def build_item_features(dataset: Dataset, content: ItemContent | None, train_rows: np.ndarray) -> ItemFeatures:
@@ -65,7 +64,7 @@ def build_item_features(dataset: Dataset, content: ItemContent | None, train_row
     contents, masks = {}, {}
     for m, embeddings in (content.embeddings if content else {}).items():
         present = content.masks[m].astype(bool)  # type: ignore[union-attr]
-        contents[m] = pad(_zscore(embeddings.astype(np.float32), present))
+        contents[m] = pad(zscore(embeddings.astype(np.float32), present))
         masks[m] = pad(present.astype(np.float32))
     id_slot = np.zeros(n + 1, np.int32)
     seen = np.unique(train_rows)
@@ -73,13 +72,13 @@ def build_item_features(dataset: Dataset, content: ItemContent | None, train_row
     codes, cards = [], []
     for column in dataset.manifest.categorical:
         values = dataset.items[column].astype(str)
-        vocab = pd.Index(sorted(set(values) - {""}))
+        vocab = pd.Index(categorical_vocabulary(values))
         codes.append(vocab.get_indexer(values) + 1)  # "" and unknown -> 0
         cards.append(len(vocab) + 1)
     categorical = pad(np.stack(codes, axis=1).astype(np.int32)) if codes else np.zeros((n + 1, 0), np.int32)
     if dataset.manifest.numeric:
         raw = dataset.items[dataset.manifest.numeric].to_numpy(np.float32)
-        numeric = pad(_zscore(raw, np.isfinite(raw).all(axis=1)))
+        numeric = pad(zscore(raw, np.isfinite(raw).all(axis=1)))
     else:
         numeric = np.zeros((n + 1, 0), np.float32)
     return ItemFeatures(contents, masks, id_slot, categorical, cards, numeric)
@@ -192,6 +191,6 @@ def build_user_features(users: pd.DataFrame | None, user_ids: np.ndarray,
     if len(numeric_columns):
         raw = table[list(numeric_columns)].to_numpy(np.float64)[np.maximum(position, 0)]
         raw[position < 0] = np.nan
-        numeric_values[1:] = _zscore(raw.astype(np.float32), np.isfinite(raw).all(axis=1))
+        numeric_values[1:] = zscore(raw.astype(np.float32), np.isfinite(raw).all(axis=1))
     code_array = np.stack(codes, axis=1).astype(np.int32) if codes else np.zeros((n, 0), np.int32)
     return UserFeatures(code_array, cards, names, numeric_values, list(numeric_columns))

@@ -160,8 +160,7 @@ class ItemTower(keras.Model):
     def fused_content(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor | None:
         """The fused modalities (+ numeric fields) of items, ``[batch, d]``, without id or categorical
         fields; ``None`` when the items have neither (the multitask category head reads this)."""
-        feats = self.table(item)
-        embeddings, masks = self._fusion_inputs(feats, id_keep_mask(feats["id_slot"], 0.0, False))
+        embeddings, masks = self.fusion_inputs(self.table(item))
         return self.fusion(embeddings, masks, training=training) if embeddings else None
 
     def call(self, item: tf.Tensor, training: bool | None = None,
@@ -170,24 +169,34 @@ class ItemTower(keras.Model):
         keep = id_keep_mask(feats["id_slot"], self.id_dropout if self.use_content else 0.0, training)
         out = self.id_embedding(feats["id_slot"]) * keep
         if self.use_content:
-            embeddings, masks = self._fusion_inputs(feats, keep)
-            for m, delta in (content_delta or {}).items():
-                embeddings[m] = embeddings[m] + delta
-            if embeddings:
-                out += self.fusion(embeddings, masks, training=training)
-            for i, layer in enumerate(self.categorical_embeddings):
-                out += layer(feats["categorical"][:, i])
+            out += self.content_embedding(feats, training=training, content_delta=content_delta)
         return tf.math.l2_normalize(out, axis=-1)
 
-    def _fusion_inputs(self, feats: dict[str, Any], keep: tf.Tensor
-                       ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-        """The fusion's inputs: each modality and, as one more always-present modality, the numeric
-        fields. ``keep`` (float ``[batch, 1]``) only lends its shape to the numeric mask, with the same
-        ops as the first release, so that the graph's random seeds, hence the default numbers, stay put."""
+    def content_embedding(self, feats: dict[str, Any], training: bool | None = None,
+                          content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
+        """The content part of the item embedding, ``[batch, d]`` before normalisation: the fused
+        modalities and numeric fields plus the categorical field embeddings. An item without a
+        trained id is exactly this, L2-normalised.
+
+        The one content path: training (``call``), and the export's raw-content signature, which
+        builds ``feats`` from raw files with the training statistics (``tfmmrec.export.content``).
+        ``feats`` as ``ItemFeatureTable`` returns them: ``content`` and ``masks`` per modality,
+        ``numeric`` ``[batch, fields]`` (z-scored), ``categorical`` codes ``[batch, fields]``.
+        """
+        embeddings, masks = self.fusion_inputs(feats)
+        for m, delta in (content_delta or {}).items():
+            embeddings[m] = embeddings[m] + delta
+        out = self.fusion(embeddings, masks, training=training) if embeddings else 0.0
+        for i, layer in enumerate(self.categorical_embeddings):
+            out += layer(feats["categorical"][:, i])
+        return out
+
+    def fusion_inputs(self, feats: dict[str, Any]) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """The fusion's inputs: each modality and, as one more always-present modality, the numeric fields."""
         embeddings, masks = dict(feats["content"]), dict(feats["masks"])
         if self.table.num_numeric:
             embeddings["_numeric"] = feats["numeric"]
-            masks["_numeric"] = tf.ones_like(keep[:, 0])
+            masks["_numeric"] = tf.ones_like(feats["numeric"][:, 0])
         return embeddings, masks
 
     def modality_weights(self, item: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -195,8 +204,7 @@ class ItemTower(keras.Model):
         items (weighing fusions only, see ``tfmmrec.fusion``); log it, or use it to explain a result."""
         if not self.use_content or not getattr(self.fusion, "weighs_modalities", False):
             raise TypeError(f"fusion {self.fusion_kind!r} of {self.name} does not weigh modalities")
-        feats = self.table(item)
-        return self.fusion.modality_weights(*self._fusion_inputs(feats, id_keep_mask(feats["id_slot"], 0.0, False)))
+        return self.fusion.modality_weights(*self.fusion_inputs(self.table(item)))
 
     def get_config(self) -> dict[str, Any]:
         return {"table": keras.layers.serialize(self.table), "num_id_slots": self.num_id_slots,

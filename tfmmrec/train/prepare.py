@@ -18,7 +18,7 @@ from tfmmrec.data.splits import split_interactions
 from tfmmrec.encoders.encode import ItemContent, encode_catalog
 from tfmmrec.models.build import build_ranking, build_retrieval_model
 from tfmmrec.models.features import build_item_features, build_user_features
-from tfmmrec.train.pretrain import add_aligned_modality
+from tfmmrec.encoders.align import add_aligned_modality
 
 
 @dataclass

@@ -28,16 +28,10 @@ import tf_keras as keras
 
 from tfmmrec.config import PretrainConfig
 from tfmmrec.data.loader import Dataset
+from tfmmrec.data.standardize import zscore
 from tfmmrec.encoders.encode import ItemContent
 
 ALIGNED = "aligned"
-
-
-def _zscore(values: np.ndarray, present: np.ndarray) -> np.ndarray:
-    values = values.astype(np.float32)
-    if present.any():
-        values = (values - values[present].mean(axis=0)) / (values[present].std(axis=0) + 1e-6)
-    return np.where(present[:, None], values, 0.0).astype(np.float32)
 
 
 @keras.utils.register_keras_serializable(package="tfmmrec")
@@ -127,7 +121,7 @@ def align_modalities(content: ItemContent, cfg: PretrainConfig, *, verbose: bool
     if len(modalities) < 2:
         raise ValueError(f"cross-modal alignment needs at least two modalities; the catalog has {modalities}")
     masks = {m: content.masks[m].astype(bool) for m in modalities}
-    x = {m: _zscore(content.embeddings[m], masks[m]) for m in modalities}
+    x = {m: zscore(content.embeddings[m], masks[m]) for m in modalities}
     n = len(next(iter(masks.values())))
     tf.keras.utils.set_random_seed(cfg.seed)
     model = CrossModalAligner(modalities, cfg.dim, cfg.hidden, cfg.temperature, name="aligner")
