@@ -19,6 +19,7 @@ from tfmmrec.data.interactions import EncodedInteractions
 from tfmmrec.data.loader import Dataset
 from tfmmrec.data.manifest import Manifest
 from tfmmrec.encoders.encode import ItemContent
+from tfmmrec.encoders.store import default_cache_dir
 from tfmmrec.evaluate.protocol import embed_all, evaluate_ranking, record_retrieval_metrics
 from tfmmrec.export.build import export_ranking_model, export_retrieval_model
 from tfmmrec.export.versioning import ExportError
@@ -80,7 +81,7 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
         root = Path(dataset.root if dataset is not None else dataset_dir)
         raw_media = dataset is None and _has_raw_media(root)
         check_writable(backup=run_dir / "backup" if cfg.backup_every_steps > 0 else None,
-                       cache=root / ".tfmmrec_cache" if raw_media else None)
+                       cache=default_cache_dir(root) if raw_media else None)
         cfg.to_yaml(run_dir / "config.yaml")
         started = time.perf_counter()
         tf.keras.utils.set_random_seed(cfg.seed)

@@ -30,6 +30,7 @@ from tfmmrec.config import PretrainConfig
 from tfmmrec.data.loader import Dataset
 from tfmmrec.data.standardize import zscore
 from tfmmrec.encoders.encode import ItemContent
+from tfmmrec.encoders.store import default_cache_dir
 
 ALIGNED = "aligned"
 
@@ -185,7 +186,7 @@ def add_aligned_modality(dataset: Dataset, content: ItemContent, cfg: PretrainCo
     global random seed to this afterwards, so that what follows (model initialisation) is the same
     whether the heads were trained now or read from the cache.
     """
-    directory = Path(cache_dir or dataset.root / ".tfmmrec_cache") / ALIGNED
+    directory = Path(cache_dir or default_cache_dir(dataset.root)) / ALIGNED
     path = directory / f"{_digest(content, cfg)}.npz"
     if path.is_file():
         with np.load(path) as data:

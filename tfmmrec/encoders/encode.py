@@ -20,7 +20,7 @@ from tfmmrec.config import LimitsConfig
 from tfmmrec.data.loader import Dataset
 from tfmmrec.data.paths import PathRefused
 from tfmmrec.encoders.registry import DEFAULT_ENCODERS, EncoderSpec, get_encoder_spec
-from tfmmrec.encoders.store import EmbeddingStore, StoreSection, content_hash, file_hash, item_key
+from tfmmrec.encoders.store import EmbeddingStore, StoreSection, content_hash, default_cache_dir, file_hash, item_key
 from tfmmrec.media.compressed import decode_audio
 from tfmmrec.media.image import decode_image
 from tfmmrec.media.stream import (
@@ -142,7 +142,7 @@ def update_store(dataset: Dataset, *, encoders: dict[str, str] | None = None,
                  progress: bool = True, limits: LimitsConfig | None = None) -> list[ModalityPlan]:
     """Encode every item the store does not have yet (new or changed content); return the plans,
     whose reports now cover the whole catalog (stored and newly encoded items)."""
-    store = EmbeddingStore(cache_dir or dataset.root / ".tfmmrec_cache")
+    store = EmbeddingStore(cache_dir or default_cache_dir(dataset.root))
     plans = plan(dataset, store, encoders, limits)
     for p in plans:
         _encode_missing(dataset.root, p, batch_size, chunk_size, progress)

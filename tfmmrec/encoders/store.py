@@ -29,6 +29,14 @@ import numpy as np
 
 from tfmmrec.data.paths import PathRefused, open_checked
 
+CACHE_DIR_NAME = ".tfmmrec_cache"  # a dataset's embedding store: DATASET_ROOT/.tfmmrec_cache
+
+
+def default_cache_dir(dataset_root: str | Path) -> Path:
+    """Where a dataset's frozen embeddings are cached unless a run says otherwise."""
+    return Path(dataset_root) / CACHE_DIR_NAME
+
+
 KEY_SEP = "\0"
 
 

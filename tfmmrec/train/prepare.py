@@ -15,10 +15,10 @@ from tfmmrec.data.interactions import EncodedInteractions, encode_interactions
 from tfmmrec.data.loader import Dataset, load_dataset
 from tfmmrec.data.manifest import DatasetError
 from tfmmrec.data.splits import split_interactions
+from tfmmrec.encoders.align import add_aligned_modality
 from tfmmrec.encoders.encode import ItemContent, encode_catalog
 from tfmmrec.models.build import build_ranking, build_retrieval_model
 from tfmmrec.models.features import build_item_features, build_user_features
-from tfmmrec.encoders.align import add_aligned_modality
 
 
 @dataclass
