@@ -36,7 +36,7 @@ def trained_run(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     cfg = RunConfig().with_overrides([
         "split.strategy=cold_start", "split.cold_item_frac=0.2",
         "retrieval.batch_size=512", "retrieval.epochs=6", "ranking.epochs=3", "ranking.batch_size=512",
-        "export_top_k=10"])
+        "export.top_k=10"])
     out = tmp_path_factory.mktemp("run")
     return run(demo_dir, out, cfg, export_dir=out / "saved_models", verbose=0)
 

@@ -71,7 +71,7 @@ def test_unknown_items_stop_the_run_with_the_file_named_unless_dropped(mmrec_dat
     with open(broken / "interactions.csv", "a") as f:
         f.write("0,999,train,4.0,1600000000\n")
     args = ["train", str(broken), "--out", str(tmp_path / "run"), "--quiet", "--no-export",
-            "--set", "retrieval.epochs=1", "--set", "ranking.epochs=1", "--set", "train_id_only=false"]
+            "--set", "retrieval.epochs=1", "--set", "ranking.epochs=1", "--set", "train.id_only=false"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "interactions.csv" in err and "1 interactions reference item ids" in err and "--drop-unknown" in err
@@ -131,7 +131,7 @@ def test_evaluate_reproduces_a_runs_metrics_from_its_saved_weights(trained_run, 
     with other cutoffs, and get the run's own numbers back without retraining."""
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("saved_models", "tensorboard"))
-    assert main(["evaluate", str(run_dir), "--set", "ks=[5, 20]"]) == 0
+    assert main(["evaluate", str(run_dir), "--set", "evaluate.ks=[5, 20]"]) == 0
     out = capsys.readouterr().out
     assert "model        |  all R@20 |  all N@20 | warm R@20" in out and str(run_dir / "evaluation.json") in out
     original = json.loads((run_dir / "metrics.json").read_text())
@@ -158,7 +158,7 @@ def test_export_writes_a_new_savedmodel_from_a_runs_weights(trained_run, tmp_pat
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run.run_dir, run_dir, ignore=shutil.ignore_patterns("saved_models", "tensorboard"))
-    assert main(["export", str(run_dir), "--set", "export_top_k=5"]) == 0
+    assert main(["export", str(run_dir), "--set", "export.top_k=5"]) == 0
     path = run_dir / "saved_models" / "demo_retrieval" / "1"
     assert f"exported retrieval: {path}" in capsys.readouterr().out
     assert (run_dir / "saved_models" / "demo_ranking" / "1" / "saved_model.pb").is_file()

@@ -3,22 +3,33 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tfmmrec.cli import main
-from tfmmrec.config import ConfigError, RetrievalConfig, RunConfig, SplitConfig
-from tfmmrec.config_docs import DOCS, _source_comments, commented_yaml, field_paths, markdown, undocumented
+from tfmmrec.config import (
+    ConfigError,
+    DataConfig,
+    EvaluateConfig,
+    RetrievalConfig,
+    RunConfig,
+    SplitConfig,
+    TrainConfig,
+    section,
+    setting,
+)
+from tfmmrec.config_docs import commented_yaml, descriptions, field_paths, markdown, undocumented
 
 
 def test_yaml_round_trip(tmp_path: Path) -> None:
     cfg = RunConfig(split=SplitConfig(strategy="cold_start", cold_item_frac=0.25, seed=9),
                     encoders={"text": "builtin-text", "image": "builtin-image"},
                     retrieval=RetrievalConfig(fusion_hidden=[32, 16], temperature=0.05, logq=False),
-                    ks=[5, 10], train_ranking=False, on_unknown_items="drop")
+                    evaluate=EvaluateConfig(ks=[5, 10]), train=TrainConfig(ranking=False),
+                    data=DataConfig(on_unknown_items="drop"))
     path = tmp_path / "config.yaml"
     text = cfg.to_yaml(path)
     assert path.read_text() == text
@@ -56,7 +67,7 @@ def test_unknown_key_names_dotted_path(raw: dict, path: str) -> None:
     ({"ranking": {"batch_size": True}}, "ranking.batch_size"),
     ({"split": {"valid_frac": "0.1"}}, "split.valid_frac"),
     ({"retrieval": {"fusion_hidden": 128}}, "retrieval.fusion_hidden"),
-    ({"ks": [10, "twenty"]}, r"ks\[1\]"),
+    ({"evaluate": {"ks": [10, "twenty"]}}, r"evaluate.ks\[1\]"),
     ({"encoders": {"text": 3}}, "encoders.text"),
     ({"split": "random"}, "split"),
 ])
@@ -74,11 +85,11 @@ def test_int_accepted_for_float() -> None:
 def test_overrides_apply() -> None:
     base = RunConfig()
     cfg = base.with_overrides(["retrieval.epochs=3", "split.strategy=temporal",
-                               "ks=[1, 5]", "train_ranking=false"])
+                               "evaluate.ks=[1, 5]", "train.ranking=false"])
     assert cfg.retrieval.epochs == 3
     assert cfg.split.strategy == "temporal"
-    assert cfg.ks == [1, 5]
-    assert cfg.train_ranking is False
+    assert cfg.evaluate.ks == [1, 5]
+    assert cfg.train.ranking is False
     assert base == RunConfig()  # the original is unchanged
     assert cfg.retrieval.temperature == base.retrieval.temperature
 
@@ -95,24 +106,31 @@ def test_bad_override_errors(override: str, fragment: str) -> None:
         RunConfig().with_overrides([override])
 
 
+@pytest.mark.parametrize("old, new", [("export_top_k", "export.top_k"), ("train_id_only", "train.id_only"),
+                                      ("ks", "evaluate.ks"), ("distribute", "train.distribute")])
+def test_a_key_that_moved_says_where_it_went(old: str, new: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{old}: this key moved to {new}"):
+        RunConfig.from_dict({old: RunConfig().to_dict()[new.split(".")[0]][new.split(".")[1]]})
+
+
 def test_new_sections_round_trip_and_keep_todays_behaviour(tmp_path: Path) -> None:
     cfg = RunConfig().with_overrides([
-        "distribute=mirrored", "training.save_weights=false", "tensorboard.projector=false",
+        "train.distribute=mirrored", "train.save_weights=false", "tensorboard.projector=false",
         "tensorboard.metadata_columns=[item_id, title]", "tune.algorithm=grid", "tune.epochs=2",
         'tune.space={"retrieval.temperature": [0.1, 0.2], "retrieval.fusion_hidden": [[64], [128, 64]]}'])
     cfg.to_yaml(tmp_path / "c.yaml")
     assert RunConfig.from_yaml(tmp_path / "c.yaml") == cfg
     assert cfg.tune.space["retrieval.temperature"] == [0.1, 0.2] and cfg.tune.epochs == 2
     default = RunConfig()
-    assert default.distribute == "auto" and default.training.save_weights and default.tensorboard.enabled
+    assert default.train.distribute == "auto" and default.train.save_weights and default.tensorboard.enabled
 
 
 @pytest.mark.parametrize("raw, path", [
     ({"tensorboard": {"projecter": True}}, r"tensorboard\.projecter"),
     ({"tune": {"max_trials": "many"}}, r"tune\.max_trials"),
     ({"tune": {"space": {"retrieval.temperature": 0.2}}}, r"tune\.space\.retrieval\.temperature"),
-    ({"training": {"save_weights": 1}}, r"training\.save_weights"),
-    ({"distribute": 2}, "distribute"),
+    ({"train": {"save_weights": 1}}, r"train\.save_weights"),
+    ({"train": {"distribute": 2}}, r"train\.distribute"),
 ])
 def test_new_sections_are_checked_like_the_others(raw: dict, path: str) -> None:
     with pytest.raises(ConfigError, match=path):
@@ -129,9 +147,8 @@ def test_override_reads_exponent_notation_as_a_number() -> None:
 
 def test_every_key_is_documented_and_docs_config_md_is_current() -> None:
     """docs/config.md is the one place the defaults are documented; regenerate it with
-    `tfmmrec config --markdown > docs/config.md` after adding a field (and its DOCS entry)."""
-    assert undocumented() == [], "describe these keys in tfmmrec/config_docs.py DOCS (or comment them in config.py)"
-    assert set(DOCS) <= set(field_paths()), "DOCS describes keys that no longer exist"
+    `tfmmrec config --markdown > docs/config.md` after adding a field (declared with setting(default, doc))."""
+    assert undocumented() == [], "declare these keys with setting(default, doc) in tfmmrec/config.py"
     doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
     table = markdown()
     assert doc.read_text() == table, "regenerate it: tfmmrec config --markdown > docs/config.md"
@@ -182,19 +199,22 @@ def test_config_command_prints_the_effective_config(capsys: pytest.CaptureFixtur
 
 
 @dataclass
-class _Commented:
-    """A section whose fields are documented where they are declared."""
-
-    plain: int = 1
-    trailing: str = "a"  # the comment on the field's own line
-    # A comment block right above a field
-    # describes that field.
-    above: float = 0.5
-    items: list[int] = field(default_factory=list)  # defaults with calls work too
+class _Inner:
+    depth: int = setting(2, "How deep.")
 
 
-def test_comments_at_a_fields_declaration_are_its_description() -> None:
-    assert _source_comments(_Commented, "x.") == {
-        "x.trailing": "the comment on the field's own line",
-        "x.above": "A comment block right above a field describes that field.",
-        "x.items": "defaults with calls work too"}
+@dataclass
+class _Declared:
+    plain: int = 1  # a field declared without setting() has no description
+    documented: str = setting("a", "What it does.")
+    items: list[int] = setting([1], "Lists are copied per instance.")
+    inner: _Inner = section(_Inner, "A section.")
+
+
+def test_a_keys_description_is_the_doc_it_is_declared_with() -> None:
+    assert descriptions(_Declared, "x.") == {
+        "x.documented": "What it does.", "x.items": "Lists are copied per instance.", "x.inner": "A section.",
+        "x.inner.depth": "How deep."}
+    one, two = _Declared(), _Declared()
+    one.items.append(2)
+    assert two.items == [1]  # a mutable default is never shared

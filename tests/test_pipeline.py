@@ -79,7 +79,7 @@ def test_binary_labels_train_retrieval_on_positives_and_ranking_on_both(tmp_path
     Manifest(items="items.csv", interactions="interactions.csv", name="clicks", label="clicked",
              modalities={"vec": ModalitySpec(kind="vector", npy="vec.npy")}).save(tmp_path)
 
-    cfg = RunConfig().with_overrides(["retrieval.epochs=5", "ranking.epochs=10", "train_id_only=false"])
+    cfg = RunConfig().with_overrides(["retrieval.epochs=5", "ranking.epochs=10", "train.id_only=false"])
     result = run(tmp_path, tmp_path / "run", cfg, export_dir=None, verbose=0)
     positives = sum(label for *_, label in rows)
     assert sum(result.metrics["interactions"].values()) == positives  # retrieval saw positives only

@@ -155,7 +155,7 @@ def require_scann() -> None:
         except ImportError:
             pass
     if scann_problem is not None:
-        raise RuntimeError(f"export_index='scann' needs a working scann: {scann_problem}. {_SCANN_FIX}")
+        raise RuntimeError(f"export.index='scann' needs a working scann: {scann_problem}. {_SCANN_FIX}")
     if importlib.util.find_spec("scann") is None:
-        raise RuntimeError("export_index='scann' needs the scann package, which is not installed: "
+        raise RuntimeError("export.index='scann' needs the scann package, which is not installed: "
                            f"pip install 'tfmmrec[scann]' ({SCANN_BUILDS}).")

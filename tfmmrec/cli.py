@@ -115,7 +115,7 @@ def _add_export_parser(sub: Any) -> None:
     p = sub.add_parser("export", help="export a trained run's SavedModels again (new version) from its weights")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     p.add_argument("--export-dir", type=Path, help="base directory of the SavedModels (default: RUN_DIR/saved_models)")
-    _add_run_dir_options(p, example="export_top_k=50")
+    _add_run_dir_options(p, example="export.top_k=50")
 
 
 def _add_run_dir_options(p: argparse.ArgumentParser, example: str) -> None:
@@ -244,7 +244,7 @@ def _add_evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="re-evaluate trained runs from their run directories (no retraining)")
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                    help="a directory written by `tfmmrec train` (config.yaml, run.json, weights/)")
-    _add_run_dir_options(p, example="'ks=[5, 10]'")
+    _add_run_dir_options(p, example="'evaluate.ks=[5, 10]'")
 
 
 def _add_tune_parser(sub: Any) -> None:
@@ -273,7 +273,7 @@ def _config(args: argparse.Namespace) -> Any:
     except ConfigError as err:
         raise ConfigError(f"{args.config}: {err}") from None
     if getattr(args, "drop_unknown", False):
-        cfg.on_unknown_items = "drop"
+        cfg.data.on_unknown_items = "drop"
     return cfg.with_overrides(args.overrides)
 
 

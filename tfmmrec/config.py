@@ -1,10 +1,16 @@
 """Run configuration: dataclasses that round-trip through YAML.
 
-Every knob of a run lives here with its default, so a run is reproduced from its
-``config.yaml`` alone. Unknown keys and wrong types are rejected with the key's path.
+Every knob of a run lives here with its default and its description (``setting(default, doc)``:
+the field's metadata), so a run is reproduced from its ``config.yaml`` alone and the key
+reference (``docs/config.md``, ``tfmmrec config --defaults``) is generated from the declarations
+(``tfmmrec.config_docs``). One section per stage: ``data``, ``split``, ``encoders``, ``pretrain``,
+``retrieval``/``ranking``/``multitask`` (the models), ``train``, ``evaluate``, ``export``, and
+``tensorboard``, ``tune``, ``limits``. Unknown keys and wrong types are rejected with the key's path;
+a key of an earlier release that moved is rejected naming its new place.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -19,83 +25,115 @@ class ConfigError(ValueError):
     """A config key is unknown or has the wrong type; the message gives the key's path."""
 
 
+def setting(default: Any, doc: str) -> Any:
+    """A config key: its default (lists and mappings copied per instance) and what it does."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+def section(cls: type, doc: str) -> Any:
+    """A config section (a dataclass of keys) and what it configures."""
+    return field(default_factory=cls, metadata={"doc": doc})
+
+
+# Keys of earlier releases, and where they live now.
+MOVED = {"train_id_only": "train.id_only", "train_ranking": "train.ranking", "distribute": "train.distribute",
+         "backup_every_steps": "train.backup_every_steps", "training": "train (training.save_weights is "
+         "train.save_weights)", "ks": "evaluate.ks", "export_top_k": "export.top_k",
+         "export_index": "export.index", "on_unknown_items": "data.on_unknown_items"}
+
+
 @dataclass
 class SplitConfig:
     """How interactions are split (see ``tfmmrec.data.splits``)."""
 
-    strategy: str = "auto"
-    valid_frac: float = 0.1
-    test_frac: float = 0.1
-    cold_item_frac: float = 0.1
-    seed: int = 0
+    strategy: str = setting("auto",
+        "auto | predefined | random | temporal | cold_start; auto = the dataset's own split column when it has one, "
+        "else random.")
+    valid_frac: float = setting(0.1, "Share of interactions held out for validation.")
+    test_frac: float = setting(0.1, "Share of interactions held out for test.")
+    cold_item_frac: float = setting(0.1, "cold_start only: share of items whose interactions are all held out.")
+    seed: int = setting(0, "Seed of the random split.")
 
 
 @dataclass
 class RetrievalConfig:
     """Two-tower retrieval. Temperature and logQ defaults measured on the demo and MovieLens."""
 
-    embedding_dim: int = 128
-    fusion_hidden: list[int] = field(default_factory=lambda: [128])
-    fusion_dropout: float = 0.0
-    fusion: str = "concat"  # a key of tfmmrec.fusion.ITEM_TOWER_FUSIONS
-    fusion_balance_weight: float = 0.0  # modality-balance regulariser (weighing fusions only); 0 = off
-    temperature: float = 0.2
-    logq: bool = True
-    remove_accidental_hits: bool = True
-    id_dropout: float = 0.3
-    modality_dropout: float = 0.1
-    learning_rate: float = 0.01
-    batch_size: int = 1024
-    epochs: int = 20  # a maximum: training stops early on the validation split (patience)
-    # Model selection on the validation split after every epoch (tfmmrec.train.early_stopping):
-    # stop after `patience` epochs without a better `validation_metric`, keep the best epoch.
-    # `validation_objective` with warm/cold validation items: all, warm, cold or mean (of the two).
-    patience: int = 3
-    validation_metric: str = "recall@20"
-    validation_objective: str = "all"
-    validation_batch_size: int = 256  # validation users scored against the whole catalog at once
-    # Negatives and loss (see tfmmrec.models.retrieval): extra uniformly sampled candidates per
-    # batch (mixed negatives, logQ of the mixture), and the k hardest negatives only (0 = all).
-    mixed_negatives: int = 0
-    num_hard_negatives: int = 0
-    # Query tower: the user's last `history_length` training items pooled through the item tower
-    # ("mean", "attention" or "mean+attention"); the users table's categorical columns as features;
-    # a share of training examples routed to the unknown-user row so it learns the generic user.
-    history_length: int = 0
-    history_pooling: str = "mean"
-    user_features: bool = False
-    user_id_dropout: float = 0.0
-    # FGSM-style adversarial perturbation of content embeddings (0 = off) and its loss weight.
-    adversarial_epsilon: float = 0.0
-    adversarial_weight: float = 1.0
-    # XLA-compile the training step: true / false, or null = auto: on from batch_size 4096
-    # (train.fit.XLA_FROM_BATCH), where the in-batch softmax dominates and XLA repays its few seconds
-    # of compilation; off below it and with history pooling (tf.unique does not compile).
-    jit_compile: bool | None = None
-    # Item representation of the multimodal model (tfmmrec.models.coldstart), measured in
-    # benchmarks/README.md ("Quality"): "warm_cold" = a warm tower for items with training
-    # interactions and a content tower aligned to it for the rest, one index (the default);
-    # "joint" = one tower adding id and content embeddings with id_dropout (the first release).
-    item_representation: str = "warm_cold"
-    warm_tower: str = "id_content"  # warm_cold: "id_content" (ids + content, no ID dropout) or "id" (ids only)
-    content_align_weight: float = 1.0  # warm_cold: weight of the content tower's 1 - cos alignment to the warm tower
-    # warm_cold: the content tower's negatives include the batch items' warm embeddings, as in the served
-    # index, where a cold item competes with warm items' warm embeddings.
-    content_warm_negatives: bool = True
-    # warm_cold: candidates of c in g(n) = n / (n + c), the warm tower's share for an item with n training
-    # interactions (0: warm items are their warm embedding); the best on validation is kept.
-    warm_blend_c: list[float] = field(default_factory=lambda: [0.0, 1.0, 3.0, 10.0])
-    # warm_cold: candidates of the factor on content-only (cold) items' scores, calibrating them against warm
-    # items' (1 = none); chosen on validation together with warm_blend_c.
-    # The pair kept: see blend_objective.
-    cold_scale: list[float] = field(default_factory=lambda: [1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5,
-                                                             1.05, 1.1, 1.15, 1.2, 1.3])
-    # warm_cold, cold-start split: "warm_first" (the best recall of all validation items among the pairs that
-    # keep warm items within blend_warm_tolerance of the warm model alone), "all" (the best recall of all
-    # validation items) or "balanced" (neither warm nor cold items pay for the other more than they must).
-    # Measured in benchmarks/README.md ("Quality").
-    blend_objective: str = "warm_first"
-    blend_warm_tolerance: float = 0.05  # warm_first: warm items' allowed relative loss against the warm model alone
+    embedding_dim: int = setting(128, "Size of the user and item embeddings.")
+    fusion_hidden: list[int] = setting([128], "Hidden layer sizes of the MLP that fuses the item's modalities.")
+    fusion_dropout: float = setting(0.0, "Dropout inside the fusion MLP.")
+    fusion: str = setting("concat", "a key of tfmmrec.fusion.ITEM_TOWER_FUSIONS")
+    fusion_balance_weight: float = setting(0.0, "modality-balance regulariser (weighing fusions only); 0 = off")
+    temperature: float = setting(0.2, "Softmax temperature on cosine scores; ~0.2 measured far better than TFRS's 1.")
+    logq: bool = setting(True, "Subtract log(item sampling probability) from the logits (in-batch popularity bias).")
+    remove_accidental_hits: bool = setting(True, "Do not count another row's copy of the positive item as a negative.")
+    id_dropout: float = setting(0.3,
+        "Share of training examples whose item-id embedding is hidden, so content learns to carry the item alone "
+        "(cold items).")
+    modality_dropout: float = setting(0.1, "Probability of dropping a whole modality per example during training.")
+    learning_rate: float = setting(0.01, "Adam learning rate.")
+    batch_size: int = setting(1024, "Global batch size; in-batch negatives = batch_size - 1.")
+    epochs: int = setting(20,
+        "Maximum training epochs: after each, the validation split selects (early stopping, best epoch kept); without"
+        " validation rows all are trained and the last kept.")
+    patience: int = setting(3, "Epochs without a better validation objective before stopping; best weights kept.")
+    validation_metric: str = setting("recall@20",
+        "Validation metric that selects the epoch: recall@K, ndcg@K, hitrate@K, mrr@K or map@K (full catalog, "
+        "training items excluded).")
+    validation_objective: str = setting("all",
+        "all | warm | cold | mean: the metric over all validation items, over warm or cold ones only, or the mean of "
+        "warm and cold (cold-start splits).")
+    validation_batch_size: int = setting(256, "Validation users scored against the whole catalog per batch.")
+    mixed_negatives: int = setting(0,
+        "Negatives and loss (see tfmmrec.models.retrieval): extra uniformly sampled candidates per batch (mixed "
+        "negatives, logQ of the mixture), and the k hardest negatives only (0 = all).")
+    num_hard_negatives: int = setting(0,
+        "Keep only the N hardest negatives per query (0 = all in-batch/mixed candidates); measured to hurt on the "
+        "demo (false negatives), see docs/models.md.")
+    history_length: int = setting(0,
+        "Query tower: the user's last `history_length` training items pooled through the item tower ('mean', "
+        "'attention' or 'mean+attention'); the users table's categorical columns as features; a share of training "
+        "examples routed to the unknown-user row so it learns the generic user.")
+    history_pooling: str = setting("mean",
+        "mean | attention | mean+attention: how the query tower pools the history items.")
+    user_features: bool = setting(False, "Add embeddings of the users table's categorical columns to the query tower.")
+    user_id_dropout: float = setting(0.0,
+        "Share of training examples routed to the unknown-user id row, so it learns a generic user that history and "
+        "features make personal.")
+    adversarial_epsilon: float = setting(0.0,
+        "FGSM-style adversarial perturbation of content embeddings (0 = off) and its loss weight.")
+    adversarial_weight: float = setting(1.0, "Weight of the FGSM adversarial loss term (with adversarial_epsilon > 0).")
+    jit_compile: bool | None = setting(None,
+        "XLA-compile the training step: true / false, or null = auto: on from batch_size 4096 "
+        "(train.fit.XLA_FROM_BATCH), where the in-batch softmax dominates and XLA repays its few seconds of "
+        "compilation; off below it and with history pooling (tf.unique does not compile).")
+    item_representation: str = setting("warm_cold",
+        "Item representation of the multimodal model (tfmmrec.models.coldstart), measured in benchmarks/README.md "
+        "('Quality'): 'warm_cold' = a warm tower for items with training interactions and a content tower aligned to "
+        "it for the rest, one index (the default); 'joint' = one tower adding id and content embeddings with "
+        "id_dropout (the first release).")
+    warm_tower: str = setting("id_content",
+        "warm_cold: 'id_content' (ids + content, no ID dropout) or 'id' (ids only)")
+    content_align_weight: float = setting(1.0,
+        "warm_cold: weight of the content tower's 1 - cos alignment to the warm tower")
+    content_warm_negatives: bool = setting(True,
+        "warm_cold: the content tower's negatives include the batch items' warm embeddings, as in the served index, "
+        "where a cold item competes with warm items' warm embeddings.")
+    warm_blend_c: list[float] = setting([0.0, 1.0, 3.0, 10.0],
+        "warm_cold: candidates of c in g(n) = n / (n + c), the warm tower's share for an item with n training "
+        "interactions (0: warm items are their warm embedding); the best on validation is kept.")
+    cold_scale: list[float] = setting([1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 1.05, 1.1, 1.15, 1.2, 1.3],
+        "warm_cold: candidates of the factor on content-only (cold) items' scores, calibrating them against warm "
+        "items' (1 = none); chosen on validation together with warm_blend_c. The pair kept: see blend_objective.")
+    blend_objective: str = setting("warm_first",
+        "warm_cold, cold-start split: 'warm_first' (the best recall of all validation items among the pairs that keep"
+        " warm items within blend_warm_tolerance of the warm model alone), 'all' (the best recall of all validation "
+        "items) or 'balanced' (neither warm nor cold items pay for the other more than they must). Measured in "
+        "benchmarks/README.md ('Quality').")
+    blend_warm_tolerance: float = setting(0.05,
+        "warm_first: warm items' allowed relative loss against the warm model alone")
 
 
 @dataclass
@@ -103,21 +141,23 @@ class RankingConfig:
     """DeepFM ranking. ``negatives``: sampled negatives per positive for implicit feedback.
     Training stops early on the validation split's AUC (RMSE for ratings), see ``patience``."""
 
-    field_dim: int = 16
-    hidden_units: list[int] = field(default_factory=lambda: [64, 32])
-    dropout: float = 0.1
-    id_dropout: float = 0.3
-    negatives: int = 4
-    learning_rate: float = 0.005
-    batch_size: int = 1024
-    epochs: int = 20
-    patience: int = 3  # epochs without a better validation AUC / RMSE before stopping (best weights kept)
-    # "dcn" (DCN-v2: cross layers + deep part) or "deepfm", over the same fields; dcn measured the lower
-    # RMSE on ml-latest-small ratings (benchmarks/README.md, "Quality").
-    model: str = "dcn"
-    cross_layers: int = 2
-    cross_projection_dim: int = 0  # low-rank cross layers when > 0 (DCN-v2's DCN-Mix-free variant)
-    user_features: bool = True  # the users table's columns (if the dataset has one) as ranking fields
+    field_dim: int = setting(16, "Embedding size of each DeepFM field.")
+    hidden_units: list[int] = setting([64, 32], "Deep part's hidden layer sizes.")
+    dropout: float = setting(0.1, "Dropout of the deep part.")
+    id_dropout: float = setting(0.3, "Share of training examples whose item id is hidden (cold items).")
+    negatives: int = setting(4, "Implicit feedback: sampled negatives per positive.")
+    learning_rate: float = setting(0.005, "Adam learning rate.")
+    batch_size: int = setting(1024, "Batch size.")
+    epochs: int = setting(20, "Maximum training epochs (early stopping on validation AUC / RMSE).")
+    patience: int = setting(3, "Epochs without a better validation metric before stopping; best weights kept.")
+    model: str = setting("dcn",
+        "'dcn' (DCN-v2: cross layers + deep part) or 'deepfm', over the same fields; dcn measured the lower RMSE on "
+        "ml-latest-small ratings (benchmarks/README.md, 'Quality').")
+    cross_layers: int = setting(2, "Number of DCN-v2 cross layers (ranking.model = dcn).")
+    cross_projection_dim: int = setting(0, "low-rank cross layers when > 0 (DCN-v2's DCN-Mix-free variant)")
+    user_features: bool = setting(True,
+        "With a users table: its categorical columns and its numeric ones (manifest user_numeric) become DeepFM/DCN "
+        "fields, looked up by user inside the model.")
 
 
 @dataclass
@@ -126,12 +166,13 @@ class MultitaskConfig:
     (``tfmmrec.models.multitask``), trained as an extra retrieval variant when ``enabled``.
     Towers, negatives and optimiser come from ``retrieval``."""
 
-    enabled: bool = False
-    retrieval_weight: float = 1.0
-    ranking_weight: float = 1.0
-    category_weight: float = 1.0
-    category_field: int = 0  # index into the manifest's categorical columns
-    ranking_hidden: list[int] = field(default_factory=lambda: [64])
+    enabled: bool = setting(False, "Train the multitask model too and report it as retrieval variant 'multitask'.")
+    retrieval_weight: float = setting(1.0, "Loss weight of the retrieval task.")
+    ranking_weight: float = setting(1.0,
+        "Loss weight of the ranking head (BCE on positives vs sampled items, MSE on ratings).")
+    category_weight: float = setting(1.0, "Loss weight of the item-category classifier fed by fused content only.")
+    category_field: int = setting(0, "index into the manifest's categorical columns")
+    ranking_hidden: list[int] = setting([64], "Hidden units of the ranking head's MLP.")
 
 
 @dataclass
@@ -143,55 +184,99 @@ class PretrainConfig:
     per-modality embeddings. The rest shapes the small projection heads trained with a
     CLIP-style InfoNCE loss over the frozen embeddings of all catalog items."""
 
-    enabled: bool = False  # add the aligned joint embedding as one more content modality, "aligned"
-    only_aligned: bool = False  # give the models the aligned embedding instead of the per-modality ones
-    dim: int = 64  # width of the aligned joint embedding
-    hidden: int = 128  # hidden units of each modality's projection head
-    temperature: float = 0.1  # InfoNCE softmax temperature
-    epochs: int = 40  # passes over the catalog
-    batch_size: int = 256  # items per contrastive batch (batch_size - 1 negatives each)
-    learning_rate: float = 0.002  # Adam learning rate of the projection heads
-    seed: int = 0  # initialisation and batch order of the alignment
+    enabled: bool = setting(False, "add the aligned joint embedding as one more content modality, 'aligned'")
+    only_aligned: bool = setting(False, "give the models the aligned embedding instead of the per-modality ones")
+    dim: int = setting(64, "width of the aligned joint embedding")
+    hidden: int = setting(128, "hidden units of each modality's projection head")
+    temperature: float = setting(0.1, "InfoNCE softmax temperature")
+    epochs: int = setting(40, "passes over the catalog")
+    batch_size: int = setting(256, "items per contrastive batch (batch_size - 1 negatives each)")
+    learning_rate: float = setting(0.002, "Adam learning rate of the projection heads")
+    seed: int = setting(0, "initialisation and batch order of the alignment")
 
 
 @dataclass
-class TrainingConfig:
-    """What a run keeps besides its metrics. Saved weights let ``tfmmrec evaluate RUN_DIR``
-    re-evaluate a run later (e.g. with other ``ks``) without retraining."""
+class DataConfig:
+    """Loading the dataset (``tfmmrec.data.loader``)."""
 
-    save_weights: bool = True
+    on_unknown_items: str = setting("error",
+        "error | drop: interactions whose item or user id is unknown stop the run, or are dropped and counted.")
+
+
+@dataclass
+class TrainConfig:
+    """Which models a run trains, where, and what it keeps (``tfmmrec.train``)."""
+
+    id_only: bool = setting(True, "Also train the ID-only retrieval baseline next to the multimodal model.")
+    ranking: bool = setting(True, "Also train the ranker (ranking.model).")
+    distribute: str = setting("auto",
+        "auto | one_device | mirrored | multi_worker: the tf.distribute strategy; auto picks MirroredStrategy when "
+        "several GPUs are visible.")
+    backup_every_steps: int = setting(200,
+        "Fault tolerance: back up training state to RUN_DIR/backup every N steps (and per epoch), so a killed run "
+        "resumes when the same command is rerun; 0 turns backups off.")
+    save_weights: bool = setting(True,
+        "Save model weights to RUN_DIR/weights, so `tfmmrec evaluate RUN_DIR` can re-evaluate the run (e.g. with "
+        "other evaluate.ks) and `tfmmrec export RUN_DIR` re-export it without retraining.")
+
+
+@dataclass
+class EvaluateConfig:
+    """The test-split metrics (``tfmmrec.evaluate``)."""
+
+    ks: list[int] = setting([10, 20, 50], "Cutoffs K of Recall@K / NDCG@K in the evaluation.")
+
+
+@dataclass
+class ExportConfig:
+    """The SavedModels of a run (``tfmmrec.export``)."""
+
+    top_k: int = setting(100, "K of the exported retrieval model's top-K answer.")
+    index: str = setting("brute_force",
+        "brute_force | scann (approximate; needs the scann extra, not the stock TF Serving).")
 
 
 @dataclass
 class TensorBoardConfig:
     """TensorBoard logs of a run, under ``RUN_DIR/<log_dir>/<model>`` (see ``tfmmrec.train.tensorboard``)."""
 
-    enabled: bool = True
-    log_dir: str = "tensorboard"
-    histograms: bool = True
-    projector: bool = True
-    projector_max_items: int = 2000
-    sprite_size: int = 32
-    metadata_columns: list[str] = field(default_factory=list)
+    enabled: bool = setting(True, "Write TensorBoard logs during `train`.")
+    log_dir: str = setting("tensorboard", "Log directory, relative to the run directory (or absolute).")
+    histograms: bool = setting(True, "Per-epoch histograms of user/item embedding norms.")
+    projector: bool = setting(True,
+        "Item embeddings for the embedding projector, with metadata and a thumbnail sprite.")
+    projector_max_items: int = setting(2000, "At most this many items (the first rows) in the projector.")
+    sprite_size: int = setting(32, "Edge in pixels of each item thumbnail in the projector sprite.")
+    metadata_columns: list[str] = section(list,
+        "Item columns shown in the projector; empty = item id, the first text column (title) and the categorical "
+        "columns.")
+
+
+DEFAULT_TUNE_SPACE = {
+    "retrieval.learning_rate": [0.001, 0.005, 0.02],
+    "retrieval.temperature": [0.05, 0.1, 0.2, 0.5],
+    "retrieval.embedding_dim": [32, 64, 128],
+    "retrieval.id_dropout": [0.0, 0.3, 0.5],
+}
 
 
 @dataclass
 class TuneConfig:
     """keras-tuner search (``tfmmrec tune``); ``space`` maps a config key to the values to try."""
 
-    task: str = "retrieval"
-    variant: str = "multimodal"
-    algorithm: str = "random"
-    max_trials: int = 8
-    objective_k: int = 20
-    epochs: int | None = None
-    directory: str = "tune"
-    space: dict[str, list[Any]] = field(default_factory=lambda: {
-        "retrieval.learning_rate": [0.001, 0.005, 0.02],
-        "retrieval.temperature": [0.05, 0.1, 0.2, 0.5],
-        "retrieval.embedding_dim": [32, 64, 128],
-        "retrieval.id_dropout": [0.0, 0.3, 0.5],
-    })
+    task: str = setting("retrieval",
+        "retrieval (objective: validation Recall@objective_k) | ranking (validation AUC, or -RMSE for ratings).")
+    variant: str = setting("multimodal", "retrieval only: multimodal | id_only model.")
+    algorithm: str = setting("random",
+        "grid | random | bayesian (keras-tuner oracles; bayesian needs scipy: pip install keras-tuner[bayesian]).")
+    max_trials: int = setting(8, "Number of trials (configurations); a resumed search counts trials already done.")
+    objective_k: int = setting(20, "K of the validation Recall@K objective.")
+    epochs: int | None = setting(None, "Epochs per trial; null = the task's configured epochs.")
+    directory: str = setting("tune",
+        "Tuner state, trials and HParams logs, relative to the output directory; the search resumes from it.")
+    space: dict[str, list[Any]] = setting(DEFAULT_TUNE_SPACE,
+        "Config key -> list of values to try, e.g. {retrieval.learning_rate: [0.001, 0.01]}; any key of this config "
+        "can be tuned.")
 
 
 @dataclass
@@ -201,37 +286,38 @@ class LimitsConfig:
     that item and is counted in the decode report; a serving request over one is refused with an
     error naming the input."""
 
-    max_file_bytes: int = 64 * 2**20  # bytes of one media file (64 MiB), checked before it is opened
-    max_image_pixels: int = 40_000_000  # width x height read from the image header, checked before decoding
-    max_audio_seconds: float = 600.0  # length of one audio clip (from its header) before it is decoded
-    max_text_chars: int = 20_000  # characters of one item's text; longer text is refused, not truncated
+    max_file_bytes: int = setting(64 * 2**20, "bytes of one media file (64 MiB), checked before it is opened")
+    max_image_pixels: int = setting(40_000_000, "width x height read from the image header, checked before decoding")
+    max_audio_seconds: float = setting(600.0, "length of one audio clip (from its header) before it is decoded")
+    max_text_chars: int = setting(20_000, "characters of one item's text; longer text is refused, not truncated")
 
 
 @dataclass
 class RunConfig:
     """A whole run: data split, encoders, models, evaluation and export."""
 
-    split: SplitConfig = field(default_factory=SplitConfig)
-    encoders: dict[str, str] = field(default_factory=dict)
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
-    ranking: RankingConfig = field(default_factory=RankingConfig)
-    multitask: MultitaskConfig = field(default_factory=MultitaskConfig)
-    train_id_only: bool = True
-    train_ranking: bool = True
-    ks: list[int] = field(default_factory=lambda: [10, 20, 50])
-    export_top_k: int = 100
-    export_index: str = "brute_force"  # or "scann" (approximate; needs the scann extra, not the stock TF Serving)
-    on_unknown_items: str = "error"
-    seed: int = 0
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    distribute: str = "auto"
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
-    tune: TuneConfig = field(default_factory=TuneConfig)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-    # Fault tolerance: back up training state to RUN_DIR/backup every N steps (and per epoch), so a
-    # killed run resumes when the same command is rerun; 0 turns backups off.
-    backup_every_steps: int = 200
+    seed: int = setting(0, "Global seed (weights init, shuffling, sampled negatives).")
+    data: DataConfig = section(DataConfig, "Loading the dataset (tfmmrec.data.loader).")
+    split: SplitConfig = section(SplitConfig, "How interactions are split into train/valid/test (tfmmrec.data.splits).")
+    encoders: dict[str, str] = setting({},
+        "Modality -> encoder name (tfmmrec.encoders.registry); an empty mapping uses the built-in compact encoders, "
+        "the offline default.")
+    pretrain: PretrainConfig = section(PretrainConfig,
+        "Self-supervised cross-modal alignment (tfmmrec pretrain, tfmmrec.encoders.align).")
+    retrieval: RetrievalConfig = section(RetrievalConfig, "Two-tower retrieval model (TFRS) and its training.")
+    ranking: RankingConfig = section(RankingConfig, "Ranking model (DCN-v2 or DeepFM) and its training.")
+    multitask: MultitaskConfig = section(MultitaskConfig,
+        "Retrieval + ranking head + item-category classification from content on shared towers "
+        "(tfmmrec.models.multitask); an extra retrieval variant when enabled.")
+    train: TrainConfig = section(TrainConfig, "Which models a run trains, where, and what it keeps.")
+    evaluate: EvaluateConfig = section(EvaluateConfig, "The test-split metrics (tfmmrec.evaluate).")
+    export: ExportConfig = section(ExportConfig, "The SavedModels of a run (tfmmrec.export).")
+    tensorboard: TensorBoardConfig = section(TensorBoardConfig,
+        "TensorBoard logs (tfmmrec.train.tensorboard); `tensorboard --logdir RUN_DIR/tensorboard`.")
+    tune: TuneConfig = section(TuneConfig, "keras-tuner search (`tfmmrec tune`, tfmmrec.train.tune).")
+    limits: LimitsConfig = section(LimitsConfig,
+        "Bounds on untrusted input: catalog files over a limit are masked and reported, serving requests over one are"
+        " refused naming the input.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -291,6 +377,9 @@ def _build(cls: type, raw: Any, path: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - fields)
+    moved = [k for k in unknown if cls is RunConfig and k in MOVED]
+    if moved:
+        raise ConfigError(f"{moved[0]}: this key moved to {MOVED[moved[0]]}")
     if unknown:
         raise ConfigError(f"{path + '.' if path else ''}{unknown[0]}: unknown key; known keys: {sorted(fields)}")
     kwargs = {}

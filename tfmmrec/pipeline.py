@@ -80,7 +80,7 @@ def run(dataset_dir: str | Path, run_dir: str | Path, config: RunConfig | None =
     with run_dir_lock(run_dir):
         root = Path(dataset.root if dataset is not None else dataset_dir)
         raw_media = dataset is None and _has_raw_media(root)
-        check_writable(backup=run_dir / "backup" if cfg.backup_every_steps > 0 else None,
+        check_writable(backup=run_dir / "backup" if cfg.train.backup_every_steps > 0 else None,
                        cache=default_cache_dir(root) if raw_media else None)
         cfg.to_yaml(run_dir / "config.yaml")
         started = time.perf_counter()
@@ -121,11 +121,11 @@ def _train_and_evaluate(prep: PreparedData, cfg: RunConfig, run_dir: Path, verbo
                                "decode": [dataclasses.asdict(r) for r in reports], "retrieval": {}, "training": {}}
     result = RunResult(metrics, run_dir=run_dir, data=data, item_ids=ds.item_ids, dataset=ds, content=prep.content)
     variants = [("multimodal", True)] if prep.has_content else []
-    if cfg.train_id_only or not prep.has_content:
+    if cfg.train.id_only or not prep.has_content:
         variants.append(("id_only", False))
     if cfg.multitask.enabled and prep.has_content:
         variants.append(("multitask", True))
-    strategy = resolve_strategy(cfg.distribute)
+    strategy = resolve_strategy(cfg.train.distribute)
     backups = run_backups(run_dir, cfg, data)
     fit = dict(seed=cfg.seed, verbose=verbose)
     for variant, use_content in variants:
@@ -137,10 +137,10 @@ def _train_and_evaluate(prep: PreparedData, cfg: RunConfig, run_dir: Path, verbo
                                       callbacks=run_callbacks(cfg, run_dir, variant, model, ds, data),
                                       **backup_args(backups, f"retrieval_{variant}", cfg))
         _record_selection(metrics, variant, history.selection)
-        record_retrieval_metrics(metrics, variant, model, data, cfg.ks)
+        record_retrieval_metrics(metrics, variant, model, data, cfg.evaluate.ks)
         result.models[variant] = model
         save_run_weights(cfg, run_dir, variant, model)
-    if cfg.train_ranking:
+    if cfg.train.ranking:
         _log(f"[train] ranking ({'DCN-v2' if cfg.ranking.model == 'dcn' else 'DeepFM'} on {prep.mode} feedback)")
         with strategy.scope():
             ranker = ranking_model(prep, cfg)
@@ -175,8 +175,8 @@ def _export(result: RunResult, prep: PreparedData, export_dir: str | Path, cfg: 
     try:
         result.exports["retrieval"] = export_retrieval_model(
             export_dir, f"{name}_retrieval", model, data.user_ids, prep.dataset.item_ids, embed_all(model, data)[1],
-            cfg.export_top_k, dataset=prep.dataset, content=prep.content, encoders=cfg.encoders,
-            index=cfg.export_index, limits=cfg.limits)
+            cfg.export.top_k, dataset=prep.dataset, content=prep.content, encoders=cfg.encoders,
+            index=cfg.export.index, limits=cfg.limits)
         if "ranking" in result.models:
             result.exports["ranking"] = export_ranking_model(
                 export_dir, f"{name}_ranking", result.models["ranking"], prep.rank_data.user_ids,
@@ -224,7 +224,7 @@ def evaluate_run(run_dir: str | Path, config: RunConfig | None = None, *, datase
     metrics: dict[str, Any] = {"dataset": prep.dataset.manifest.name, "run_dir": str(run_dir), "retrieval": {}}
     for variant, model in loaded.models.items():
         if variant != "ranking":
-            record_retrieval_metrics(metrics, variant, model, prep.data, cfg.ks)
+            record_retrieval_metrics(metrics, variant, model, prep.data, cfg.evaluate.ks)
     if "ranking" in loaded.models:
         metrics["ranking"] = evaluate_ranking(loaded.models["ranking"], prep.rank_data, prep.mode,
                                               negatives=cfg.ranking.negatives, seed=cfg.seed)

@@ -11,9 +11,9 @@ from tfmmrec.cli import main
 from tfmmrec.config import PretrainConfig, RunConfig
 from tfmmrec.data.demo import write_demo_catalog
 from tfmmrec.data.loader import load_dataset
+from tfmmrec.encoders.align import ALIGNED, add_aligned_modality, align_modalities, info_nce
 from tfmmrec.encoders.encode import ItemContent, encode_catalog
 from tfmmrec.models.features import build_item_features
-from tfmmrec.encoders.align import ALIGNED, add_aligned_modality, align_modalities, info_nce
 
 
 def test_info_nce_is_low_for_matching_pairs_and_skips_items_missing_a_modality() -> None:

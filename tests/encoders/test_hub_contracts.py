@@ -90,8 +90,8 @@ def test_yamnet_frames_are_mean_pooled_embeddings(tiny: dict[str, Path]) -> None
 
 def test_whole_path_catalog_decode_encoder_store_tower(tiny: dict[str, Path], tmp_path: Path) -> None:
     data = write_demo_catalog(tmp_path / "data", n_items=40, n_users=30, n_interactions=400, seed=1)
-    cfg = RunConfig().with_overrides(["split.strategy=random", "train_ranking=false", "train_id_only=false",
-                                      "retrieval.epochs=1", "retrieval.batch_size=64", "ks=[5]"])
+    cfg = RunConfig().with_overrides(["split.strategy=random", "train.ranking=false", "train.id_only=false",
+                                      "retrieval.epochs=1", "retrieval.batch_size=64", "evaluate.ks=[5]"])
     cfg.encoders = {"text": local("small-bert", tiny), "image": local("inception-v3", tiny),
                     "audio": local("yamnet", tiny)}
     result = run(data, tmp_path / "run", cfg, export_dir=None, verbose=0)

@@ -25,8 +25,8 @@ from tfmmrec.pipeline import run
 from tfmmrec.train.run_dir import LOCK_FILE, RunDirError, check_writable, run_dir_lock
 
 REPO = Path(__file__).resolve().parents[2]
-QUICK = ["train_ranking=false", "train_id_only=false", "retrieval.epochs=1", "retrieval.batch_size=256",
-         "retrieval.embedding_dim=8", "tensorboard.enabled=false", "export_top_k=5"]
+QUICK = ["train.ranking=false", "train.id_only=false", "retrieval.epochs=1", "retrieval.batch_size=256",
+         "retrieval.embedding_dim=8", "tensorboard.enabled=false", "export.top_k=5"]
 
 
 def _dataset(root: Path, text: bool = False) -> Path:

@@ -29,10 +29,10 @@ from tfmmrec.train.resume import ResumableBackup, resume_step
 
 REPO = Path(__file__).resolve().parents[2]
 BACKUP_EVERY = 10
-OVERRIDES = ["retrieval.epochs=3", "retrieval.batch_size=64", "retrieval.embedding_dim=16", "train_id_only=false",
+OVERRIDES = ["retrieval.epochs=3", "retrieval.batch_size=64", "retrieval.embedding_dim=16", "train.id_only=false",
              "retrieval.fusion_hidden=[32]", "retrieval.fusion_dropout=0.2", "retrieval.user_id_dropout=0.1",
              "retrieval.mixed_negatives=16", "ranking.epochs=3", "ranking.batch_size=256", "ranking.patience=1",
-             f"backup_every_steps={BACKUP_EVERY}", "distribute=one_device", "tensorboard.enabled=false"]
+             f"train.backup_every_steps={BACKUP_EVERY}", "train.distribute=one_device", "tensorboard.enabled=false"]
 # The backups killed into: the multimodal (warm/cold) model's second stage, its content tower
 # (tfmmrec.train.coldstart; its warm stage is restored as trained), and the ranker.
 MODELS = {"content": "retrieval_multimodal/content", "ranking": "ranking"}

@@ -40,7 +40,7 @@ def prepare_data(dataset_dir: str | Path, cfg: RunConfig, *, dataset: Dataset | 
     steps, used by ``run``, ``load_run`` and ``tune``, so a re-evaluation or a tuning trial sees
     exactly the run's data. ``log`` receives the data, encode and decode report lines."""
     say = log or (lambda _msg: None)
-    ds = dataset or load_dataset(dataset_dir, on_unknown_items=cfg.on_unknown_items)  # type: ignore[arg-type]
+    ds = dataset or load_dataset(dataset_dir, on_unknown_items=cfg.data.on_unknown_items)  # type: ignore[arg-type]
     for line in ds.report.lines():
         say(f"[data] {line}")
     s = cfg.split

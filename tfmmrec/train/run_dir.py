@@ -109,7 +109,7 @@ def write_json(path: Path, data: Any) -> None:
 
 def save_run_weights(cfg: RunConfig, run_dir: str | Path, name: str, model: Any) -> None:
     """``RUN_DIR/weights/NAME/ckpt`` (TensorFlow checkpoint format: subclassed models)."""
-    if cfg.training.save_weights:
+    if cfg.train.save_weights:
         model.save_weights(str(Path(run_dir) / "weights" / name / "ckpt"))
 
 
@@ -138,7 +138,7 @@ def restore_weights(model: Any, run_dir: str | Path, name: str, build: Callable[
     weights = Path(run_dir) / "weights" / name / "ckpt"
     if not Path(str(weights) + ".index").is_file():
         raise FileNotFoundError(f"{weights}.index: no saved weights (was the run trained with "
-                                "training.save_weights=false?)")
+                                "train.save_weights=false?)")
     status = model.load_weights(str(weights))
     build()  # creates the variables, which the checkpoint restores on creation
     status.assert_existing_objects_matched().expect_partial()  # the optimizer state is not needed
@@ -146,9 +146,10 @@ def restore_weights(model: Any, run_dir: str | Path, name: str, build: Callable[
 
 def run_backups(run_dir: Path, cfg: RunConfig, data: EncodedInteractions) -> Path | None:
     """Where this run's training backups go (None: backups off); see ``tfmmrec.train.resume``."""
-    if cfg.backup_every_steps <= 0:
+    if cfg.train.backup_every_steps <= 0:
         return None
-    keyed = dataclasses.replace(cfg, distribute="auto", backup_every_steps=0)  # resumable under another strategy
+    # Resumable under another strategy: the backup is keyed on the config without train.distribute.
+    keyed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, distribute="auto", backup_every_steps=0))
     fingerprint = f"{data.num_users} {data.num_items} {len(data.train)} {int(data.train.item.sum())} " \
                   f"{int(data.train.user.astype(np.int64) @ data.train.item.astype(np.int64))}"
     return backup_root(run_dir, keyed.to_yaml(), fingerprint)
@@ -156,4 +157,4 @@ def run_backups(run_dir: Path, cfg: RunConfig, data: EncodedInteractions) -> Pat
 
 def backup_args(backups: Path | None, name: str, cfg: RunConfig) -> dict[str, Any]:
     """``train_*``'s backup arguments for model ``name`` of a run (none when backups are off)."""
-    return {} if backups is None else {"backup_dir": backups / name, "backup_every_steps": cfg.backup_every_steps}
+    return {} if backups is None else {"backup_dir": backups / name, "backup_every_steps": cfg.train.backup_every_steps}
