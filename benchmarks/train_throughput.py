@@ -43,7 +43,8 @@ def main() -> None:
     from tfmmrec.encoders.encode import encode_catalog
     from tfmmrec.models.build import build_retrieval
     from tfmmrec.models.features import build_item_features
-    from tfmmrec.train.finetune import FineTuneRetrieval, finetune_dataset
+    from tfmmrec.models.finetune import FineTuneRetrieval
+    from tfmmrec.train.finetune import finetune_dataset
     from tfmmrec.train.inputs import retrieval_dataset
 
     data_dir = args.data or write_demo_catalog(Path(tempfile.mkdtemp(prefix="tfmmrec_bench_")) / "demo")

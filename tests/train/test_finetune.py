@@ -18,8 +18,9 @@ from tfmmrec.encoders.encode import encode_catalog, item_texts
 from tfmmrec.encoders.registry import get_encoder_spec, register_encoder
 from tfmmrec.models.build import build_retrieval
 from tfmmrec.models.features import build_item_features
+from tfmmrec.models.finetune import FineTuneRetrieval
 from tfmmrec.models.retrieval import TwoTowerRetrieval
-from tfmmrec.train.finetune import FineTuneRetrieval, embed_items, finetune_dataset
+from tfmmrec.train.finetune import embed_items, finetune_dataset
 
 
 @pytest.fixture(scope="module")

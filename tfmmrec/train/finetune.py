@@ -1,4 +1,6 @@
-"""Fine-tune mode: an encoder inside the item tower, trained with its own (lower) learning rate.
+"""Fine-tune mode's input pipeline: each batch's raw content read and decoded in ``tf.data``, for
+``tfmmrec.models.finetune.FineTuneRetrieval`` (an encoder inside the item tower, trained with its
+own, lower learning rate).
 
 In frozen mode (the default) each modality is encoded once into the embedding store and the
 towers train on cached vectors at the speed of an ID-only model. Fine-tuning moves one
@@ -16,11 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from tfmmrec.config import LimitsConfig
 from tfmmrec.data.interactions import EncodedInteractions
@@ -28,54 +28,7 @@ from tfmmrec.data.paths import PathRefused, resolve_in_root
 from tfmmrec.encoders.contracts import ContentEncoder
 from tfmmrec.media.audio import decode_wav
 from tfmmrec.media.image import decode_image
-from tfmmrec.models.retrieval import TwoTowerRetrieval
-from tfmmrec.models.towers import ItemTower, QueryTower
-
-RAW, PRESENT = "raw_content", "raw_present"
-
-
-class FineTuneRetrieval(TwoTowerRetrieval):
-    """Two-tower retrieval whose item embedding adds one modality encoded in the graph.
-
-    item embedding = normalise(item_tower(item) + projection(encoder(raw content)) * present)
-
-    Batches carry ``raw_content`` (strings, decoded images or waveforms, prepared by
-    ``finetune_dataset``) and ``raw_present`` (0 where the item lacks that modality).
-    """
-
-    def __init__(self, query_tower: QueryTower, item_tower: ItemTower, encoder: ContentEncoder, *,
-                 encoder_learning_rate: float = 1e-4, **kwargs: Any) -> None:
-        super().__init__(query_tower, item_tower, **kwargs)
-        self.content_encoder = encoder
-        self.content_projection = keras.layers.Dense(item_tower.embedding_dim, name="content_projection")
-        self.encoder_optimizer = keras.optimizers.Adam(encoder_learning_rate)
-
-    def item_embedding(self, item: tf.Tensor, raw: tf.Tensor, present: tf.Tensor,
-                       training: bool = False) -> tf.Tensor:
-        base = self.item_tower(item, training=training)
-        content = self.content_projection(self.content_encoder(raw, training=training))
-        return tf.math.l2_normalize(base + content * tf.cast(present, tf.float32)[:, None], axis=-1)
-
-    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        queries = self.query_tower(features["user"], training=training)
-        candidates = self.item_embedding(features["item"], features[RAW], features[PRESENT], training)
-        return self.task(queries, candidates, sample_weight=features.get("weight"),
-                         candidate_sampling_probability=features["item_prob"] if self.logq else None,
-                         candidate_ids=features["item"] if self.remove_accidental_hits else None,
-                         compute_metrics=False)
-
-    def train_step(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            loss = self.compute_loss(features, training=True)
-            total = loss + tf.add_n(self.losses) if self.losses else loss
-        encoder_vars = self.content_encoder.trainable_variables
-        encoder_ids = {id(v) for v in encoder_vars}
-        tower_vars = [v for v in self.trainable_variables if id(v) not in encoder_ids]
-        grads = tape.gradient(total, tower_vars + encoder_vars)
-        self.optimizer.apply_gradients(zip(grads[:len(tower_vars)], tower_vars))
-        if encoder_vars:
-            self.encoder_optimizer.apply_gradients(zip(grads[len(tower_vars):], encoder_vars))
-        return {"loss": loss, "regularization_loss": total - loss, "total_loss": total}
+from tfmmrec.models.finetune import PRESENT, RAW, FineTuneRetrieval
 
 
 def _raw_loader(kind: str, encoder: ContentEncoder, root: Path, inputs: list[str]) -> tuple[tf.Tensor, Callable]:
