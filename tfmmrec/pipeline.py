@@ -20,8 +20,8 @@ from tfmmrec.data.loader import Dataset
 from tfmmrec.data.manifest import Manifest
 from tfmmrec.encoders.encode import ItemContent
 from tfmmrec.encoders.store import default_cache_dir
-from tfmmrec.evaluate.protocol import embed_all, evaluate_ranking, record_retrieval_metrics
-from tfmmrec.export.build import export_ranking_model, export_retrieval_model
+from tfmmrec.evaluate.protocol import evaluate_ranking, record_retrieval_metrics
+from tfmmrec.export.build import export_run_models
 from tfmmrec.export.versioning import ExportError
 from tfmmrec.train.coldstart import train_any_retrieval
 from tfmmrec.train.distribute import resolve_strategy
@@ -169,20 +169,7 @@ def _write_metrics(result: RunResult, run_dir: Path, started: float) -> None:
 
 
 def _export(result: RunResult, prep: PreparedData, export_dir: str | Path, cfg: RunConfig) -> None:
-    """Export the multimodal retrieval model (ID-only if that is all there is) and the ranker."""
-    model = result.models.get("multimodal") or result.models["id_only"]
-    name, data = prep.dataset.manifest.name, prep.data
-    try:
-        result.exports["retrieval"] = export_retrieval_model(
-            export_dir, f"{name}_retrieval", model, data.user_ids, prep.dataset.item_ids, embed_all(model, data)[1],
-            cfg.export.top_k, dataset=prep.dataset, content=prep.content, encoders=cfg.encoders,
-            index=cfg.export.index, limits=cfg.limits)
-        if "ranking" in result.models:
-            result.exports["ranking"] = export_ranking_model(
-                export_dir, f"{name}_ranking", result.models["ranking"], prep.rank_data.user_ids,
-                prep.dataset.item_ids, binary=prep.mode != "rating")
-    except (OSError, tf.errors.OpError) as err:
-        raise ExportError(f"export to {export_dir} failed ({type(err).__name__}: {err})") from err
+    result.exports.update(export_run_models(result.models, prep, export_dir, cfg))
     for kind, path in result.exports.items():
         _log(f"[export] {kind}: {path}")
 

@@ -9,16 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
-from tfmmrec.config import LimitsConfig
+from tfmmrec.config import LimitsConfig, RunConfig
 from tfmmrec.data.loader import Dataset
 from tfmmrec.data.paths import PathRefused, read_bounded
 from tfmmrec.encoders.encode import ItemContent, item_texts, media_precheck
+from tfmmrec.evaluate.protocol import embed_all
 from tfmmrec.export.content import ContentEncoder, ContentSpec
 from tfmmrec.export.ranking import RankingServing, export_ranking
 from tfmmrec.export.retrieval import QueryEncoder, RetrievalServing, export_retrieval
 from tfmmrec.export.tf_serving import WARMUP_FILE, warmup_records
+from tfmmrec.export.versioning import ExportError
 from tfmmrec.media.stream import Precheck, check_media_file
+from tfmmrec.train.prepare import PreparedData
 
 
 def raw_content_inputs(dataset: Dataset, rows: np.ndarray, names: list[str], *, limits: LimitsConfig | None = None,
@@ -135,3 +139,25 @@ def export_ranking_model(base: str | Path, name: str, model: Any, user_ids: np.n
     pairs = {"user_id": users, "item_id": [str(i) for i in item_ids[:len(users)]]}
     warmup = {WARMUP_FILE: warmup_records(name, [("serving_default", pairs), ("explain", pairs)])}
     return export_ranking(base, name, serving, version, assets_extra=warmup)
+
+
+def export_run_models(models: dict[str, Any], prep: PreparedData, export_dir: str | Path, cfg: RunConfig
+                      ) -> dict[str, Path]:
+    """A run's SavedModels: the multimodal retrieval model (ID-only if that is all there is) as
+    ``NAME_retrieval`` and the ranker as ``NAME_ranking``, each a new version under ``export_dir``.
+    A failure to write is an ``ExportError`` naming the directory."""
+    model = models.get("multimodal") or models["id_only"]
+    name, data, ds = prep.dataset.manifest.name, prep.data, prep.dataset
+    exports: dict[str, Path] = {}
+    try:
+        exports["retrieval"] = export_retrieval_model(
+            export_dir, f"{name}_retrieval", model, data.user_ids, ds.item_ids, embed_all(model, data)[1],
+            cfg.export.top_k, dataset=ds, content=prep.content, encoders=cfg.encoders, index=cfg.export.index,
+            limits=cfg.limits)
+        if "ranking" in models:
+            exports["ranking"] = export_ranking_model(export_dir, f"{name}_ranking", models["ranking"],
+                                                      prep.rank_data.user_ids, ds.item_ids,
+                                                      binary=prep.mode != "rating")
+    except (OSError, tf.errors.OpError) as err:
+        raise ExportError(f"export to {export_dir} failed ({type(err).__name__}: {err})") from err
+    return exports
