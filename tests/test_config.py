@@ -198,6 +198,23 @@ def test_config_command_prints_the_effective_config(capsys: pytest.CaptureFixtur
     assert RunConfig.from_dict(yaml.safe_load(capsys.readouterr().out)) == RunConfig()
 
 
+def test_a_preset_is_a_config_the_file_and_overrides_apply_on_top(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo is the "demo" preset (a cold-start split), not special code: a file or --set still wins."""
+    assert RunConfig.from_preset("demo") == RunConfig().with_overrides(["split.strategy=cold_start"])
+    (tmp_path / "c.yaml").write_text("split: {seed: 4}\nretrieval: {epochs: 2}\n")
+    layered = RunConfig.from_yaml(tmp_path / "c.yaml", preset="demo")
+    assert (layered.split.strategy, layered.split.seed, layered.retrieval.epochs) == ("cold_start", 4, 2)
+    (tmp_path / "d.yaml").write_text("split: {strategy: temporal}\n")
+    assert RunConfig.from_yaml(tmp_path / "d.yaml", preset="demo").split.strategy == "temporal"
+    assert main(["config", "--preset", "demo", "--set", "split.strategy=random"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["split"]["strategy"] == "random"
+    assert main(["config", "--preset", "demo"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["split"]["strategy"] == "cold_start"
+    with pytest.raises(ConfigError, match="preset 'nosuch': unknown"):
+        RunConfig.from_preset("nosuch")
+
+
 @dataclass
 class _Inner:
     depth: int = setting(2, "How deep.")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import sys
 import tempfile
 import time
@@ -33,17 +32,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tfmmrec.config import PRESETS  # noqa: E402  (yaml only: no TensorFlow)
+
 DEMO_SIZES = {"default": (2000, 1500, 60000), "small": (300, 200, 6000)}
+PRESET_NAMES = sorted(PRESETS)
 
 
-def _add_config_options(p: argparse.ArgumentParser) -> None:
+def _add_config_options(p: argparse.ArgumentParser, preset: str | None = None) -> None:
+    p.add_argument("--preset", choices=PRESET_NAMES, default=preset,
+                   help="start from a named config (tfmmrec.config.PRESETS)"
+                        + (f"; default {preset}" if preset else ""))
     p.add_argument("--config", type=Path, help="run config YAML (keys and defaults: docs/config.md)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set retrieval.epochs=5 (repeatable)")
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    _add_config_options(p)
+def _add_run_options(p: argparse.ArgumentParser, preset: str | None = None) -> None:
+    _add_config_options(p, preset)
     p.add_argument("--export-dir", type=Path, help="base directory of the SavedModels")
     p.add_argument("--no-export", action="store_true", help="skip writing SavedModels")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -65,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="where the catalog, metrics.json and config.yaml go (default: ./tfmmrec_demo)")
     demo.add_argument("--size", choices=sorted(DEMO_SIZES), default="default")
     demo.add_argument("--seed", type=int, default=0)
-    _add_run_options(demo)
+    _add_run_options(demo, preset="demo")
 
     data = sub.add_parser("data", help="write the demo catalog or import a public dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -268,8 +273,10 @@ def _add_config_parser(sub: Any) -> None:
 def _config(args: argparse.Namespace) -> Any:
     from tfmmrec.config import ConfigError, RunConfig
 
+    preset = getattr(args, "preset", None)
     try:
-        cfg = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+        cfg = RunConfig.from_yaml(args.config, preset=preset) if args.config else (
+            RunConfig.from_preset(preset) if preset else RunConfig())
     except ConfigError as err:
         raise ConfigError(f"{args.config}: {err}") from None
     if getattr(args, "drop_unknown", False):
@@ -323,10 +330,6 @@ def _print_decode_report(metrics: dict[str, Any]) -> None:
                 line += ", refused: " + "; ".join(f"{reason} {len(v)} ({', '.join(v[:3])})"
                                                   for reason, v in sorted(skipped.items()))
             print(line + "; those items are served by their other modalities")
-
-
-def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -475,26 +478,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """Write the demo catalog, then exactly ``tfmmrec train`` on it with the "demo" preset."""
     from tfmmrec.pipeline import run
-    from tfmmrec.train.run_dir import write_json
 
     started = time.perf_counter()
     cfg = _config(args)
-    cfg.split.strategy = "cold_start" if cfg.split.strategy == "auto" else cfg.split.strategy
     data_dir = args.workdir / "data"
     print(f"[demo] writing the demo catalog ({args.size}) to {data_dir}", flush=True)
     _write_demo(data_dir, args.size, args.seed)
     export_dir = None if args.no_export else (args.export_dir or Path("saved_models"))
     _print_tensorboard_hint(cfg, args.workdir)
     result = run(data_dir, args.workdir, cfg, export_dir=export_dir, verbose=0 if args.quiet else 2)
-    table = demo_table(result.metrics)
-    result.metrics["table"] = table
-    result.metrics["seconds"] = round(time.perf_counter() - started, 1)
-    result.metrics["peak_rss_gb"] = round(_peak_rss_gb(), 2)
-    write_json(args.workdir / "metrics.json", result.metrics)
-    print("\n" + table)
+    print("\n" + demo_table(result.metrics))
     _print_decode_report(result.metrics)
-    print(f"\n[demo] done in {result.metrics['seconds']:.0f}s, peak memory {result.metrics['peak_rss_gb']:.2f} GB; "
+    print(f"\n[demo] done in {time.perf_counter() - started:.0f}s, peak memory {result.metrics['peak_rss_gb']:.2f} GB; "
           f"metrics in {args.workdir / 'metrics.json'}")
     return 0
 

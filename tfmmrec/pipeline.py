@@ -6,6 +6,7 @@ only connects the stages; each step is a stage's own function (see the imports).
 from __future__ import annotations
 
 import dataclasses
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,7 @@ def _record_selection(metrics: dict[str, Any], name: str, selection: dict[str, A
 def _write_metrics(result: RunResult, run_dir: Path, started: float) -> None:
     result.metrics["exports"] = {k: str(v) for k, v in result.exports.items()}
     result.metrics["seconds"] = round(time.perf_counter() - started, 1)
+    result.metrics["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 2)
     write_json(run_dir / "metrics.json", result.metrics)
 
 
