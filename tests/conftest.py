@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import tfmmrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads Keras)
@@ -47,3 +48,12 @@ def tiny_hub(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tests.hub_models import write_tiny_hub_models
 
     return write_tiny_hub_models(tmp_path_factory.mktemp("hub"))
+
+
+@pytest.fixture()
+def log() -> pd.DataFrame:
+    """A tiny interaction log (dataset rows as ``item_idx``): 10 items; rows 8 and 9 only in test
+    (cold); user 'z' only in test. For the id-mapping, input and evaluation-protocol tests."""
+    rows = [("a", i, "train") for i in (0, 1, 2, 3)] + [("b", i, "train") for i in (2, 3, 4, 5, 6, 7)] + \
+           [("a", 5, "valid"), ("a", 8, "test"), ("b", 9, "test"), ("b", 1, "test"), ("z", 0, "test")]
+    return pd.DataFrame(rows, columns=["user_id", "item_idx", "split"])

@@ -7,14 +7,6 @@ import pytest
 from tfmmrec.data.interactions import encode_interactions, user_histories
 
 
-@pytest.fixture()
-def log() -> pd.DataFrame:
-    """10 items; items 8 and 9 only in test (cold); user 'z' only in test."""
-    rows = [("a", i, "train") for i in (0, 1, 2, 3)] + [("b", i, "train") for i in (2, 3, 4, 5, 6, 7)] + \
-           [("a", 5, "valid"), ("a", 8, "test"), ("b", 9, "test"), ("b", 1, "test"), ("z", 0, "test")]
-    return pd.DataFrame(rows, columns=["user_id", "item_idx", "split"])
-
-
 def test_ids_map_to_model_indices_and_frequencies(log: pd.DataFrame) -> None:
     data = encode_interactions(log, num_items=10)
     assert data.user_ids.tolist() == ["a", "b"]  # vocabulary = users with training data

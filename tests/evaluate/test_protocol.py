@@ -2,18 +2,9 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from tfmmrec.data.interactions import encode_interactions
 from tfmmrec.evaluate.protocol import ranking_eval_set
-
-
-@pytest.fixture()
-def log() -> pd.DataFrame:
-    """10 items; items 8 and 9 only in test (cold); user 'z' only in test."""
-    rows = [("a", i, "train") for i in (0, 1, 2, 3)] + [("b", i, "train") for i in (2, 3, 4, 5, 6, 7)] + \
-           [("a", 5, "valid"), ("a", 8, "test"), ("b", 9, "test"), ("b", 1, "test"), ("z", 0, "test")]
-    return pd.DataFrame(rows, columns=["user_id", "item_idx", "split"])
 
 
 def test_ranking_eval_negatives_are_unseen_and_from_the_positives_group(log: pd.DataFrame) -> None:

@@ -3,18 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from tfmmrec.data.interactions import encode_interactions, user_histories
 from tfmmrec.train.inputs import batches_per_epoch, ranking_dataset, retrieval_dataset
-
-
-@pytest.fixture()
-def log() -> pd.DataFrame:
-    """10 items; items 8 and 9 only in test (cold); user 'z' only in test."""
-    rows = [("a", i, "train") for i in (0, 1, 2, 3)] + [("b", i, "train") for i in (2, 3, 4, 5, 6, 7)] + \
-           [("a", 5, "valid"), ("a", 8, "test"), ("b", 9, "test"), ("b", 1, "test"), ("z", 0, "test")]
-    return pd.DataFrame(rows, columns=["user_id", "item_idx", "split"])
 
 
 def test_retrieval_batches_carry_each_items_probability(log: pd.DataFrame) -> None:
