@@ -52,12 +52,12 @@ def test_rest_client_queries_the_served_model(server, trained_run) -> None:
 
 def test_bad_requests_fail_at_once_with_the_servers_message(server, trained_run) -> None:
     name = trained_run.exports["retrieval"].parent.name
-    client = RestClient(server, name, timeout=30, retry=RetryPolicy(attempts=3, backoff=5.0))
-    started = time.monotonic()
+    waits: list[float] = []
+    client = RestClient(server, name, timeout=30, retry=RetryPolicy(attempts=3, backoff=5.0, sleep=waits.append))
     with pytest.raises(ServingError, match=r"HTTP 400: .*k must be between 1 and 10") as err:
         client.recommend(["u0000"], k=50)
     assert err.value.status == 400 and not err.value.retryable
-    assert time.monotonic() - started < 5.0  # not retried: no backoff wait happened
+    assert waits == []  # not retried: no backoff wait
     with pytest.raises(ServingError, match="HTTP 404: .*no_such_model"):
         RestClient(server, "no_such_model", timeout=30).status()
 
@@ -93,10 +93,10 @@ def test_retries_with_backoff_then_succeeds_or_gives_up() -> None:
     srv, handler = _flaky_server(fail=2)
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}"
-        out = RestClient(url, "m", retry=RetryPolicy(attempts=3, backoff=0.2)).predict({"x": [1]})
+        waits: list[float] = []
+        out = RestClient(url, "m", retry=RetryPolicy(attempts=3, backoff=0.2, sleep=waits.append)).predict({"x": [1]})
         assert out == {"y": [1]} and len(handler.hits) == 3
-        gaps = np.diff(handler.hits)
-        assert gaps[1] > gaps[0]  # exponential backoff: the second wait is longer
+        assert waits == [0.2, 0.4]  # exponential backoff between the three attempts
         handler.hits.clear()
         handler.fail = 10
         with pytest.raises(ServingError, match=r"HTTP 503: overloaded \(gave up after 2 attempts\)"):
@@ -133,3 +133,20 @@ def test_grpc_request_building_and_an_unavailable_server() -> None:
     assert tf.make_ndarray(request.inputs["image"]).tolist() == [b"\x89PNG..."]
     with pytest.raises(ServingError, match=r"(UNAVAILABLE|DEADLINE_EXCEEDED).*gave up after 2 attempts"):
         client.predict({"user_id": ["u1"]})
+
+
+def test_backoff_doubles_up_to_its_cap_and_only_retryable_errors_are_retried() -> None:
+    waits: list[float] = []
+    calls = iter([ServingError("busy", 503, retryable=True)] * 4 + [None])
+
+    def call() -> str:
+        error = next(calls)
+        if error is not None:
+            raise error
+        return "ok"
+    assert RetryPolicy(attempts=5, backoff=1.0, max_backoff=3.0, sleep=waits.append).run(call) == "ok"
+    assert waits == [1.0, 2.0, 3.0, 3.0]
+    waits.clear()
+    with pytest.raises(ServingError, match="bad"):
+        RetryPolicy(attempts=5, sleep=waits.append).run(lambda: (_ for _ in ()).throw(ServingError("bad", 400)))
+    assert waits == []

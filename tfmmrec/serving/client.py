@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,13 +37,15 @@ class ServingError(RuntimeError):
 
 @dataclass
 class RetryPolicy:
-    """``attempts`` tries in all; waits ``backoff * 2**i`` seconds (capped at ``max_backoff``) between them."""
+    """``attempts`` tries in all; waits ``backoff * 2**i`` seconds (capped at ``max_backoff``) between
+    them, with ``sleep`` (e.g. an event loop's, or one that records the waits)."""
 
     attempts: int = 3
     backoff: float = 0.1
     max_backoff: float = 2.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
-    def run(self, call: Callable[[], Any], sleep: Callable[[float], None] = time.sleep) -> Any:
+    def run(self, call: Callable[[], Any]) -> Any:
         for attempt in range(self.attempts):
             try:
                 return call()
@@ -53,7 +55,7 @@ class RetryPolicy:
                         raise ServingError(f"{e} (gave up after {self.attempts} attempts)", e.status,
                                            retryable=True) from e
                     raise
-                sleep(min(self.backoff * 2 ** attempt, self.max_backoff))
+                self.sleep(min(self.backoff * 2 ** attempt, self.max_backoff))
         raise AssertionError("unreachable")
 
 
