@@ -70,7 +70,7 @@ _PUBLIC = {
     "tfmmrec.models.retrieval": ["TwoTowerRetrieval"],
     "tfmmrec.models.tasks": ["RetrievalTask"],
     "tfmmrec.models.towers": ["ItemTower", "QueryTower"],
-    "tfmmrec.pipeline": ["RunResult", "evaluate_run", "run"],
+    "tfmmrec.pipeline": ["run"],
     "tfmmrec.serving.client": ["GrpcClient", "RestClient"],
     "tfmmrec.train.coldstart": ["train_warm_cold"],
     "tfmmrec.train.distribute": ["resolve_strategy"],
@@ -80,6 +80,7 @@ _PUBLIC = {
     "tfmmrec.train.prepare": ["PreparedData", "prepare_data", "user_features"],
     "tfmmrec.train.resume": ["ResumableBackup"],
     "tfmmrec.train.run_dir": ["RunDirError"],
+    "tfmmrec.train.saved_run": ["RunResult", "evaluate_run"],
     "tfmmrec.train.tune": ["TuneResult", "tune"],
 }
 _MODULE_OF = {name: module for module, names in _PUBLIC.items() for name in names}

@@ -524,7 +524,7 @@ def _print_tensorboard_hint(cfg: Any, run_dir: Path) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from tfmmrec.pipeline import evaluate_run
+    from tfmmrec.train.saved_run import evaluate_run
 
     for run_dir in args.run_dirs:
         cfg = _run_config(args, run_dir)
