@@ -106,7 +106,7 @@ def test_a_scann_built_for_another_tensorflow_is_never_loaded_and_does_not_break
     assert "HAVE_SCANN False" in proc.stdout
     assert f"scann 1.4.2 is built for TensorFlow {other}, but TensorFlow here is {tf.__version__}" in proc.stdout
     assert "tfmmrec[scann]" in proc.stdout and "pip uninstall scann" in proc.stdout
-    assert "REQUIRE export_index='scann' needs a working scann" in proc.stdout
+    assert "REQUIRE export.index='scann' needs a working scann" in proc.stdout
     assert not (root / "imported").exists()  # its compiled ops were never loaded
 
 

@@ -34,7 +34,6 @@ import numpy as np
 from tfmmrec.config import RunConfig
 from tfmmrec.data.interactions import EncodedInteractions
 from tfmmrec.data.manifest import DatasetError
-from tfmmrec.train.resume import backup_root
 
 LOCK_FILE = ".lock"
 RUN_STATE = "run.json"
@@ -146,6 +145,8 @@ def restore_weights(model: Any, run_dir: str | Path, name: str, build: Callable[
 
 def run_backups(run_dir: Path, cfg: RunConfig, data: EncodedInteractions) -> Path | None:
     """Where this run's training backups go (None: backups off); see ``tfmmrec.train.resume``."""
+    from tfmmrec.train.resume import backup_root  # TensorFlow: not at import, the CLI's error path imports this
+
     if cfg.train.backup_every_steps <= 0:
         return None
     # Resumable under another strategy: the backup is keyed on the config without train.distribute.
