@@ -69,6 +69,9 @@ def test_weights_sum_to_one_over_present_modalities(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_gradients_reach_present_inputs_only(kind: str) -> None:
+    # Seeded: with 8 ReLU units an unlucky initialisation can leave one row with no active unit (and
+    # no gradient); this checks the masking, not the odds of that.
+    keras.utils.set_random_seed(0)
     layer = build(kind)
     embeddings, masks, query = inputs()
     weights = tf.constant(np.random.default_rng(1).standard_normal((5, 7)), tf.float32)
