@@ -66,6 +66,11 @@ class RetrievalConfig:
     fusion_dropout: float = setting(0.0, "Dropout inside the fusion MLP.")
     fusion: str = setting("concat", "a key of tfmmrec.fusion.ITEM_TOWER_FUSIONS")
     fusion_balance_weight: float = setting(0.0, "modality-balance regulariser (weighing fusions only); 0 = off")
+    fusion_options: dict[str, Any] = setting({},
+        "The fusion layer's own options, passed to it as they are, e.g. {rank: 8} (multilinear), "
+        "{attention_units: 64} (modality_attention), {num_heads: 4, head_dim: 32} (attention_pooling), "
+        "{projection_dim: 64}; an option the layer does not take is refused naming the ones it does "
+        "(tfmmrec.fusion.fusion_options).")
     temperature: float = setting(0.2, "Softmax temperature on cosine scores; ~0.2 measured far better than TFRS's 1.")
     logq: bool = setting(True, "Subtract log(item sampling probability) from the logits (in-batch popularity bias).")
     remove_accidental_hits: bool = setting(True, "Do not count another row's copy of the positive item as a negative.")

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from tfmmrec.config import RetrievalConfig
+from tfmmrec.config import ConfigError, RetrievalConfig, RunConfig
 from tfmmrec.data.interactions import EncodedInteractions, SplitArrays
-from tfmmrec.fusion import ITEM_TOWER_FUSIONS
+from tfmmrec.fusion import ITEM_TOWER_FUSIONS, fusion_options, make_fusion
 from tfmmrec.models.build import build_retrieval
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable
 from tfmmrec.models.towers import ItemTower
@@ -48,6 +48,26 @@ def test_item_tower_refuses_query_conditioned_fusion(features: ItemFeatures) -> 
     table = ItemFeatureTable.from_features(features)
     with pytest.raises(ValueError, match="cross_attention.*user"):
         ItemTower(table, features.num_id_slots, 8, fusion="cross_attention")
+
+
+def test_a_fusion_option_set_in_yaml_reaches_the_layer_and_its_saved_config(features: ItemFeatures) -> None:
+    cfg = RunConfig.from_dict({"retrieval": {"embedding_dim": 8, "fusion_hidden": [8], "fusion": "multilinear",
+                                             "fusion_options": {"rank": 3, "projection_dim": 6}}}).retrieval
+    tower = build_retrieval(features, 5, cfg).item_tower
+    assert tower(tf.range(1, 13)).shape == (12, 8)
+    assert (tower.fusion.rank, tower.fusion.projection_dim) == (3, 6)
+    assert tower.fusion.factors[0].units == 3 * 6  # the option shaped the layer's weights
+    clone = ItemTower.from_config(tower.get_config())
+    assert (clone.fusion.rank, clone.fusion.projection_dim) == (3, 6)
+
+
+def test_an_option_the_fusion_does_not_take_is_refused_naming_the_ones_it_does(features: ItemFeatures) -> None:
+    assert fusion_options("multilinear") == ["balance_weight", "projection_dim", "rank"]
+    with pytest.raises(ConfigError, match=r"retrieval\.fusion_options\.rnak: fusion 'multilinear' has no such "
+                                          r"option; its options: \['balance_weight', 'projection_dim', 'rank'\]"):
+        build_retrieval(features, 5, RetrievalConfig(fusion="multilinear", fusion_options={"rnak": 3}))
+    with pytest.raises(ValueError, match="fusion 'concat' has no option 'rank'"):
+        make_fusion("concat", 8, rank=2)
 
 
 def interactions() -> EncodedInteractions:

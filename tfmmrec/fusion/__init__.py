@@ -14,6 +14,7 @@ item tower (all but ``cross_attention``).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import tf_keras as keras
@@ -53,10 +54,27 @@ def make_fusion(kind: str, output_dim: int, *, hidden_units: tuple[int, ...] | l
     """
     if kind not in FUSIONS:
         raise ValueError(f"unknown fusion {kind!r}; choose one of {sorted(FUSIONS)}")
+    unknown = sorted(set(kwargs) - set(fusion_options(kind)))
+    if unknown:
+        raise ValueError(f"fusion {kind!r} has no option {unknown[0]!r}; its options: {fusion_options(kind)}")
     return FUSIONS[kind](output_dim, hidden_units=tuple(hidden_units), dropout=dropout,
                          modality_dropout=modality_dropout, **kwargs)
 
 
+def fusion_options(kind: str) -> list[str]:
+    """The keyword options the fusion ``kind`` takes besides the common ones (``output_dim``,
+    ``hidden_units``, ``dropout``, ``modality_dropout``): read from its constructor and its bases',
+    so a new layer's own option is settable (``retrieval.fusion_options``) with no change elsewhere."""
+    common = {"self", "output_dim", "hidden_units", "dropout", "modality_dropout", "kwargs", "name"}
+    names: list[str] = []
+    for cls in FUSIONS[kind].__mro__:
+        if cls is keras.layers.Layer:
+            break
+        if "__init__" in vars(cls):
+            names += [n for n in inspect.signature(cls.__init__).parameters if n not in common and n not in names]
+    return sorted(names)
+
+
 __all__ = ["FUSIONS", "ITEM_TOWER_FUSIONS", "AttentionPoolingFusion", "BilinearFusion", "ConcatFusion",
            "FusionLayer", "GatedFusion", "ModalityAttentionFusion", "MultilinearFusion", "QueryCrossAttentionFusion",
-           "WeightedSumFusion", "make_fusion", "masked_softmax"]
+           "WeightedSumFusion", "fusion_options", "make_fusion", "masked_softmax"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from tfmmrec.config import ConfigError, MultitaskConfig, RankingConfig, RetrievalConfig
 from tfmmrec.data.interactions import EncodedInteractions, user_histories
+from tfmmrec.fusion import FUSIONS, fusion_options
 from tfmmrec.models.coldstart import WarmColdItemTower
 from tfmmrec.models.dcn import DCN
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
@@ -37,14 +38,24 @@ def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
     if not use_content:
         features = features.with_full_id_vocabulary()
     table = ItemFeatureTable.from_features(features, name="item_features")
-    item_tower = ItemTower(table, features.num_id_slots, cfg.embedding_dim,
-                           tuple(features.cardinalities), use_content=use_content,
-                           fusion_hidden=tuple(cfg.fusion_hidden), fusion_dropout=cfg.fusion_dropout,
-                           id_dropout=cfg.id_dropout,
-                           modality_dropout=cfg.modality_dropout, fusion=cfg.fusion,
-                           fusion_balance_weight=cfg.fusion_balance_weight, name="item_tower")
+    item_tower = ItemTower(table, features.num_id_slots, cfg.embedding_dim, tuple(features.cardinalities),
+                           use_content=use_content, id_dropout=cfg.id_dropout, name="item_tower", **fusion_kwargs(cfg))
     query_tower = build_query_tower(item_tower, num_users, cfg, data=data, users=users)
     return TwoTowerRetrieval(query_tower, item_tower, **retrieval_task_options(cfg, data))
+
+
+def fusion_kwargs(cfg: RetrievalConfig) -> dict[str, Any]:
+    """The item tower's fusion settings from ``cfg``; ``fusion_options`` checked against what the
+    chosen layer takes (``tfmmrec.fusion.fusion_options``), so a typo stops before anything is built."""
+    if cfg.fusion not in FUSIONS:
+        raise ConfigError(f"retrieval.fusion: {cfg.fusion!r} is not one of {sorted(FUSIONS)}")
+    unknown = sorted(set(cfg.fusion_options) - set(fusion_options(cfg.fusion)))
+    if unknown:
+        raise ConfigError(f"retrieval.fusion_options.{unknown[0]}: fusion {cfg.fusion!r} has no such option; its "
+                          f"options: {fusion_options(cfg.fusion)}")
+    return dict(fusion_hidden=tuple(cfg.fusion_hidden), fusion_dropout=cfg.fusion_dropout,
+                modality_dropout=cfg.modality_dropout, fusion=cfg.fusion,
+                fusion_balance_weight=cfg.fusion_balance_weight, fusion_options=dict(cfg.fusion_options))
 
 
 def retrieval_task_options(cfg: RetrievalConfig, data: EncodedInteractions | None) -> dict[str, Any]:
@@ -120,9 +131,7 @@ def build_warm_cold(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
     interaction counts (needed before serving) and, as for ``build_retrieval``, histories."""
     if cfg.warm_tower not in WARM_TOWERS:
         raise ConfigError(f"retrieval.warm_tower must be one of {WARM_TOWERS}, got {cfg.warm_tower!r}")
-    fusion = dict(fusion_hidden=tuple(cfg.fusion_hidden), fusion_dropout=cfg.fusion_dropout,
-                  modality_dropout=cfg.modality_dropout, fusion=cfg.fusion,
-                  fusion_balance_weight=cfg.fusion_balance_weight)
+    fusion = fusion_kwargs(cfg)
     cards = tuple(features.cardinalities)
     warm = ItemTower(ItemFeatureTable.from_features(features, name="item_features"), features.num_id_slots,
                      cfg.embedding_dim, cards, use_content=cfg.warm_tower == "id_content", id_dropout=0.0,

@@ -138,12 +138,13 @@ class ItemTower(keras.Model):
                  categorical_cardinalities: tuple[int, ...] = (), use_content: bool = True,
                  fusion_hidden: tuple[int, ...] = (128,), fusion_dropout: float = 0.0, id_dropout: float = 0.2,
                  modality_dropout: float = 0.1, fusion: str = "concat", fusion_balance_weight: float = 0.0,
-                 **kwargs: Any) -> None:
+                 fusion_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if getattr(FUSIONS.get(fusion), "needs_query", False):
             raise ValueError(f"fusion {fusion!r} needs the user as query: an item tower's embedding must not depend "
                              "on the user (use it in ranking / re-scoring)")
         self.fusion_kind, self.fusion_balance_weight = fusion, fusion_balance_weight
+        self.fusion_options = dict(fusion_options or {})
         self.table = table
         self.num_id_slots, self.embedding_dim = num_id_slots, embedding_dim
         self.categorical_cardinalities = tuple(categorical_cardinalities)
@@ -153,7 +154,7 @@ class ItemTower(keras.Model):
         if use_content:
             extra = {"balance_weight": fusion_balance_weight} if fusion_balance_weight else {}
             self.fusion = make_fusion(fusion, embedding_dim, hidden_units=fusion_hidden, dropout=fusion_dropout,
-                                      modality_dropout=modality_dropout, **extra)
+                                      modality_dropout=modality_dropout, **{**extra, **self.fusion_options})
             self.categorical_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"categorical_{i}")
                                            for i, c in enumerate(self.categorical_cardinalities)]
 
@@ -213,7 +214,8 @@ class ItemTower(keras.Model):
                 "use_content": self.use_content, "fusion_hidden": list(self.fusion_hidden),
                 "fusion_dropout": self.fusion_dropout,
                 "id_dropout": self.id_dropout, "modality_dropout": self.modality_dropout,
-                "fusion": self.fusion_kind, "fusion_balance_weight": self.fusion_balance_weight, "name": self.name}
+                "fusion": self.fusion_kind, "fusion_balance_weight": self.fusion_balance_weight,
+                "fusion_options": dict(self.fusion_options), "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ItemTower:
