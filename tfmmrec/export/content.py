@@ -216,5 +216,5 @@ class ContentEncoder(tf.Module):
         if self.categorical_fields:
             feats["categorical"] = tf.stack([tf.cast(self.vocab[c].lookup(inputs[c]), tf.int32)
                                              for c in self.categorical_fields], axis=1)
-        out = tf.zeros([batch, self.tower.embedding_dim]) + self.tower.content_embedding(feats, training=False)
+        out = self.tower.content_embedding(feats, training=False, onto=tf.zeros([batch, self.tower.embedding_dim]))
         return {"embedding": self.output_scale * tf.math.l2_normalize(out, axis=-1)}

@@ -170,11 +170,12 @@ class ItemTower(keras.Model):
         keep = id_keep_mask(feats["id_slot"], self.id_dropout if self.use_content else 0.0, training)
         out = self.id_embedding(feats["id_slot"]) * keep
         if self.use_content:
-            out += self.content_embedding(feats, training=training, content_delta=content_delta)
+            out = self.content_embedding(feats, training=training, content_delta=content_delta, onto=out)
         return tf.math.l2_normalize(out, axis=-1)
 
     def content_embedding(self, feats: dict[str, Any], training: bool | None = None,
-                          content_delta: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
+                          content_delta: dict[str, tf.Tensor] | None = None, onto: tf.Tensor | None = None
+                          ) -> tf.Tensor:
         """The content part of the item embedding, ``[batch, d]`` before normalisation: the fused
         modalities and numeric fields plus the categorical field embeddings. An item without a
         trained id is exactly this, L2-normalised.
@@ -183,11 +184,15 @@ class ItemTower(keras.Model):
         builds ``feats`` from raw files with the training statistics (``tfmmrec.export.content``).
         ``feats`` as ``ItemFeatureTable`` returns them: ``content`` and ``masks`` per modality,
         ``numeric`` ``[batch, fields]`` (z-scored), ``categorical`` codes ``[batch, fields]``.
+        ``onto``: a tensor the parts are added to one by one (``call`` passes the id part), so the
+        float sums run in one order wherever the path is used.
         """
         embeddings, masks = self.fusion_inputs(feats)
         for m, delta in (content_delta or {}).items():
             embeddings[m] = embeddings[m] + delta
-        out = self.fusion(embeddings, masks, training=training) if embeddings else 0.0
+        out = onto if onto is not None else tf.zeros([tf.shape(feats["categorical"])[0], self.embedding_dim])
+        if embeddings:
+            out += self.fusion(embeddings, masks, training=training)
         for i, layer in enumerate(self.categorical_embeddings):
             out += layer(feats["categorical"][:, i])
         return out
