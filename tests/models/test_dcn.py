@@ -61,3 +61,20 @@ def test_dcn_learns_bce_and_mse(features: ItemFeatures, interactions: EncodedInt
         assert history[metric][-1] < 0.5 * history[metric][0]
     else:
         assert history[metric][-1] > 0.8
+
+
+def test_ratings_start_from_their_mean(features: ItemFeatures, interactions: EncodedInteractions) -> None:
+    """With a zero learning rate nothing trains, so what the model predicts is where training
+    starts: the global bias holds the training ratings' mean (not 0, where the ID embeddings would
+    first have to learn it), so the first epoch's RMSE is far below the ratings' distance from 0."""
+    import dataclasses
+
+    rating = (3.0 + interactions.train.item % 3).astype(np.float32)  # 3, 4, 5
+    data = dataclasses.replace(interactions, train=dataclasses.replace(interactions.train, target=rating))
+    cfg = RankingConfig(field_dim=4, hidden_units=[8], epochs=1, batch_size=64, learning_rate=0.0)
+    keras.utils.set_random_seed(0)
+    model = build_ranking(features, NUM_USERS, cfg)
+    assert float(model.global_bias.numpy()) == 0.0
+    history = train_ranking(model, data, cfg, mode="rating", verbose=0).history
+    assert float(model.global_bias.numpy()) == pytest.approx(float(rating.mean()), abs=1e-6)
+    assert history["rmse"][0] < 0.5 * float(np.sqrt(np.mean(rating ** 2)))  # ~1.1-1.5 against 4.1
