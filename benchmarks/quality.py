@@ -70,12 +70,11 @@ from tfmmrec.config import RunConfig  # noqa: E402
 from tfmmrec.data.loader import load_dataset  # noqa: E402
 from tfmmrec.evaluate.ranking import rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
-from tfmmrec.train.prepare import PreparedData, prepare_data, retrieval_model  # noqa: E402
+from tfmmrec.train.prepare import PreparedData, prepare_data, ranking_model, retrieval_model  # noqa: E402
 from tfmmrec.train.coldstart import BLEND_OBJECTIVES, choose_blend, train_any_retrieval  # noqa: E402
 from tfmmrec.evaluate.protocol import valid_recalls  # noqa: E402
 from tfmmrec.train.fit import train_ranking  # noqa: E402
 from tfmmrec.evaluate.protocol import embed_all  # noqa: E402
-from tfmmrec.models.build import build_ranking  # noqa: E402
 from tfmmrec.data.interactions import EncodedInteractions  # noqa: E402
 from tfmmrec.evaluate.protocol import ranking_eval_set  # noqa: E402
 
@@ -305,11 +304,12 @@ class DCNTutorial(tfrs.Model):
 
 
 def run_ranking(prep: PreparedData, cfg: RunConfig, seed: int, epochs: int) -> dict[str, Any]:
-    """tfmmrec's default ranker vs the DCN tutorial on the split's ratings: test RMSE."""
+    """tfmmrec's default ranker, built as ``tfmmrec.run`` builds it (content, and the users table's
+    fields when there is one), vs the DCN tutorial on the split's ratings: test RMSE."""
     data, ds = prep.rank_data, prep.dataset
     out: dict[str, Any] = {}
     tf.keras.utils.set_random_seed(seed)
-    ours = build_ranking(prep.features, data.num_users, cfg.ranking, use_content=prep.has_content)
+    ours = ranking_model(prep, cfg)
     started = time.perf_counter()
     history = train_ranking(ours, data, cfg.ranking, mode="rating", seed=seed, verbose=0)
     inputs, labels, _ = ranking_eval_set(data, "test", cfg.ranking.negatives, seed, explicit=True)

@@ -293,7 +293,7 @@ def run_ranking(prep: Prepared, epochs: int = 3, seed: int = 0) -> dict[str, Any
     item_str = np.concatenate([["<unknown>"], ds.item_ids.astype(str)])
     train_items = np.unique(data.train.item)
     plain = plain_keras_deepfm(data.num_users, data.num_items, data.user_ids.astype(str), ds.item_ids.astype(str),
-                               cfg.field_dim, tuple(cfg.hidden_units), cfg.dropout)
+                               cfg.field_dim, tuple(cfg.hidden_units), cfg.deep_dropout(rating=False))
     plain.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
     started = time.perf_counter()

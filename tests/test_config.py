@@ -235,3 +235,17 @@ def test_a_keys_description_is_the_doc_it_is_declared_with() -> None:
     one, two = _Declared(), _Declared()
     one.items.append(2)
     assert two.items == [1]  # a mutable default is never shared
+
+
+def test_ranking_dropout_null_follows_the_feedback_and_a_number_is_kept(tmp_path: Path) -> None:
+    """``ranking.dropout: null`` (the default) is 0.5 for ratings and 0.1 otherwise; a value set
+    in a file or an override is used as it is, for every kind of feedback."""
+    default = RunConfig().ranking
+    assert default.dropout is None
+    assert default.deep_dropout(rating=True) == 0.5 and default.deep_dropout(rating=False) == 0.1
+    chosen = RunConfig().with_overrides(["ranking.dropout=0.2"]).ranking
+    assert chosen.deep_dropout(rating=True) == chosen.deep_dropout(rating=False) == 0.2
+    (tmp_path / "a.yaml").write_text("ranking:\n  dropout: null\n")
+    assert RunConfig.from_yaml(tmp_path / "a.yaml").ranking.dropout is None
+    with pytest.raises(ConfigError, match=r"ranking\.dropout"):
+        RunConfig.from_dict({"ranking": {"dropout": "high"}})

@@ -75,6 +75,9 @@ def test_ratings_start_from_their_mean(features: ItemFeatures, interactions: Enc
     keras.utils.set_random_seed(0)
     model = build_ranking(features, NUM_USERS, cfg)
     assert float(model.global_bias.numpy()) == 0.0
+    assert model.get_config()["dropout"] == 0.1  # not built for ratings: the implicit-feedback default
+    model = build_ranking(features, NUM_USERS, cfg, rating=True)
+    assert model.get_config()["dropout"] == 0.5  # ratings overfit sooner (RankingConfig.deep_dropout)
     history = train_ranking(model, data, cfg, mode="rating", verbose=0).history
     assert float(model.global_bias.numpy()) == pytest.approx(float(rating.mean()), abs=1e-6)
     assert history["rmse"][0] < 0.5 * float(np.sqrt(np.mean(rating ** 2)))  # ~1.1-1.5 against 4.1

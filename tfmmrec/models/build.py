@@ -99,21 +99,23 @@ def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfi
 
 
 def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *, use_content: bool = True,
-                  users: UserFeatures | None = None) -> DeepFM:
+                  users: UserFeatures | None = None, rating: bool = False) -> DeepFM:
     """DeepFM, or DCN-v2 with ``cfg.model == "dcn"`` (same fields, same inputs and outputs).
-    ``users`` (with ``cfg.user_features``): the users table's columns become fields too."""
+    ``users`` (with ``cfg.user_features``): the users table's columns become fields too. ``rating``:
+    the model will learn ratings (its dropout default, :meth:`RankingConfig.deep_dropout`)."""
     table = ItemFeatureTable.from_features(features, name="item_features")
     with_users = users is not None and cfg.user_features and use_content
     user_kwargs = dict(user_feature_cardinalities=tuple(users.cardinalities) if with_users else (),  # type: ignore[union-attr]
                        num_user_numeric=users.numeric.shape[1] if with_users else 0)  # type: ignore[union-attr]
+    dropout = cfg.deep_dropout(rating)
     if cfg.model == "dcn":
         model: DeepFM = DCN(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
-                            tuple(cfg.hidden_units), cfg.dropout, use_content=use_content,
+                            tuple(cfg.hidden_units), dropout, use_content=use_content,
                             id_dropout=cfg.id_dropout, cross_layers=cfg.cross_layers,
                             projection_dim=cfg.cross_projection_dim, name="dcn", **user_kwargs)
     elif cfg.model == "deepfm":
         model = DeepFM(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
-                       tuple(cfg.hidden_units), cfg.dropout, use_content=use_content, id_dropout=cfg.id_dropout,
+                       tuple(cfg.hidden_units), dropout, use_content=use_content, id_dropout=cfg.id_dropout,
                        name="deepfm", **user_kwargs)
     else:
         raise ValueError(f"ranking.model must be 'deepfm' or 'dcn', got {cfg.model!r}")
