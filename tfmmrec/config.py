@@ -103,6 +103,12 @@ class RetrievalConfig:
         "examples routed to the unknown-user row so it learns the generic user.")
     history_pooling: str = setting("mean",
         "mean | attention | mean+attention: how the query tower pools the history items.")
+    history_sampling: str = setting("before",
+        "before | others: which of the user's training items a history holds (tfmmrec.data.interactions."
+        "user_histories). 'before': the items before the training example's target, and the last ones at serving "
+        "(temporal splits, serving the latest items); 'others': a random draw of the user's other training items, "
+        "and of their items at serving (random and cold-start splits, whose held-out items lie anywhere in the "
+        "user's timeline). Measured in benchmarks/README.md ('Quality').")
     user_features: bool = setting(False, "Add embeddings of the users table's categorical columns to the query tower.")
     user_id_dropout: float = setting(0.0,
         "Share of training examples routed to the unknown-user id row, so it learns a generic user that history and "

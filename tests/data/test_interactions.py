@@ -30,3 +30,33 @@ def test_histories_hold_only_earlier_items_never_the_target() -> None:
         assert history.tolist() == expected[item]
         assert item not in history
     assert per_user.tolist() == [[0, 0], [4, 1], [3, 6]]  # row 0: the unknown user has none
+
+
+def test_histories_of_others_draw_from_the_whole_timeline_never_the_target() -> None:
+    """``sampling="others"`` (random and cold-start splits): any of the user's other items, earlier
+    or later; a user with no more other items than the length gets each once; per user, distinct
+    items of theirs; the same seed draws the same histories."""
+    n_a = 12  # user a: 12 items in time order, user b: 3
+    log = pd.DataFrame({"user_id": ["a"] * n_a + ["b"] * 3, "item_idx": list(range(n_a + 3)),
+                        "timestamp": list(range(n_a)) + [0, 1, 2], "split": "train"})
+    data = encode_interactions(log, num_items=n_a + 3)
+    length = 4
+    per_interaction, per_user = user_histories(data.train, data.num_users, length, sampling="others", seed=3)
+    users = data.train.user
+    items_of = {u: set(data.train.item[users == u].tolist()) for u in set(users.tolist())}
+    later_seen = False
+    for user, item, history in zip(users, data.train.item, per_interaction):
+        drawn = [h for h in history.tolist() if h]
+        assert item not in drawn and set(drawn) <= items_of[user] - {item}
+        if len(items_of[user]) - 1 <= length:
+            assert history.tolist() == [0] * (length - len(drawn)) + drawn and len(set(drawn)) == len(drawn)
+            assert set(drawn) == items_of[user] - {item}
+        later_seen |= any(h > item for h in drawn)  # item indices follow time here
+    assert later_seen
+    for user, row in enumerate(per_user[1:], start=1):
+        drawn = [h for h in row.tolist() if h]
+        assert len(drawn) == min(length, len(items_of[user])) == len(set(drawn)) and set(drawn) <= items_of[user]
+    again = user_histories(data.train, data.num_users, length, sampling="others", seed=3)
+    assert (again[0] == per_interaction).all() and (again[1] == per_user).all()
+    with pytest.raises(ValueError, match="history sampling"):
+        user_histories(data.train, data.num_users, length, sampling="recent")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmmrec.config import RetrievalConfig
+from tfmmrec.config import ConfigError, RetrievalConfig
 from tfmmrec.data.interactions import EncodedInteractions
 from tfmmrec.models.build import build_retrieval
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
@@ -88,6 +88,24 @@ def test_new_user_with_a_short_history_gets_items_like_that_history(
         assert (cluster[top] == c).mean() >= 0.8, (c, cluster[top])
         cold_top = 30 + np.argsort(-scores[30:])[:2]  # items 31..40: no id embedding, content only
         assert (cluster[cold_top] == c).all()
+
+
+def test_history_sampling_fills_the_served_history_table(features: ItemFeatures,
+                                                         interactions: EncodedInteractions) -> None:
+    """The served table holds, per user, the last training items ('before') or a draw of them
+    ('others'); an unknown sampling is refused at build time naming the key."""
+    for sampling in ("before", "others"):
+        cfg = RetrievalConfig(embedding_dim=8, fusion_hidden=[16], history_length=3, history_sampling=sampling)
+        table = build_retrieval(features, NUM_USERS, cfg, data=interactions).query_tower.user_history.numpy()
+        for user in range(1, NUM_USERS + 1):
+            own = interactions.train.item[interactions.train.user == user]
+            drawn = [h for h in table[user].tolist() if h]
+            assert len(drawn) == min(3, len(own)) and set(drawn) <= set(own.tolist())
+            if sampling == "before":  # no timestamps: log order
+                assert drawn == own[-3:].tolist()
+    with pytest.raises(ConfigError, match=r"retrieval\.history_sampling must be one of before, others"):
+        build_retrieval(features, NUM_USERS, RetrievalConfig(history_length=3, history_sampling="recent"),
+                        data=interactions)
 
 
 def test_user_features_codes(features: ItemFeatures) -> None:

@@ -70,33 +70,68 @@ def encode_interactions(interactions: pd.DataFrame, num_items: int, target: str 
                                arrays(interactions[interactions["split"] == "test"]), prob)
 
 
-def user_histories(split: SplitArrays, num_users: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Users' recent items, as padded item indices (0 = padding, most recent last).
+HISTORY_SAMPLINGS = ("before", "others")
 
-    Returns ``(per_interaction, per_user)``: ``per_interaction[j]`` holds the up-to-``length`` items
-    the user of interaction j consumed *before* it (by timestamp, else in log order), never
-    interaction j's own item, so a training example cannot see its target; ``per_user[u]`` holds
-    user index u's last ``length`` items of the split (row 0 empty), the history a query is
-    served with.
+
+def user_histories(split: SplitArrays, num_users: int, length: int, sampling: str = "before", seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Users' items as padded item indices (0 = padding, left-padded), never an example's target.
+
+    Returns ``(per_interaction, per_user)``: ``per_interaction[j]`` is what training example j's
+    query sees, ``per_user[u]`` (row 0 empty) what user index u's query is served and evaluated
+    with. ``sampling`` decides which of the user's items they hold, and must match how held-out
+    items relate to the training ones:
+
+    - ``"before"``: the up-to-``length`` items the user consumed before interaction j (by
+      timestamp, else in log order), most recent last; per user, the last ``length``. Right for a
+      temporal split and for serving the latest items: the next item is predicted from the
+      preceding ones.
+    - ``"others"``: ``length`` of the user's other items of the split, drawn at random with
+      replacement (all of them, once, if they are no more); per user, ``length`` of their items
+      without replacement (``seed``). Right for random and cold-start splits, whose held-out items
+      lie anywhere in the user's timeline: trained on "before", the query learns what comes next,
+      then is evaluated with the user's last items on items that came earlier (measured:
+      benchmarks/README.md, "Quality").
     """
+    if sampling not in HISTORY_SAMPLINGS:
+        raise ValueError(f"history sampling must be one of {HISTORY_SAMPLINGS}, got {sampling!r}")
     n = len(split)
-    order = np.lexsort((split.time, split.user)) if split.time is not None else np.argsort(split.user, kind="stable")
+    timed = sampling == "before" and split.time is not None
+    order = np.lexsort((split.time, split.user)) if timed else np.argsort(split.user, kind="stable")
     users, items = split.user[order], split.item[order]
-    position = np.arange(n)
     first = np.zeros(n, np.int64)  # position of each user's first interaction, in sorted order
+    count = np.zeros(n, np.int64)
+    starts = np.zeros(0, np.int64)
     if n:
         starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-        first = np.repeat(starts, np.diff(np.r_[starts, n]))
-    sorted_history = np.zeros((n, length), np.int32)
-    for back in range(1, length + 1):
-        source = position - back
-        valid = source >= first
-        sorted_history[:, length - back] = np.where(valid, items[np.maximum(source, 0)], 0)
+        sizes = np.diff(np.r_[starts, n])
+        first, count = np.repeat(starts, sizes), np.repeat(sizes, sizes)
+    rng = np.random.default_rng(seed)
+    position = np.arange(n) - first  # rank of each interaction within its user
+    if sampling == "before":
+        back = np.arange(length, 0, -1)[None, :]  # slot s holds the item `length - s` steps back
+        offset = position[:, None] - back
+    else:
+        others = count[:, None] - 1
+        few = others <= length
+        right_aligned = np.arange(length)[None, :] - (length - others)  # 0..others-1, negative = padding
+        drawn = (rng.random((n, length)) * np.maximum(others, 1)).astype(np.int64)
+        offset = np.where(few, right_aligned, drawn)
+        offset = np.where(offset >= position[:, None], offset + 1, offset)  # skip the example's own item
+    valid = offset >= 0
+    sorted_history = np.where(valid, items[np.clip(first[:, None] + offset, 0, max(n - 1, 0))], 0).astype(np.int32)
     per_interaction = np.empty_like(sorted_history)
     per_interaction[order] = sorted_history
     per_user = np.zeros((num_users + 1, length), np.int32)
-    if n:
+    if not n:
+        return per_interaction, per_user
+    if sampling == "before":
         last = np.r_[users[1:] != users[:-1], True]  # each user's last interaction: its history + itself
-        full = np.concatenate([sorted_history[last], items[last][:, None]], axis=1)[:, 1:]
-        per_user[users[last]] = full
+        per_user[users[last]] = np.concatenate([sorted_history[last], items[last][:, None]], axis=1)[:, 1:]
+    else:  # a random order within each user, its first `length` kept, right-aligned
+        shuffled = np.lexsort((rng.random(n), users))
+        rank = position  # users are sorted the same way, so ranks within a user carry over
+        keep = rank < length
+        column = length - np.minimum(count, length) + rank
+        per_user[users[keep], column[keep]] = items[shuffled][keep]
     return per_interaction, per_user

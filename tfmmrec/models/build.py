@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tfmmrec.config import ConfigError, MultitaskConfig, RankingConfig, RetrievalConfig
-from tfmmrec.data.interactions import EncodedInteractions, user_histories
+from tfmmrec.data.interactions import HISTORY_SAMPLINGS, EncodedInteractions, user_histories
 from tfmmrec.fusion import FUSIONS, fusion_options
 from tfmmrec.models.coldstart import WarmColdItemTower
 from tfmmrec.models.dcn import DCN
@@ -86,6 +86,9 @@ def build_multitask(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
 def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfig, *,
                       data: EncodedInteractions | None = None, users: UserFeatures | None = None) -> QueryTower:
     """User id (+ user features + pooled history through ``item_tower``), tables filled from ``data``."""
+    if cfg.history_sampling not in HISTORY_SAMPLINGS:
+        raise ConfigError(f"retrieval.history_sampling must be one of {', '.join(HISTORY_SAMPLINGS)}, "
+                          f"got {cfg.history_sampling!r}")
     cards = tuple(users.cardinalities) if users is not None and cfg.user_features else ()
     tower = QueryTower(num_users, cfg.embedding_dim, user_feature_cardinalities=cards,
                        history_length=cfg.history_length, history_pooling=cfg.history_pooling,
@@ -93,7 +96,7 @@ def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfi
                        user_id_dropout=cfg.user_id_dropout, name="query_tower")
     history = None
     if cfg.history_length and data is not None:
-        history = user_histories(data.train, num_users, cfg.history_length)[1]
+        history = user_histories(data.train, num_users, cfg.history_length, cfg.history_sampling)[1]
     tower.set_user_tables(users.codes if cards else None, history)  # type: ignore[union-attr]
     return tower
 

@@ -60,7 +60,7 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         if backup_dir is not None:
             _build_retrieval_variables(model)
             callbacks.append(ResumableBackup(backup_dir, backup_every_steps))
-    history = user_histories(data.train, data.num_users, length)[0] if length else None
+    history = user_histories(data.train, data.num_users, length, cfg.history_sampling, seed)[0] if length else None
     # One endless input iterator for the whole fit (a fresh order every epoch), not a new one per
     # epoch: see ``batched_permutations``. Workers split every global batch between their replicas,
     # so an epoch is the same number of steps on every worker.
