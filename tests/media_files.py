@@ -2,7 +2,7 @@
 at hand (no Pillow needed)."""
 from __future__ import annotations
 
-import os
+import random
 import struct
 import zlib
 
@@ -11,7 +11,7 @@ def png_header_only(w: int, h: int) -> bytes:
     """A PNG signature and IHDR declaring w x h pixels, then garbage: a decompression bomb's header."""
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
-            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + os.urandom(400))
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + random.Random(w * h).randbytes(400))
 
 
 #: The classic 1x1 GIF (one frame with a graphic control extension).

@@ -34,7 +34,7 @@ def wav(rate: int, channels: int, width: int, frames: int) -> bytes:
     (b"II*\x00" + bytes(20), "tiff", None),
     (b"\x00\x00\x00\x1cftypheic" + bytes(20), "heic", None),
     (b"not an image at all", None, None),
-])
+], ids=["png", "jpeg", "gif", "bmp", "png-bomb-header", "webp", "tiff", "heic", "not-an-image"])
 def test_image_format_and_size_from_the_header(data: bytes, fmt: str | None, size: tuple[int, int] | None) -> None:
     assert image_format(data) == fmt
     assert image_size(data) == size
