@@ -101,7 +101,6 @@ def user_histories(split: SplitArrays, num_users: int, length: int, sampling: st
     users, items = split.user[order], split.item[order]
     first = np.zeros(n, np.int64)  # position of each user's first interaction, in sorted order
     count = np.zeros(n, np.int64)
-    starts = np.zeros(0, np.int64)
     if n:
         starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
         sizes = np.diff(np.r_[starts, n])
@@ -130,8 +129,7 @@ def user_histories(split: SplitArrays, num_users: int, length: int, sampling: st
         per_user[users[last]] = np.concatenate([sorted_history[last], items[last][:, None]], axis=1)[:, 1:]
     else:  # a random order within each user, its first `length` kept, right-aligned
         shuffled = np.lexsort((rng.random(n), users))
-        rank = position  # users are sorted the same way, so ranks within a user carry over
-        keep = rank < length
-        column = length - np.minimum(count, length) + rank
+        keep = position < length  # users are sorted the same way, so ranks within a user carry over
+        column = length - np.minimum(count, length) + position
         per_user[users[keep], column[keep]] = items[shuffled][keep]
     return per_interaction, per_user
