@@ -249,3 +249,24 @@ def test_ranking_dropout_null_follows_the_feedback_and_a_number_is_kept(tmp_path
     assert RunConfig.from_yaml(tmp_path / "a.yaml").ranking.dropout is None
     with pytest.raises(ConfigError, match=r"ranking\.dropout"):
         RunConfig.from_dict({"ranking": {"dropout": "high"}})
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("ranking.dropout=1.5", r"ranking\.dropout: must be \[0, 1\), got 1\.5"),
+    ("retrieval.id_dropout=-0.1", r"retrieval\.id_dropout: must be \[0, 1\)"),
+    ("split.cold_item_frac=1", r"split\.cold_item_frac: must be \[0, 1\)"),
+    ("retrieval.temperature=0", r"retrieval\.temperature: must be > 0"),
+    ("ranking.learning_rate=-1e-3", r"ranking\.learning_rate: must be > 0"),
+    ("retrieval.blend_warm_tolerance=2", r"retrieval\.blend_warm_tolerance: must be \[0, 1\]"),
+], ids=["rate above one", "negative rate", "all items cold", "zero temperature", "negative lr", "tolerance"])
+def test_a_number_out_of_its_range_is_refused_naming_the_key(override: str, fragment: str) -> None:
+    """Keras would refuse ``Dropout(1.5)`` too, but deep in a build, without the key's name."""
+    with pytest.raises(ConfigError, match=fragment):
+        RunConfig().with_overrides([override])
+
+
+def test_the_ends_of_a_range_that_are_in_it_are_accepted() -> None:
+    cfg = RunConfig().with_overrides(["ranking.dropout=0", "retrieval.blend_warm_tolerance=1",
+                                      "retrieval.id_dropout=0.99"])
+    assert (cfg.ranking.dropout, cfg.retrieval.blend_warm_tolerance, cfg.retrieval.id_dropout) == (0.0, 1.0, 0.99)
+    assert descriptions()["ranking.dropout"].endswith("Range: [0, 1).")

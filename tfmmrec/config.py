@@ -16,6 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -25,11 +26,20 @@ class ConfigError(ValueError):
     """A config key is unknown or has the wrong type; the message gives the key's path."""
 
 
-def setting(default: Any, doc: str) -> Any:
-    """A config key: its default (lists and mappings copied per instance) and what it does."""
+# Ranges of numeric keys, checked when a config is read (a file, a mapping, --set): a value outside
+# would otherwise reach Keras or the splitter and fail there, without the key's name.
+SHARE = ("[0, 1)", lambda v: 0.0 <= v < 1.0)  # a dropout rate or a held-out share
+POSITIVE = ("> 0", lambda v: v > 0.0)
+FRACTION = ("[0, 1]", lambda v: 0.0 <= v <= 1.0)
+
+
+def setting(default: Any, doc: str, within: tuple[str, Callable[[float], bool]] | None = None) -> Any:
+    """A config key: its default (lists and mappings copied per instance), what it does and, for a
+    number, the range it must lie in (``SHARE``, ``POSITIVE``, ``FRACTION``)."""
+    metadata = {"doc": doc, "within": within}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def section(cls: type, doc: str) -> Any:
@@ -51,9 +61,9 @@ class SplitConfig:
     strategy: str = setting("auto",
         "auto | predefined | random | temporal | cold_start; auto = the dataset's own split column when it has one, "
         "else random.")
-    valid_frac: float = setting(0.1, "Share of interactions held out for validation.")
-    test_frac: float = setting(0.1, "Share of interactions held out for test.")
-    cold_item_frac: float = setting(0.1, "cold_start only: share of items whose interactions are all held out.")
+    valid_frac: float = setting(0.1, "Share of interactions held out for validation.", SHARE)
+    test_frac: float = setting(0.1, "Share of interactions held out for test.", SHARE)
+    cold_item_frac: float = setting(0.1, "cold_start only: share of items whose interactions are all held out.", SHARE)
     seed: int = setting(0, "Seed of the random split.")
 
 
@@ -63,7 +73,7 @@ class RetrievalConfig:
 
     embedding_dim: int = setting(128, "Size of the user and item embeddings.")
     fusion_hidden: list[int] = setting([128], "Hidden layer sizes of the MLP that fuses the item's modalities.")
-    fusion_dropout: float = setting(0.0, "Dropout inside the fusion MLP.")
+    fusion_dropout: float = setting(0.0, "Dropout inside the fusion MLP.", SHARE)
     fusion: str = setting("concat", "a key of tfmmrec.fusion.ITEM_TOWER_FUSIONS")
     fusion_balance_weight: float = setting(0.0, "modality-balance regulariser (weighing fusions only); 0 = off")
     fusion_options: dict[str, Any] = setting({},
@@ -71,14 +81,16 @@ class RetrievalConfig:
         "{attention_units: 64} (modality_attention), {num_heads: 4, head_dim: 32} (attention_pooling), "
         "{projection_dim: 64}; an option the layer does not take is refused naming the ones it does "
         "(tfmmrec.fusion.fusion_options).")
-    temperature: float = setting(0.2, "Softmax temperature on cosine scores; ~0.2 measured far better than TFRS's 1.")
+    temperature: float = setting(0.2, "Softmax temperature on cosine scores; ~0.2 measured far better than TFRS's 1.",
+                                POSITIVE)
     logq: bool = setting(True, "Subtract log(item sampling probability) from the logits (in-batch popularity bias).")
     remove_accidental_hits: bool = setting(True, "Do not count another row's copy of the positive item as a negative.")
     id_dropout: float = setting(0.3,
         "Share of training examples whose item-id embedding is hidden, so content learns to carry the item alone "
-        "(cold items).")
-    modality_dropout: float = setting(0.1, "Probability of dropping a whole modality per example during training.")
-    learning_rate: float = setting(0.01, "Adam learning rate.")
+        "(cold items).", SHARE)
+    modality_dropout: float = setting(0.1, "Probability of dropping a whole modality per example during training.",
+                                     SHARE)
+    learning_rate: float = setting(0.01, "Adam learning rate.", POSITIVE)
     batch_size: int = setting(1024, "Global batch size; in-batch negatives = batch_size - 1.")
     epochs: int = setting(20,
         "Maximum training epochs: after each, the validation split selects (early stopping, best epoch kept); without"
@@ -112,7 +124,7 @@ class RetrievalConfig:
     user_features: bool = setting(False, "Add embeddings of the users table's categorical columns to the query tower.")
     user_id_dropout: float = setting(0.0,
         "Share of training examples routed to the unknown-user id row, so it learns a generic user that history and "
-        "features make personal.")
+        "features make personal.", SHARE)
     adversarial_epsilon: float = setting(0.0,
         "FGSM-style adversarial perturbation of content embeddings (0 = off) and its loss weight.")
     adversarial_weight: float = setting(1.0, "Weight of the FGSM adversarial loss term (with adversarial_epsilon > 0).")
@@ -144,7 +156,7 @@ class RetrievalConfig:
         "items) or 'balanced' (neither warm nor cold items pay for the other more than they must). Measured in "
         "benchmarks/README.md ('Quality').")
     blend_warm_tolerance: float = setting(0.05,
-        "warm_first: warm items' allowed relative loss against the warm model alone")
+        "warm_first: warm items' allowed relative loss against the warm model alone", FRACTION)
 
 
 @dataclass
@@ -157,10 +169,10 @@ class RankingConfig:
     dropout: float | None = setting(None,
         "Dropout of the deep part; null = by feedback (RankingConfig.deep_dropout): 0.5 on ratings, which overfit "
         "within a few epochs, 0.1 otherwise (implicit feedback, whose fresh negatives each epoch regularise, and 0/1 "
-        "labels). Measured in benchmarks/README.md ('Quality').")
-    id_dropout: float = setting(0.3, "Share of training examples whose item id is hidden (cold items).")
+        "labels). Measured in benchmarks/README.md ('Quality').", SHARE)
+    id_dropout: float = setting(0.3, "Share of training examples whose item id is hidden (cold items).", SHARE)
     negatives: int = setting(4, "Implicit feedback: sampled negatives per positive.")
-    learning_rate: float = setting(0.005, "Adam learning rate.")
+    learning_rate: float = setting(0.005, "Adam learning rate.", POSITIVE)
     batch_size: int = setting(1024, "Batch size.")
     epochs: int = setting(20, "Maximum training epochs (early stopping on validation AUC / RMSE).")
     patience: int = setting(3, "Epochs without a better validation metric before stopping; best weights kept.")
@@ -210,10 +222,10 @@ class PretrainConfig:
     only_aligned: bool = setting(False, "give the models the aligned embedding instead of the per-modality ones")
     dim: int = setting(64, "width of the aligned joint embedding")
     hidden: int = setting(128, "hidden units of each modality's projection head")
-    temperature: float = setting(0.1, "InfoNCE softmax temperature")
+    temperature: float = setting(0.1, "InfoNCE softmax temperature", POSITIVE)
     epochs: int = setting(40, "passes over the catalog")
     batch_size: int = setting(256, "items per contrastive batch (batch_size - 1 negatives each)")
-    learning_rate: float = setting(0.002, "Adam learning rate of the projection heads")
+    learning_rate: float = setting(0.002, "Adam learning rate of the projection heads", POSITIVE)
     seed: int = setting(0, "initialisation and batch order of the alignment")
 
 
@@ -441,9 +453,15 @@ def _build(cls: type, raw: Any, path: str) -> Any:
         raise ConfigError(f"{moved[0]}: this key moved to {MOVED[moved[0]]}")
     if unknown:
         raise ConfigError(f"{path + '.' if path else ''}{unknown[0]}: unknown key; known keys: {sorted(fields)}")
+    ranges = {f.name: f.metadata.get("within") for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in raw.items():
-        kwargs[name] = _coerce(hints[name], value, f"{path}.{name}" if path else name)
+        key = f"{path}.{name}" if path else name
+        kwargs[name] = _coerce(hints[name], value, key)
+        if ranges[name] is not None and isinstance(kwargs[name], (int, float)):
+            text, ok = ranges[name]
+            if not ok(kwargs[name]):
+                raise ConfigError(f"{key}: must be {text}, got {value!r}")
     return cls(**kwargs)
 
 

@@ -36,7 +36,8 @@ def descriptions(cls: type = RunConfig, prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for f in dataclasses.fields(cls):
         if f.metadata.get("doc"):
-            out[prefix + f.name] = f.metadata["doc"]
+            within = f.metadata.get("within")
+            out[prefix + f.name] = f.metadata["doc"] + (f" Range: {within[0]}." if within else "")
         hint = typing.get_type_hints(cls)[f.name]
         if dataclasses.is_dataclass(hint):
             out.update(descriptions(hint, f"{prefix}{f.name}."))
