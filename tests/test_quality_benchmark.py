@@ -32,7 +32,7 @@ def test_every_model_is_selected_on_validation_and_scored_on_one_protocol(bench,
     setting = bench.Setting("demo_cold", demo_dir, "cold_start", 0.2)
     cfg = RunConfig().with_overrides(["retrieval.batch_size=512"])
     res = bench.run_setting(setting, [0], cfg, list(bench.MODELS), max_epochs=3, patience=1, ranking=False,
-                            log=lambda _m: None)
+                            log=lambda _m: None, frontier=True)
     runs = {m: r["runs"][0] for m, r in res["models"].items()}
     # The warm/cold model is also reported served with the other blend objective (re-blended, not retrained).
     assert set(runs) == {*bench.MODELS, "tfmmrec_multimodal_blend_all", "tfmmrec_multimodal_blend_balanced"}
@@ -47,6 +47,22 @@ def test_every_model_is_selected_on_validation_and_scored_on_one_protocol(bench,
     assert runs["tfrs_content"]["cold_pool_recall@20"] > 1.5 * runs["tfrs_id"]["cold_pool_recall@20"]
     assert runs["tfmmrec_multimodal"]["cold_pool_recall@20"] > 1.5 * runs["tfmmrec_id_only"]["cold_pool_recall@20"]
 
+    # The frontier scores every blend of the grid, and the blend validation chose is the model as served.
+    served = runs["tfmmrec_multimodal"]
+    grid = cfg.retrieval
+    assert len(served["frontier"]["points"]) == len(grid.warm_blend_c) * len(grid.cold_scale)
+    (chosen,) = [p for p in served["frontier"]["points"]  # the served blend is read back from float32 variables
+                 if (p["c"], p["s"]) == pytest.approx((served["blend_c"], served["cold_scale"]), rel=1e-6)]
+    assert (chosen["warm"], chosen["cold"], chosen["all"]) == pytest.approx(
+        (served["warm_recall@20"], served["cold_recall@20"], served["all_recall@20"]), abs=1e-6)
+    assert len({(p["warm"], p["cold"]) for p in served["frontier"]["points"]}) > 1  # the blends do trade warm for cold
+    (row,) = bench.frontier_rows(res)
+    assert row["id_warm"] == runs["tfmmrec_id_only"]["warm_recall@20"]
+    assert row["content_cold"] == runs["tfrs_content"]["cold_recall@20"]
+    assert 0 <= row["beat_content"] <= row["points"] == len(served["frontier"]["points"])
+    if served["warm_recall@20"] >= 0.95 * row["id_warm"]:
+        assert row["cold_at_95"] >= served["cold_recall@20"]
+
     report = {"machine": "test", "seeds": [0], "max_epochs": 3, "patience": 1, "settings": {"demo_cold": res}}
     merged = bench.merge([report, json.loads(json.dumps(report))])  # as two seed runs read back from JSON
     assert merged["seeds"] == [0] and len(merged["settings"]["demo_cold"]["models"]["tfrs_id"]["runs"]) == 2
@@ -54,6 +70,7 @@ def test_every_model_is_selected_on_validation_and_scored_on_one_protocol(bench,
     assert summary["all_recall@20"] == pytest.approx([runs["tfrs_id"]["all_recall@20"], 0.0])
     table = bench.markdown(merged)
     assert all(f"| demo_cold | {m} |" in table for m in runs)
+    assert "Blend frontier" in table and table.count("| demo_cold | 0 |") == 2  # one frontier row per run, merged twice
 
 
 def _rated_toy(root: Path) -> Path:
