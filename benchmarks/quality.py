@@ -75,11 +75,13 @@ from tfmmrec.config import RunConfig  # noqa: E402
 from tfmmrec.data.loader import load_dataset  # noqa: E402
 from tfmmrec.evaluate.ranking import rmse  # noqa: E402
 from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
-from tfmmrec.train.prepare import PreparedData, prepare_data, ranking_model, retrieval_model  # noqa: E402
+from tfmmrec.train.prepare import PreparedData, prepare_data, ranking_model, retrieval_model, user_features  # noqa: E402
 from tfmmrec.train.coldstart import BLEND_OBJECTIVES, choose_blend, train_any_retrieval  # noqa: E402
 from tfmmrec.evaluate.protocol import valid_recalls  # noqa: E402
 from tfmmrec.models.coldstart import blend_embeddings  # noqa: E402
-from tfmmrec.train.fit import train_ranking  # noqa: E402
+from tfmmrec.models.build import build_query_tower, build_warm_cold, retrieval_task_options  # noqa: E402
+from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
+from tfmmrec.train.fit import train_ranking, train_retrieval  # noqa: E402
 from tfmmrec.evaluate.protocol import embed_all  # noqa: E402
 from tfmmrec.data.interactions import EncodedInteractions  # noqa: E402
 from tfmmrec.evaluate.protocol import ranking_eval_set  # noqa: E402
@@ -238,13 +240,18 @@ def run_tfrs(prep: PreparedData, kind: str, seed: int, max_epochs: int, patience
 # ------------------------------------------------------------------------------------ tfmmrec
 def run_tfmmrec(prep: PreparedData, cfg: RunConfig, use_content: bool, seed: int, patience: int,
                 frontier: bool = False) -> dict[str, Any]:
+    """``frontier``: the warm/cold model's frontier (:func:`blend_frontier`), and every model's
+    embeddings under ``"_embeddings"`` (for :func:`ensemble_frontier`; not written to the report)."""
     data = prep.data
     tf.keras.utils.set_random_seed(seed)
     model = retrieval_model(prep, cfg, use_content)
     retrieval = dataclasses.replace(cfg.retrieval, patience=patience, validation_metric=f"recall@{K}")
     started = time.perf_counter()
     selection = train_any_retrieval(model, data, retrieval, seed=seed, verbose=0).selection
-    out = {**test_metrics(*embed_all(model, data), data), "seconds": round(time.perf_counter() - started, 1)}
+    embeddings = embed_all(model, data)
+    out = {**test_metrics(*embeddings, data), "seconds": round(time.perf_counter() - started, 1)}
+    if frontier:
+        out["_embeddings"] = embeddings
     curve = [point["objective"] for point in selection["val_curve"]]
     if "content" in selection:  # the warm/cold model: its warm and content stages and the blend
         out.update(warm_epochs=selection["best_epoch"], content_epochs=selection["content"]["best_epoch"],
@@ -300,33 +307,91 @@ def blend_frontier(model: Any, data: EncodedInteractions, blend_c: list[float], 
     return points
 
 
+def run_tfmmrec_content(prep: PreparedData, cfg: RunConfig, seed: int, patience: int
+                        ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    """tfmmrec's content tower (the warm/cold model's, no ids) trained with a query tower of its
+    own, as a content-only model: selected on the validation split's cold items, as the warm/cold
+    model's content stage is. Returns its test metrics and embeddings."""
+    data = prep.data
+    tf.keras.utils.set_random_seed(seed)
+    retrieval = dataclasses.replace(cfg.retrieval, patience=patience, validation_metric=f"recall@{K}",
+                                    validation_objective="cold")
+    users = user_features(prep)
+    content_tower = build_warm_cold(prep.features, data.num_users, retrieval, data=data, users=users).item_tower.content_tower
+    model = TwoTowerRetrieval(build_query_tower(content_tower, data.num_users, retrieval, data=data, users=users),
+                              content_tower, **retrieval_task_options(retrieval, data))
+    started = time.perf_counter()
+    selection = train_retrieval(model, data, retrieval, seed=seed, verbose=0).selection
+    embeddings = embed_all(model, data)
+    return ({**test_metrics(*embeddings, data), "epochs": selection["best_epoch"],
+             "seconds": round(time.perf_counter() - started, 1)}, embeddings)
+
+
+ENSEMBLE_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
+ENSEMBLE_SCALES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5)
+
+
+def ensemble_frontier(ids: tuple[np.ndarray, np.ndarray], content: tuple[np.ndarray, np.ndarray],
+                      data: EncodedInteractions, tolerance: float) -> dict[str, Any]:
+    """An alternative to the warm/cold model's aligned content tower, measured, not in the library:
+    the ID-only model and a content-only model (own query tower) served as one index of
+    concatenated embeddings, query ``[u_id, u_content]``, a warm item ``[v_id, w * v_content]``,
+    a cold item ``[0, s * v_content]``: a warm item's score is its ID score plus ``w`` times its
+    content score, a cold item's is ``s`` times its content score. Test R@20 at every ``(w, s)``,
+    and the point ``choose_blend(..., "balanced")`` picks on the validation split, with the ID-only
+    model's warm items and the content-only model's cold items as references."""
+    warm = np.zeros(data.num_items, bool)
+    warm[data.train_item_rows] = True
+    users = np.concatenate([ids[0], content[0]], 1)
+    points, valid = [], {}
+    for w in ENSEMBLE_WEIGHTS:
+        for s in ENSEMBLE_SCALES:
+            items = np.concatenate([np.where(warm[:, None], ids[1], 0.0),
+                                    np.where(warm[:, None], w, s) * content[1]], 1).astype(np.float32)
+            m = test_metrics(users, items, data)
+            points.append({"w": w, "s": s, **{g: m[f"{g}_recall@{K}"] for g in ("all", "warm", "cold")}})
+            valid[(w, s)] = valid_recalls(users, items, data, K)
+    references = {"warm": valid_recalls(*ids, data, K)["warm"], "cold": valid_recalls(*content, data, K)["cold"]}
+    w, s = choose_blend(valid, "balanced", references, tolerance)
+    return {"points": points, "balanced": next(p for p in points if (p["w"], p["s"]) == (w, s))}
+
+
 def frontier_rows(setting: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per seed of a setting run with ``--frontier``: the frontier of tfmmrec's warm/cold model
-    against that seed's references, tfmmrec's ID-only model (warm items) and the TFRS content-only
-    tower (cold items, and its warm items): the best cold recall among the blends that keep warm
-    items at 99% / 95% of ID-only, and how many blends are at least the content-only tower on
-    both groups at once. References not run are NaN."""
+    """Per seed of a setting run with ``--frontier``, against that seed's references (tfmmrec's
+    ID-only model for warm items, the TFRS content-only tower for cold items and its warm items):
+    for the warm/cold model's blends (``blend``) and, where it ran, the ensemble's (``ensemble``,
+    :func:`ensemble_frontier`), the best cold recall among the points that keep warm items at 99% /
+    95% of ID-only, and how many points are at least the content-only tower on both groups at
+    once; the served point (the blend validation chose; the ensemble's validation pick). NaN: a
+    reference that was not run."""
     models = setting["models"]
+
+    def runs(model: str) -> list[dict[str, Any]]:
+        return models.get(model, {}).get("runs", [])
     rows = []
-    for i, run in enumerate(models.get("tfmmrec_multimodal", {}).get("runs", [])):
+    for i, run in enumerate(runs("tfmmrec_multimodal")):
         if "frontier" not in run:
             continue
 
         def ref(model: str, key: str, i: int = i) -> float:
-            runs = models.get(model, {}).get("runs", [])
-            return runs[i][key] if i < len(runs) else float("nan")
-        id_warm = ref("tfmmrec_id_only", "warm_recall@20")
-        content_warm, content_cold = ref("tfrs_content", "warm_recall@20"), ref("tfrs_content", "cold_recall@20")
-        points = run["frontier"]["points"]
-
-        def best_cold(share: float, points: list[dict[str, float]] = points, id_warm: float = id_warm) -> float:
-            kept = [p["cold"] for p in points if p["warm"] >= share * id_warm]
-            return max(kept) if kept else float("nan")
-        rows.append({"seed": run["frontier"]["seed"], "id_warm": id_warm, "content_warm": content_warm,
-                     "content_cold": content_cold, "served_warm": run["warm_recall@20"],
-                     "served_cold": run["cold_recall@20"], "cold_at_99": best_cold(0.99), "cold_at_95": best_cold(0.95),
-                     "beat_content": sum(p["warm"] >= content_warm and p["cold"] >= content_cold for p in points),
-                     "points": len(points)})
+            return runs(model)[i][key] if i < len(runs(model)) else float("nan")
+        row = {"seed": run["frontier"]["seed"], "id_warm": ref("tfmmrec_id_only", "warm_recall@20"),
+               "content_warm": ref("tfrs_content", "warm_recall@20"),
+               "content_cold": ref("tfrs_content", "cold_recall@20")}
+        fronts = {"blend": (run["frontier"]["points"], run)}
+        ensembles = [r["ensemble"] for r in runs("tfmmrec_content_only") if r["ensemble"]["seed"] == row["seed"]]
+        if ensembles:
+            fronts["ensemble"] = (ensembles[0]["points"], ensembles[0]["balanced"])
+        for name, (points, served) in fronts.items():
+            def best_cold(share: float, points: list[dict[str, float]] = points) -> float:
+                kept = [p["cold"] for p in points if p["warm"] >= share * row["id_warm"]]
+                return max(kept) if kept else float("nan")
+            row[name] = {"served_warm": served.get("warm_recall@20", served.get("warm")),
+                         "served_cold": served.get("cold_recall@20", served.get("cold")),
+                         "cold_at_99": best_cold(0.99), "cold_at_95": best_cold(0.95), "points": len(points),
+                         "beat_content": sum(p["warm"] >= row["content_warm"] and p["cold"] >= row["content_cold"]
+                                             for p in points)}
+        rows.append(row)
     return rows
 
 
@@ -424,12 +489,15 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
         prep = prepare_data(setting.dataset_dir, run_cfg, dataset=ds)
         log(f"[{setting.name} seed {seed}] {ds.num_items} items, {prep.data.num_users} users, train/valid/test "
             f"{len(prep.data.train)}/{len(prep.data.valid)}/{len(prep.data.test)}")
+        embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name in models:
             if name.startswith("tfrs_"):
                 r = run_tfrs(prep, name[len("tfrs_"):], seed, max_epochs, patience)
             else:
                 r = run_tfmmrec(prep, run_cfg, name == "tfmmrec_multimodal", seed, patience, frontier)
             alternates = r.pop("alternates", {})
+            if "_embeddings" in r:
+                embeddings[name] = r.pop("_embeddings")
             per_seed[name].append(r)
             for other, metrics in alternates.items():  # the same trained model served with other blend objectives
                 per_seed.setdefault(f"{name}_blend_{other}", []).append(
@@ -439,6 +507,15 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
             log(f"  {name:<20} " + "  ".join(f"{k} {r[k]:.4f}" for k in r if k.endswith(f"@{K}"))
                 + f"  epochs {r.get('epochs', r.get('warm_epochs'))}/{r.get('content_epochs', '-')}"
                   f" c {r.get('blend_c', '-')} s {r.get('cold_scale', '-')}  {r['seconds']}s")
+        if frontier and setting.cold_item_frac > 0 and "tfmmrec_id_only" in embeddings:
+            r, content = run_tfmmrec_content(prep, run_cfg, seed, patience)
+            r["ensemble"] = {"seed": seed, **ensemble_frontier(embeddings["tfmmrec_id_only"], content, prep.data,
+                                                               cfg.retrieval.blend_warm_tolerance)}
+            per_seed.setdefault("tfmmrec_content_only", []).append(r)
+            log(f"  tfmmrec_content_only  warm {r['warm_recall@20']:.4f} cold {r['cold_recall@20']:.4f}; ensemble "
+                f"balanced warm {r['ensemble']['balanced']['warm']:.4f} cold {r['ensemble']['balanced']['cold']:.4f}")
+            if checkpoint is not None:
+                checkpoint(result())
         if ranking and prep.mode == "rating":
             rank_runs.append(run_ranking(prep, run_cfg.with_overrides(rank_overrides), seed, epochs=max(8, max_epochs)))
             log("  ranking RMSE: " + ", ".join(f"{k} {v['rmse']:.4f} ({v['epochs']} ep)"
@@ -498,16 +575,22 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {name} | {model} | {len(r['runs'])} | {_ms(s, 'rmse')} | {s['epochs'][0]:.1f} |")
     fronts = [(n, row) for n, r in report["settings"].items() for row in frontier_rows(r)]
     if fronts:
-        lines += ["", "Blend frontier of tfmmrec_multimodal (test R@20 at every blend of the grid; per seed): the best "
-                  "cold R@20 among the blends keeping warm items at 99% / 95% of tfmmrec_id_only's, and the blends "
-                  "at least tfrs_content on warm and cold items at once.", "",
-                  "| data | seed | ID-only warm | content-only warm / cold | served warm / cold | best cold, warm ≥ 99% "
-                  "| ≥ 95% | blends ≥ content-only on both |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", "Frontiers (`--frontier`; test R@20 at every point of a grid; per seed): *blend* = "
+                  "tfmmrec_multimodal's blends (c, s), *ensemble* = tfmmrec_id_only and tfmmrec_content_only "
+                  "served as one concatenated index (`ensemble_frontier`). Best cold R@20 among the points keeping "
+                  "warm items at 99% / 95% of tfmmrec_id_only's; points at least tfrs_content on warm and cold "
+                  "items at once; served = the point validation picks.", "",
+                  "| data | seed | frontier | ID-only warm | content-only warm / cold | served warm / cold "
+                  "| best cold, warm ≥ 99% | ≥ 95% | points ≥ content-only on both |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
         for name, row in fronts:
-            lines.append(f"| {name} | {row['seed']} | {row['id_warm']:.4f} | {row['content_warm']:.4f} / "
-                         f"{row['content_cold']:.4f} | {row['served_warm']:.4f} / {row['served_cold']:.4f} | "
-                         f"{row['cold_at_99']:.4f} | {row['cold_at_95']:.4f} | {row['beat_content']} of "
-                         f"{row['points']} |")
+            for kind in ("blend", "ensemble"):
+                if kind in row:
+                    f = row[kind]
+                    lines.append(f"| {name} | {row['seed']} | {kind} | {row['id_warm']:.4f} | "
+                                 f"{row['content_warm']:.4f} / {row['content_cold']:.4f} | {f['served_warm']:.4f} / "
+                                 f"{f['served_cold']:.4f} | {f['cold_at_99']:.4f} | {f['cold_at_95']:.4f} | "
+                                 f"{f['beat_content']} of {f['points']} |")
     return "\n".join(lines) + "\n"
 
 

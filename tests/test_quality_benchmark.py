@@ -35,7 +35,8 @@ def test_every_model_is_selected_on_validation_and_scored_on_one_protocol(bench,
                             log=lambda _m: None, frontier=True)
     runs = {m: r["runs"][0] for m, r in res["models"].items()}
     # The warm/cold model is also reported served with the other blend objective (re-blended, not retrained).
-    assert set(runs) == {*bench.MODELS, "tfmmrec_multimodal_blend_all", "tfmmrec_multimodal_blend_balanced"}
+    assert set(runs) == {*bench.MODELS, "tfmmrec_multimodal_blend_all", "tfmmrec_multimodal_blend_balanced",
+                         "tfmmrec_content_only"}  # the last: --frontier's ensemble
     for name, r in runs.items():
         for key in ("all_recall@20", "warm_recall@20", "cold_recall@20", "cold_pool_recall@20", "all_ndcg@20"):
             assert 0.0 <= r[key] <= 1.0, (name, key, r[key])
@@ -59,9 +60,18 @@ def test_every_model_is_selected_on_validation_and_scored_on_one_protocol(bench,
     (row,) = bench.frontier_rows(res)
     assert row["id_warm"] == runs["tfmmrec_id_only"]["warm_recall@20"]
     assert row["content_cold"] == runs["tfrs_content"]["cold_recall@20"]
-    assert 0 <= row["beat_content"] <= row["points"] == len(served["frontier"]["points"])
+    assert 0 <= row["blend"]["beat_content"] <= row["blend"]["points"] == len(served["frontier"]["points"])
     if served["warm_recall@20"] >= 0.95 * row["id_warm"]:
-        assert row["cold_at_95"] >= served["cold_recall@20"]
+        assert row["blend"]["cold_at_95"] >= served["cold_recall@20"]
+    # The ensemble of the ID-only and content-only models: a larger s raises only the cold items'
+    # scores (positive at the top of a list), so along s (w fixed) cold recall never falls and warm
+    # recall never rises.
+    ensemble = runs["tfmmrec_content_only"]["ensemble"]
+    assert ensemble["balanced"] in ensemble["points"] and row["ensemble"]["points"] == len(ensemble["points"])
+    for w in bench.ENSEMBLE_WEIGHTS:
+        line = sorted((p for p in ensemble["points"] if p["w"] == w), key=lambda p: p["s"])
+        assert all(a["cold"] <= b["cold"] + 1e-9 and a["warm"] >= b["warm"] - 1e-9 for a, b in zip(line, line[1:]))
+    assert len({p["cold"] for p in ensemble["points"]}) > 1
 
     report = {"machine": "test", "seeds": [0], "max_epochs": 3, "patience": 1, "settings": {"demo_cold": res}}
     merged = bench.merge([report, json.loads(json.dumps(report))])  # as two seed runs read back from JSON
@@ -70,7 +80,8 @@ def test_every_model_is_selected_on_validation_and_scored_on_one_protocol(bench,
     assert summary["all_recall@20"] == pytest.approx([runs["tfrs_id"]["all_recall@20"], 0.0])
     table = bench.markdown(merged)
     assert all(f"| demo_cold | {m} |" in table for m in runs)
-    assert "Blend frontier" in table and table.count("| demo_cold | 0 |") == 2  # one frontier row per run, merged twice
+    assert "Frontiers" in table and table.count("| demo_cold | 0 | blend |") == 2  # a row per run, merged twice
+    assert table.count("| demo_cold | 0 | ensemble |") == 2
 
 
 def _rated_toy(root: Path) -> Path:
