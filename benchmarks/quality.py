@@ -317,7 +317,8 @@ def run_tfmmrec_content(prep: PreparedData, cfg: RunConfig, seed: int, patience:
     retrieval = dataclasses.replace(cfg.retrieval, patience=patience, validation_metric=f"recall@{K}",
                                     validation_objective="cold")
     users = user_features(prep)
-    content_tower = build_warm_cold(prep.features, data.num_users, retrieval, data=data, users=users).item_tower.content_tower
+    warm_cold = build_warm_cold(prep.features, data.num_users, retrieval, data=data, users=users)
+    content_tower = warm_cold.item_tower.content_tower
     model = TwoTowerRetrieval(build_query_tower(content_tower, data.num_users, retrieval, data=data, users=users),
                               content_tower, **retrieval_task_options(retrieval, data))
     started = time.perf_counter()
@@ -383,8 +384,9 @@ def frontier_rows(setting: dict[str, Any]) -> list[dict[str, Any]]:
         if ensembles:
             fronts["ensemble"] = (ensembles[0]["points"], ensembles[0]["balanced"])
         for name, (points, served) in fronts.items():
-            def best_cold(share: float, points: list[dict[str, float]] = points) -> float:
-                kept = [p["cold"] for p in points if p["warm"] >= share * row["id_warm"]]
+            def best_cold(share: float, points: list[dict[str, float]] = points,
+                          id_warm: float = row["id_warm"]) -> float:
+                kept = [p["cold"] for p in points if p["warm"] >= share * id_warm]
                 return max(kept) if kept else float("nan")
             row[name] = {"served_warm": served.get("warm_recall@20", served.get("warm")),
                          "served_cold": served.get("cold_recall@20", served.get("cold")),
