@@ -379,7 +379,7 @@ def frontier_rows(setting: dict[str, Any]) -> list[dict[str, Any]]:
         row = {"seed": run["frontier"]["seed"], "id_warm": ref("tfmmrec_id_only", "warm_recall@20"),
                "content_warm": ref("tfrs_content", "warm_recall@20"),
                "content_cold": ref("tfrs_content", "cold_recall@20")}
-        fronts = {"blend": (run["frontier"]["points"], run)}
+        fronts = {"blend": (run["frontier"]["points"], {g: run[f"{g}_recall@{K}"] for g in ("warm", "cold")})}
         ensembles = [r["ensemble"] for r in runs("tfmmrec_content_only") if r["ensemble"]["seed"] == row["seed"]]
         if ensembles:
             fronts["ensemble"] = (ensembles[0]["points"], ensembles[0]["balanced"])
@@ -388,8 +388,7 @@ def frontier_rows(setting: dict[str, Any]) -> list[dict[str, Any]]:
                           id_warm: float = row["id_warm"]) -> float:
                 kept = [p["cold"] for p in points if p["warm"] >= share * id_warm]
                 return max(kept) if kept else float("nan")
-            row[name] = {"served_warm": served.get("warm_recall@20", served.get("warm")),
-                         "served_cold": served.get("cold_recall@20", served.get("cold")),
+            row[name] = {"served_warm": served["warm"], "served_cold": served["cold"],
                          "cold_at_99": best_cold(0.99), "cold_at_95": best_cold(0.95), "points": len(points),
                          "beat_content": sum(p["warm"] >= row["content_warm"] and p["cold"] >= row["content_cold"]
                                              for p in points)}
