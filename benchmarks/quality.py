@@ -74,17 +74,14 @@ from train_speed import import_movielens, machine, write_demo  # noqa: E402
 from tfmmrec.config import RunConfig  # noqa: E402
 from tfmmrec.data.loader import load_dataset  # noqa: E402
 from tfmmrec.evaluate.ranking import rmse  # noqa: E402
-from tfmmrec.evaluate.retrieval import evaluate_retrieval  # noqa: E402
 from tfmmrec.train.prepare import PreparedData, prepare_data, ranking_model, retrieval_model, user_features  # noqa: E402
 from tfmmrec.train.coldstart import BLEND_OBJECTIVES, choose_blend, train_any_retrieval  # noqa: E402
-from tfmmrec.evaluate.protocol import valid_recalls  # noqa: E402
 from tfmmrec.models.coldstart import blend_embeddings  # noqa: E402
 from tfmmrec.models.build import build_query_tower, build_warm_cold, retrieval_task_options  # noqa: E402
 from tfmmrec.models.retrieval import TwoTowerRetrieval  # noqa: E402
 from tfmmrec.train.fit import train_ranking, train_retrieval  # noqa: E402
-from tfmmrec.evaluate.protocol import embed_all  # noqa: E402
 from tfmmrec.data.interactions import EncodedInteractions  # noqa: E402
-from tfmmrec.evaluate.protocol import ranking_eval_set  # noqa: E402
+from tfmmrec.evaluate.protocol import catalog_metrics, cold_pool_metrics, embed_all, ranking_eval_set, valid_recalls  # noqa: E402
 
 K = 20
 MODELS = ("tfrs_id", "tfrs_id_content", "tfrs_content", "tfmmrec_id_only", "tfmmrec_multimodal")
@@ -130,23 +127,10 @@ class KeepBestEpoch(keras.callbacks.Callback):
 def test_metrics(user_emb: np.ndarray, item_emb: np.ndarray, data: EncodedInteractions) -> dict[str, float]:
     """R@20/NDCG@20 on the test split (train + valid items excluded): all, warm, cold items, and
     cold items ranked among the cold items only ("cold_pool")."""
-    warm = np.zeros(data.num_items, bool)
-    warm[data.train_item_rows] = True
-    known = data.test.user > 0
-    heldout = (data.test.user[known], data.test.item[known] - 1)
-    exclude = (np.concatenate([data.train.user, data.valid.user]),
-               np.concatenate([data.train.item, data.valid.item]) - 1)
-    res = evaluate_retrieval(user_emb, item_emb, heldout, exclude, item_groups={"warm": warm, "cold": ~warm}, ks=(K,))
+    res = catalog_metrics(user_emb, item_emb, data, "test", (K,))
     out = {f"{g}_{m}@{K}": float(res[g][f"{m}@{K}"]) for g in ("all", "warm", "cold") for m in ("recall", "ndcg")}
-    cold_rows = np.flatnonzero(~warm)
-    held_cold = ~warm[heldout[1]]
-    if held_cold.any():
-        position = np.full(data.num_items, -1)
-        position[cold_rows] = np.arange(len(cold_rows))
-        ex_cold = ~warm[exclude[1]]
-        pool = evaluate_retrieval(user_emb, item_emb[cold_rows],
-                                  (heldout[0][held_cold], position[heldout[1][held_cold]]),
-                                  (exclude[0][ex_cold], position[exclude[1][ex_cold]]), ks=(K,))["all"]
+    if res["cold"]["users"]:
+        pool = cold_pool_metrics(user_emb, item_emb, data, "test", (K,))
         out.update({f"cold_pool_{m}@{K}": float(pool[f"{m}@{K}"]) for m in ("recall", "ndcg")})
     return out
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfmmrec.config import RetrievalConfig
 from tfmmrec.data.interactions import EncodedInteractions, SplitArrays
-from tfmmrec.evaluate.protocol import embed_all, retrieval_eval_protocol
+from tfmmrec.evaluate.protocol import cold_pool_metrics, embed_all, retrieval_eval_protocol
 from tfmmrec.evaluate.retrieval import evaluate_retrieval
 from tfmmrec.models.build import build_retrieval
 from tfmmrec.models.catalog_eval import catalog_metric_values
@@ -81,6 +81,22 @@ def test_model_evaluate_equals_evaluate_retrieval_on_the_models_embeddings() -> 
         for k in KS:
             assert got[f"recall_at_{k}{suffix}"] == pytest.approx(expected[group][f"recall@{k}"], abs=1e-6)
             assert got[f"ndcg_at_{k}{suffix}"] == pytest.approx(expected[group][f"ndcg@{k}"], abs=1e-6)
+    # Restricted to the cold items, the "_cold" metrics are the cold pool's: cold held-out items
+    # ranked among the cold items only, as evaluate_retrieval ranks them in a catalog of those alone.
+    pool = cold_pool_metrics(*embed_all(model, data), data, "test", KS)
+    model.restrict_catalog(np.flatnonzero(~retrieval_eval_protocol(data, "test")[2]))
+    restricted = model.evaluate(retrieval_eval_dataset(data, "test", batch_size=16), return_dict=True, verbose=0)
+    assert restricted["users_cold"] == pool["users"] == got["users_cold"]
+    for k in KS:
+        assert restricted[f"recall_at_{k}_cold"] == pytest.approx(pool[f"recall@{k}"], abs=1e-6)
+        assert restricted[f"ndcg_at_{k}_cold"] == pytest.approx(pool[f"ndcg@{k}"], abs=1e-6)
+    assert restricted["recall_at_20_cold"] > got["recall_at_20_cold"]  # fewer competitors, more hits
+    assert restricted["recall_at_20_warm"] == 0.0  # warm items are no candidates
+    model.restrict_catalog(None)  # every item a candidate again
+    again = model.evaluate(retrieval_eval_dataset(data, "test", batch_size=16), return_dict=True, verbose=0)
+    assert again["recall_at_20_cold"] == pytest.approx(got["recall_at_20_cold"], abs=1e-6)
+    with pytest.raises(ValueError, match="restrict_catalog"):
+        model.restrict_catalog(np.array([n]))
     # Training-style pairs still evaluate the loss, as a TFRS model does.
     pairs = tf.data.Dataset.from_tensor_slices({"user": data.train.user, "item": data.train.item}).batch(64)
     assert "loss" in model.evaluate(pairs, return_dict=True, verbose=0)

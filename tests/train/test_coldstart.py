@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfmmrec.config import ConfigError, RunConfig
-from tfmmrec.evaluate.protocol import embed_all, valid_recalls
+from tfmmrec.evaluate.protocol import cold_pool_metrics, embed_all, valid_recalls
 from tfmmrec.models.coldstart import WarmColdItemTower
 from tfmmrec.train.coldstart import choose_blend, cold_valid_share, train_any_retrieval, train_warm_cold
 from tfmmrec.train.prepare import prepare_data, retrieval_model
@@ -104,6 +104,22 @@ def test_stages_are_selected_on_validation_and_cold_items_get_content(prepared) 
     assert content_only_cold_recall(model) > 1.5 * content_only_cold_recall(untrained)
 
 
+def test_the_content_tower_can_be_selected_on_the_cold_pool(prepared) -> None:
+    prep, cfg = prepared
+    pool_cfg = dataclasses.replace(cfg.retrieval, content_selection="cold_pool")
+    model = retrieval_model(prep, cfg, use_content=True)
+    content = train_warm_cold(model, prep.data, pool_cfg, verbose=0).selection["content"]
+    assert content["objective"] == "cold_pool"
+    # The kept epoch's value is the content tower's recall of the validation cold items ranked
+    # among the cold items only (the full catalog's would be far lower), and the best of the curve.
+    users = embed_all(model, prep.data)[0]
+    items = model.item_tower.content_tower(np.arange(1, prep.data.num_items + 1)).numpy()
+    pool = cold_pool_metrics(users, items, prep.data, "valid")["recall@20"]
+    assert content["best"] == pytest.approx(pool, abs=1e-5)
+    assert content["best"] == max(point["objective"] for point in content["val_curve"])
+    assert valid_recalls(users, items, prep.data)["cold"] < pool
+
+
 def test_without_validation_rows_every_stage_trains_all_epochs_with_a_warning(prepared) -> None:
     prep, cfg = prepared
     empty = dataclasses.replace(prep.data.valid, user=prep.data.valid.user[:0], item=prep.data.valid.item[:0])
@@ -125,4 +141,6 @@ def test_an_unknown_blend_objective_is_refused_before_any_training(prepared) -> 
     before = [w.copy() for w in model.get_weights()]
     with pytest.raises(ConfigError, match="retrieval.blend_objective"):
         train_warm_cold(model, prep.data, dataclasses.replace(cfg.retrieval, blend_objective="mean"), verbose=0)
+    with pytest.raises(ConfigError, match="retrieval.content_selection"):
+        train_warm_cold(model, prep.data, dataclasses.replace(cfg.retrieval, content_selection="pool"), verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # nothing was trained

@@ -63,6 +63,20 @@ def catalog_metrics(user_emb: np.ndarray, item_emb: np.ndarray, data: EncodedInt
                               ks=tuple(ks))
 
 
+def cold_pool_metrics(user_emb: np.ndarray, item_emb: np.ndarray, data: EncodedInteractions, split: str,
+                      ks: tuple[int, ...] = (20,)) -> dict[str, float]:
+    """The "cold pool" metrics of ``split``: its cold held-out items (no training interactions)
+    ranked among the cold items only (``{"recall@k": ..., "users": ...}``). What a content tower
+    achieves on new items, apart from how its scores compare with warm items' (the full catalog)."""
+    heldout, exclude, warm = retrieval_eval_protocol(data, split)
+    cold_rows = np.flatnonzero(~warm)
+    position = np.full(data.num_items, -1)
+    position[cold_rows] = np.arange(len(cold_rows))
+    held, excluded = ~warm[heldout[1]], ~warm[exclude[1]]
+    return evaluate_retrieval(user_emb, item_emb[cold_rows], (heldout[0][held], position[heldout[1][held]]),
+                              (exclude[0][excluded], position[exclude[1][excluded]]), ks=tuple(ks))["all"]
+
+
 def retrieval_metrics(model: Any, data: EncodedInteractions, ks: list[int], split: str = "test"
                       ) -> dict[str, dict[str, float]]:
     """A model's full-catalog metrics on ``split``, all/warm/cold items."""

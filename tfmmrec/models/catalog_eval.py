@@ -23,11 +23,17 @@ training interactions; during ``fit`` they appear as ``val_recall_at_20`` and so
 ``users`` (``users_warm``, ``users_cold``) counts the users a group's metrics average over: a
 group without users reports 0 (a mean of nothing), where ``evaluate_retrieval`` says NaN.
 Coverage@K (a catalog-wide union, not a mean over users) stays in ``evaluate_retrieval``.
+
+``restrict_catalog(rows)`` ranks among some catalog rows only, e.g. the cold items: the ``_cold``
+metrics are then the "cold pool" ones (cold held-out items ranked among the cold items), the
+signal a content tower is selected by (tfmmrec.train.coldstart), where in the full catalog a few
+dozen cold hits decide.
 """
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -48,8 +54,8 @@ def _padded_indices(padded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def catalog_metric_values(queries: tf.Tensor, candidates: tf.Tensor, relevant: tf.Tensor, exclude: tf.Tensor,
-                          relevant_warm: tf.Tensor | None = None, ks: tuple[int, ...] = DEFAULT_CATALOG_KS
-                          ) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
+                          relevant_warm: tf.Tensor | None = None, ks: tuple[int, ...] = DEFAULT_CATALOG_KS,
+                          candidate_bias: tf.Tensor | None = None) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
     """Per-user catalog metrics of one batch, to be averaged over users (:class:`CatalogMeans`).
 
     Args:
@@ -59,6 +65,8 @@ def catalog_metric_values(queries: tf.Tensor, candidates: tf.Tensor, relevant: t
       exclude: ``[b, E]`` int, item rows not to recommend (training, and for test validation items).
       relevant_warm: ``[b, R]`` bool, whether each relevant item had training interactions; with it
         the ``_warm`` and ``_cold`` groups are scored too.
+      candidate_bias: ``[n]`` float, 0 for the candidates to rank and ``-inf`` for the others
+        (:meth:`CatalogEvaluation.restrict_catalog`); None = every item is a candidate.
     Returns:
       ``{metric_name: (values [b], weights [b])}``: the user's value and 1 where the user has a
       relevant item of the group (0 otherwise, the value is then 0); and ``users``,
@@ -68,6 +76,8 @@ def catalog_metric_values(queries: tf.Tensor, candidates: tf.Tensor, relevant: t
     batch = tf.shape(queries)[0]
     max_k = tf.minimum(max(ks), num_items)
     scores = tf.matmul(queries, candidates, transpose_b=True)
+    if candidate_bias is not None:
+        scores += tf.cast(candidate_bias, scores.dtype)[None, :]
     ex_rows, ex_cols = _padded_indices(tf.cast(exclude, tf.int64))
     scores = tf.tensor_scatter_nd_update(scores, tf.stack([ex_rows, ex_cols], 1),
                                          tf.fill(tf.shape(ex_rows), tf.constant(-float("inf"), scores.dtype)))
@@ -153,6 +163,7 @@ class _CatalogState:
     def __init__(self) -> None:
         self.candidates: tf.Variable | None = None
         self.metrics: CatalogMeans | None = None
+        self.candidate_bias: tf.Variable | None = None  # restrict_catalog: 0 = a candidate, -inf = not
 
 
 class CatalogEvaluation:
@@ -198,6 +209,29 @@ class CatalogEvaluation:
             state.candidates.assign(embeddings)
         return embeddings
 
+    def restrict_catalog(self, rows: np.ndarray | None) -> None:
+        """Rank among the catalog rows ``rows`` only (item index - 1), e.g. the cold items, until
+        called again with ``None`` (every item). The ``_cold`` metrics of a restriction to the cold
+        items are the cold-pool metrics; the other groups' relevant items outside ``rows`` count
+        as misses, so read only the group the restriction is made for."""
+        state = self._catalog
+        if rows is None:
+            if state.candidate_bias is not None:
+                state.candidate_bias, self.test_function = None, None
+            return
+        num_items = int(self.item_tower.table.num_rows) - 1  # type: ignore[attr-defined]
+        rows = np.asarray(rows, np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= num_items):
+            raise ValueError(f"restrict_catalog: rows must lie in [0, {num_items}), got {rows.min()}..{rows.max()}")
+        bias = np.full(num_items, -np.inf, np.float32)
+        bias[rows] = 0.0
+        if state.candidate_bias is None or state.candidate_bias.shape != bias.shape:
+            with tf.init_scope():
+                state.candidate_bias = tf.Variable(bias, trainable=False, name="catalog_candidate_bias")
+            self.test_function = None  # a new variable: the compiled test step must capture it
+        else:
+            state.candidate_bias.assign(bias)
+
     def _catalog_metrics(self, with_groups: bool = True) -> CatalogMeans:
         state = self._catalog
         groups = GROUPS if with_groups else ("",)
@@ -231,7 +265,7 @@ class CatalogEvaluation:
                              "validation_data), which computes them first")
         queries = self.query_tower(data["user"], training=False)  # type: ignore[attr-defined]
         values = catalog_metric_values(queries, state.candidates, data["relevant"], data["exclude"],
-                                       data.get("relevant_warm"), tuple(self.catalog_ks))
+                                       data.get("relevant_warm"), tuple(self.catalog_ks), state.candidate_bias)
         metrics = state.metrics
         assert metrics is not None  # made by evaluate
         metrics.update_state(values)

@@ -5,9 +5,10 @@
    resumable, with the same training randomness), selected on the validation split's warm items
    when it has cold ones (a cold-start split), else on all;
 2. content tower against the frozen query and warm towers (retrieval + alignment loss), selected
-   on the content tower's own full-catalog ranking (every item embedded from content) of the
-   validation split's cold items, or of all its items when cold ones are fewer than
-   ``MIN_COLD_VALID_SHARE`` of them (a random split);
+   on the content tower's own ranking (every item embedded from content) of the validation
+   split's cold items, in the full catalog (``cfg.content_selection = "cold"``) or among the cold
+   items only (``"cold_pool"``), or of all its items in the full catalog when cold ones are fewer
+   than ``MIN_COLD_VALID_SHARE`` of them (a random split);
 3. the blend constant ``c`` of ``g(n) = n / (n + c)`` and the cold-score factor ``s`` from the grid
    ``cfg.warm_blend_c`` x ``cfg.cold_scale``, scored on the validation split with the served model
    (precomputed embeddings: seconds). On a random split: the best Recall@K of all items. On a
@@ -49,6 +50,7 @@ from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.train.fit import train_retrieval
 
 BLEND_OBJECTIVES = ("warm_first", "all", "balanced")
+CONTENT_SELECTIONS = ("cold", "cold_pool")
 MIN_COLD_VALID_SHARE = 0.1
 
 
@@ -113,6 +115,9 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         raise TypeError("train_warm_cold needs a model from build_warm_cold (a WarmColdItemTower item tower)")
     if cfg.blend_objective not in BLEND_OBJECTIVES:
         raise ConfigError(f"retrieval.blend_objective must be one of {BLEND_OBJECTIVES}, got {cfg.blend_objective!r}")
+    if cfg.content_selection not in CONTENT_SELECTIONS:
+        raise ConfigError(f"retrieval.content_selection must be one of {CONTENT_SELECTIONS}, "
+                          f"got {cfg.content_selection!r}")
     tower.set_counts(np.bincount(data.train.item, minlength=data.num_items + 1))
     options = retrieval_task_options(cfg, data)
     fit = dict(seed=seed, verbose=verbose, jit_compile=jit_compile)
@@ -134,8 +139,14 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
                                            warm_negatives=cfg.content_warm_negatives and not cfg.mixed_negatives,
                                            **options)
         content_cfg = dataclasses.replace(cfg, validation_objective="cold" if cold_start else "all")
+        cold_pool = cold_start and cfg.content_selection == "cold_pool"
+        if cold_pool:  # the "_cold" validation metrics become the cold pool's
+            content_model.restrict_catalog(np.setdiff1d(np.arange(data.num_items), data.train_item_rows))
         content = train_retrieval(content_model, data, content_cfg,
                                   **_stage_backup(backup_dir, "content", backup_every_steps), **fit)
+        if cold_pool:
+            content_model.restrict_catalog(None)
+            content.selection = {**content.selection, "objective": "cold_pool"}
     finally:
         for layer in frozen:
             layer.trainable = True
