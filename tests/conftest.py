@@ -57,3 +57,24 @@ def log() -> pd.DataFrame:
     rows = [("a", i, "train") for i in (0, 1, 2, 3)] + [("b", i, "train") for i in (2, 3, 4, 5, 6, 7)] + \
            [("a", 5, "valid"), ("a", 8, "test"), ("b", 9, "test"), ("b", 1, "test"), ("z", 0, "test")]
     return pd.DataFrame(rows, columns=["user_id", "item_idx", "split"])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``, setup.cfg), keep the tests that share an expensive
+    fixture on one worker, so that it is built once, not once per worker: those of the session's
+    ``trained_run`` (a whole run with exports, the suite's costliest fixture), and per test module
+    those of the module's own module-scoped fixtures (a trained model, an export). Other tests are
+    spread one by one. Without xdist the mark does nothing."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if "trained_run" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("trained_run"))
+            continue
+        module = getattr(item, "module", None)
+        for name in item.fixturenames:
+            defs = info.name2fixturedefs.get(name) or ()
+            if any(d.scope == "module" and module is not None and d.func.__module__ == module.__name__ for d in defs):
+                item.add_marker(pytest.mark.xdist_group(module.__name__))
+                break
