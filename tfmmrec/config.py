@@ -144,10 +144,11 @@ class RetrievalConfig:
     content_warm_negatives: bool = setting(True,
         "warm_cold: the content tower's negatives include the batch items' warm embeddings, as in the served index, "
         "where a cold item competes with warm items' warm embeddings.")
-    content_selection: str = setting("cold",
-        "warm_cold, cold-start split: what selects the content tower's epoch: 'cold' (its recall of the validation "
-        "split's cold items in the full catalog) or 'cold_pool' (of the cold items ranked among the cold items only, "
-        "where more of them are hits: a steadier signal; the blend then calibrates them against warm items).")
+    content_selection: str = setting("cold_pool",
+        "warm_cold, cold-start split: what selects the content tower's epoch: 'cold_pool' (its recall of the "
+        "validation split's cold items ranked among the cold items only, where many more of them are hits: a "
+        "steadier signal; the blend then calibrates them against warm items) or 'cold' (in the full catalog). "
+        "Measured in benchmarks/README.md ('Quality').")
     warm_blend_c: list[float] = setting([0.0, 1.0, 3.0, 10.0],
         "warm_cold: candidates of c in g(n) = n / (n + c), the warm tower's share for an item with n training "
         "interactions (0: warm items are their warm embedding); the best on validation is kept.")
