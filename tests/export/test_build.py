@@ -26,7 +26,7 @@ from tfmmrec.export.content import ContentEncoder
 from tfmmrec.export.retrieval import RetrievalServing
 from tfmmrec.export.tf_serving import WARMUP_FILE, read_warmup_records
 
-SIGNATURES = {"serving_default", "embed_query", "embed_item_content"}
+SIGNATURES = {"serving_default", "recommend_new_items", "embed_query", "embed_item_content"}
 
 
 def request(users: list[str], k: int) -> dict[str, tf.Tensor]:
@@ -41,7 +41,12 @@ def serving(trained_run) -> RetrievalServing:
     model, data = trained_run.models["multimodal"], trained_run.data
     item_emb = model.item_tower(np.arange(1, len(trained_run.item_ids) + 1)).numpy()
     return retrieval_serving(model, data.user_ids, trained_run.item_ids, item_emb, 10, dataset=trained_run.dataset,
-                             content=trained_run.content)
+                             content=trained_run.content, new_items=new_items(trained_run))
+
+
+def new_items(trained_run) -> np.ndarray:
+    """The run's items without training interactions, as the pipeline's export flags them."""
+    return np.bincount(trained_run.data.train.item, minlength=len(trained_run.item_ids) + 1)[1:] == 0
 
 
 def test_content_inputs_are_the_items_texts_file_bytes_and_fields(trained_run) -> None:
@@ -91,7 +96,8 @@ def test_the_serving_module_has_a_content_path_only_for_a_content_model_with_its
     assert retrieval_serving(trained_run.models["multimodal"], data.user_ids, items, emb, 10).content is None
     id_only = retrieval_serving(trained_run.models["id_only"], data.user_ids, items, emb, 10,
                                 dataset=trained_run.dataset, content=trained_run.content)
-    assert id_only.content is None and set(id_only.signatures()) == {"serving_default", "embed_query"}
+    assert id_only.content is None and set(id_only.signatures()) == {"serving_default", "recommend_new_items",
+                                                                       "embed_query"}
 
 
 def test_warmup_requests_use_real_ids_and_content_and_the_module_answers_them(trained_run, serving: RetrievalServing,
@@ -102,12 +108,12 @@ def test_warmup_requests_use_real_ids_and_content_and_the_module_answers_them(tr
     (tmp_path / WARMUP_FILE).write_bytes(files[WARMUP_FILE])
     logs = [log.predict_log.request for log in read_warmup_records(tmp_path / WARMUP_FILE)]
     assert [(r.model_spec.name, r.model_spec.signature_name) for r in logs] == [
-        ("shop", "serving_default"), ("shop", "serving_default"), ("shop", "embed_query"),
-        ("shop", "embed_item_content")]
+        ("shop", "serving_default"), ("shop", "serving_default"), ("shop", "recommend_new_items"),
+        ("shop", "embed_query"), ("shop", "embed_item_content")]
     users = [str(u).encode() for u in data.user_ids[:3]]
     assert tf.make_ndarray(logs[0].inputs["user_id"]).tolist() == users
     assert tf.make_ndarray(logs[1].inputs["exclude_item_ids"]).tolist() == [[str(i).encode() for i in items[:2]]] * 3
-    content = {k: tf.make_ndarray(v) for k, v in logs[3].inputs.items()}
+    content = {k: tf.make_ndarray(v) for k, v in logs[4].inputs.items()}
     assert set(content) == set(serving.content.input_names) and len(content["text"]) == 2
     for request in logs:
         inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
@@ -131,6 +137,21 @@ def test_the_runs_exports_are_whole_versions_that_reload_and_answer_as_the_modul
     got, want = loaded.signatures["serving_default"](**request(users, k=10)), serving.recommend(**request(users, k=10))
     assert got["item_ids"].numpy().tolist() == want["item_ids"].numpy().tolist()
     np.testing.assert_allclose(got["scores"].numpy(), want["scores"].numpy(), rtol=1e-5, atol=1e-6)
+    # New arrivals: the items without training interactions, flagged at export, ranked among themselves
+    # exactly as the full index ranks them; exclusions still apply.
+    np.testing.assert_array_equal(loaded.item_is_new.numpy(), new_items(trained_run))
+    fresh = set(np.asarray(trained_run.item_ids)[new_items(trained_run)].astype(str))
+    query = loaded.signatures["embed_query"](user_id=tf.constant(users))["embedding"].numpy()
+    index = loaded.item_embeddings.numpy()
+    rows = np.flatnonzero(loaded.item_is_new.numpy())
+    want_ids = np.asarray(trained_run.item_ids).astype(str)[rows[np.argsort(-(query @ index[rows].T), axis=1)[:, :10]]]
+    arrivals = loaded.signatures["recommend_new_items"](**request(users, k=10))
+    got_ids = arrivals["item_ids"].numpy().astype(str)
+    assert len(fresh) >= 10 and set(got_ids.ravel()) <= fresh
+    assert got_ids.tolist() == want_ids.tolist()
+    excluded = loaded.signatures["recommend_new_items"](**{**request(users, k=10), "exclude_item_ids": tf.constant(
+        got_ids[:, :1])})["item_ids"].numpy().astype(str)
+    assert excluded[:, :9].tolist() == got_ids[:, 1:].tolist()
     ranker = tf.saved_model.load(str(ranking))
     assert set(ranker.signatures) == {"serving_default", "explain"}
     logs = read_warmup_records(ranking / "assets.extra" / WARMUP_FILE)
@@ -147,7 +168,7 @@ def test_a_second_export_is_the_next_version_and_leaves_the_first_as_it_was(trai
     assert sorted(p.name for p in (tmp_path / "shop").iterdir()) == ["1", "2"]
     assert (first / "saved_model.pb").read_bytes() == graph
     loaded = tf.saved_model.load(str(second))
-    assert set(loaded.signatures) == {"serving_default", "embed_query"}  # an ID-only model has no content path
+    assert set(loaded.signatures) == SIGNATURES - {"embed_item_content"}  # an ID-only model has no content path
     top = loaded.signatures["serving_default"](**request([str(data.user_ids[0])], k=5))
     assert top["item_ids"].shape == (1, 5)
     user = model.query_tower(np.array([1])).numpy()[0]

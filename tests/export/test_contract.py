@@ -173,7 +173,8 @@ def test_exports_load_with_tensorflow_alone(contract) -> None:
 
 def test_warmup_records_are_prediction_logs_the_exports_answer(contract) -> None:
     warmup = contract["out"]["warmup"]
-    assert {sig for _, sig, _ in warmup["retrieval"]} == {"serving_default", "embed_query", "embed_item_content"}
+    assert {sig for _, sig, _ in warmup["retrieval"]} == {"serving_default", "recommend_new_items", "embed_query",
+                                                         "embed_item_content"}
     assert {sig for _, sig, _ in warmup["ranking"]} == {"serving_default", "explain"}
     assert {name for name, _, _ in warmup["retrieval"]} == {"demo_retrieval"}
     assert all(outputs for _, _, outputs in warmup["retrieval"] + warmup["ranking"])

@@ -81,6 +81,12 @@ def test_reindex_adds_new_items_from_content_and_drops_removed_ones(trained_run,
     fan_share = reached(results(fans, [[""]] * 20))
     other_share = reached(results(others, [[""]] * 20))
     assert fan_share > other_share, (fan_share, other_share)
+    # The added item is the index's one new item (the first version had none): a "new arrivals"
+    # request ranks it alone and pads the rest.
+    assert loaded.item_is_new.numpy().tolist() == [False] * (len(ids) - 1) + [True]
+    arrivals = loaded.signatures["recommend_new_items"](user_id=tf.constant(fans[:2]), recent_item_ids=tf.constant(
+        [[""]]), exclude_item_ids=tf.constant([[""]]), k=tf.constant([3]))["item_ids"].numpy().tolist()
+    assert arrivals == [[b"new-0001", b"", b""]] * 2
     # A visitor we do not know, whose recent items are the best-matching user's history.
     best = fans[0]
     inter = pd.read_csv(root / "interactions.csv")

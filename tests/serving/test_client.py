@@ -41,6 +41,13 @@ def test_rest_client_queries_the_served_model(server, trained_run) -> None:
                  exclude_item_ids=tf.constant(exclude), k=tf.constant([4]))
     assert got["item_ids"] == [[b.decode() for b in row] for row in want["item_ids"].numpy()]
     np.testing.assert_allclose(got["scores"], want["scores"].numpy(), rtol=1e-6)
+    arrivals = client.recommend(users, k=4, new_items_only=True)  # the export's recommend_new_items
+    want = tf.saved_model.load(str(trained_run.exports["retrieval"])).signatures["recommend_new_items"](
+        user_id=tf.constant(users), recent_item_ids=tf.constant([[""]]), exclude_item_ids=tf.constant([[""]]),
+        k=tf.constant([4]))
+    assert arrivals["item_ids"] == [[b.decode() for b in row] for row in want["item_ids"].numpy()]
+    trained = {str(trained_run.item_ids[r]) for r in trained_run.data.train_item_rows}
+    assert not set(sum(arrivals["item_ids"], [])) & trained  # none of them has training interactions
 
     rows = client.predict({"user_id": users[:2]}, signature="embed_query", columnar=False)["predictions"]
     dim = trained_run.models["multimodal"].query_tower.embedding_dim

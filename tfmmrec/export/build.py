@@ -86,9 +86,11 @@ def _read(root: Path, rel: Any, precheck: Precheck, limits: LimitsConfig, modali
 def retrieval_serving(model: Any, user_ids: np.ndarray, item_ids: np.ndarray, item_embeddings: np.ndarray,
                       max_k: int, *, dataset: Dataset | None = None, content: ItemContent | None = None,
                       encoders: dict[str, str] | None = None, index: str = "brute_force",
-                      limits: LimitsConfig | None = None) -> RetrievalServing:
+                      limits: LimitsConfig | None = None, new_items: np.ndarray | None = None
+                      ) -> RetrievalServing:
     """Serving module of a ``TwoTowerRetrieval``; with the catalog, it can embed raw content too
-    (refusing request inputs over ``limits``)."""
+    (refusing request inputs over ``limits``). ``new_items``: the items without training
+    interactions, which ``recommend_new_items`` ranks (``tfmmrec.export.retrieval``)."""
     content_encoder = None
     # The content path: a warm/cold item tower's content tower (tfmmrec.models.coldstart), else the tower itself.
     tower = getattr(model.item_tower, "content_tower", model.item_tower)
@@ -98,7 +100,7 @@ def retrieval_serving(model: Any, user_ids: np.ndarray, item_ids: np.ndarray, it
         content_encoder = ContentEncoder(tower, ContentSpec.from_catalog(dataset, content, encoders), limits=limits,
                                          output_scale=1.0 if scale is None else float(scale.numpy()))
     return RetrievalServing(QueryEncoder(user_ids, model.query_tower), item_ids, item_embeddings, max_k,
-                            content=content_encoder, index=index)
+                            content=content_encoder, index=index, new_items=new_items)
 
 
 def retrieval_warmup(name: str, serving: RetrievalServing, user_ids: np.ndarray, item_ids: np.ndarray,
@@ -112,6 +114,7 @@ def retrieval_warmup(name: str, serving: RetrievalServing, user_ids: np.ndarray,
         ("serving_default", {"user_id": users, "recent_item_ids": [items] * len(users),
                              "exclude_item_ids": [items] * len(users),
                              "k": np.full(len(users), k, np.int32)}),  # the signature's dtype, exactly
+        ("recommend_new_items", {"user_id": users}),
         ("embed_query", {"user_id": users}),
     ]
     if serving.content is not None and dataset is not None:
@@ -125,9 +128,10 @@ def export_retrieval_model(base: str | Path, name: str, model: Any, user_ids: np
                            item_embeddings: np.ndarray, max_k: int, *, dataset: Dataset | None = None,
                            content: ItemContent | None = None, encoders: dict[str, str] | None = None,
                            index: str = "brute_force", version: int | None = None,
-                           limits: LimitsConfig | None = None) -> Path:
+                           limits: LimitsConfig | None = None, new_items: np.ndarray | None = None) -> Path:
     serving = retrieval_serving(model, user_ids, item_ids, item_embeddings, max_k, dataset=dataset,
-                                content=content, encoders=encoders, index=index, limits=limits)
+                                content=content, encoders=encoders, index=index, limits=limits,
+                                new_items=new_items)
     warmup = retrieval_warmup(name, serving, user_ids, item_ids, dataset, limits)
     return export_retrieval(base, name, serving, version, assets_extra=warmup)
 
@@ -153,7 +157,7 @@ def export_run_models(models: dict[str, Any], prep: PreparedData, export_dir: st
         exports["retrieval"] = export_retrieval_model(
             export_dir, f"{name}_retrieval", model, data.user_ids, ds.item_ids, embed_all(model, data)[1],
             cfg.export.top_k, dataset=ds, content=prep.content, encoders=cfg.encoders, index=cfg.export.index,
-            limits=cfg.limits)
+            limits=cfg.limits, new_items=np.bincount(data.train.item, minlength=data.num_items + 1)[1:] == 0)
         if "ranking" in models:
             exports["ranking"] = export_ranking_model(export_dir, f"{name}_ranking", models["ranking"],
                                                       prep.rank_data.user_ids, ds.item_ids,

@@ -106,8 +106,15 @@ def reindex(base: str | Path, name: str, dataset: Dataset, *, version: int | Non
         rows = new_rows[start:start + batch_size]
         inputs = raw_content_inputs(dataset, rows, names, limits=limits, masked=masked)
         emb[rows] = _embed_rows(embed, inputs, binary, [catalog[r] for r in rows], masked)
+    # New items: the added ones, and those that were new in the previous version (an export
+    # made before the flag existed has none).
+    old_new = loaded.item_is_new.numpy() if hasattr(loaded, "item_is_new") else np.zeros(len(old_ids), bool)
+    new_items = np.zeros(len(catalog), bool)
+    new_items[new_rows] = True
+    new_items[kept_rows] = old_new[[position[catalog[r]] for r in kept_rows]]
     serving = RetrievalServing(loaded.query, np.array(catalog), emb, int(loaded.max_k_var.numpy()),
-                               content=loaded.content, index=loaded.index_kind.numpy().decode())
+                               content=loaded.content, index=loaded.index_kind.numpy().decode(),
+                               new_items=new_items)
     # The previous version's warm-up requests stay valid (same users and signatures): reuse them.
     old_warmup = source / "assets.extra" / WARMUP_FILE
     warmup = {WARMUP_FILE: old_warmup.read_bytes()} if old_warmup.is_file() else None

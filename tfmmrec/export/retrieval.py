@@ -21,6 +21,15 @@ Signatures (all inputs have a leading batch dimension, so both REST formats work
      embeddings (a "typical user", i.e. broadly popular taste) -- never the untrained OOV row.
   ``k`` < 1 or above the maximum fails the request with an error that states the maximum.
 
+``recommend_new_items``
+  the inputs and outputs of ``serving_default``, ranking only the index's *new* items: those
+  without training interactions (cold items, and items added by ``reindex``), e.g. for a "new
+  arrivals" slot. Every candidate there is embedded from content alone, so they are ranked among
+  themselves (the "cold pool" of benchmarks/README.md), whatever their scores against warm
+  items' (``cold_scale``). Where fewer than K new items are left, a row ends in padding.
+  (A signature of its own, not an input of ``serving_default``: a Python caller of a loaded
+  signature must pass every input, so a new one would break them.)
+
 ``embed_query``
   ``user_id`` string [B] -> ``embedding`` float32 [B, d] (fallback 2 for unknown users),
   ``known`` bool [B].
@@ -34,7 +43,8 @@ The index is brute force (a matmul and ``top_k``: core ops, served by the standa
 binary). ``index="scann"`` builds a ScaNN index instead (approximate; needs the ``scann``
 package and its custom ops wherever the export is loaded: ``import scann`` before
 ``tf.saved_model.load``; the standard TF Serving binary cannot serve it). With ScaNN, the
-``max_k`` nearest items are retrieved first and exclusions are applied among those.
+``max_k`` nearest items are retrieved first and exclusions (and ``recommend_new_items``' filter)
+are applied among those.
 """
 from __future__ import annotations
 
@@ -91,11 +101,13 @@ class RetrievalServing(tf.Module):
       max_k: the largest K a request may ask for (capped at the catalog size).
       content: raw content -> item embedding, for ``embed_item_content`` and ``reindex``.
       index: ``"brute_force"`` (default) or ``"scann"``.
+      new_items: bool per item, True for items without training interactions (what
+        ``recommend_new_items`` ranks); None = no item is new.
     """
 
     def __init__(self, query: Any, item_ids: np.ndarray, item_embeddings: np.ndarray, max_k: int,
                  content: ContentEncoder | Any | None = None, index: str = "brute_force",
-                 scann_options: dict[str, Any] | None = None) -> None:
+                 scann_options: dict[str, Any] | None = None, new_items: np.ndarray | None = None) -> None:
         super().__init__()
         if index not in ("brute_force", "scann"):
             raise ValueError(f"index must be 'brute_force' or 'scann', not {index!r}")
@@ -109,6 +121,10 @@ class RetrievalServing(tf.Module):
         self.item_ids = tf.Variable(tf.constant(ids, tf.string), trainable=False, name="item_ids")
         self.item_embeddings = tf.Variable(np.asarray(item_embeddings, np.float32), trainable=False,
                                            name="item_embeddings")
+        new_items = np.zeros(len(ids), bool) if new_items is None else np.asarray(new_items, bool)
+        if new_items.shape != (len(ids),):
+            raise ValueError(f"new_items must have one flag per item ({len(ids)}), got shape {new_items.shape}")
+        self.item_is_new = tf.Variable(new_items, trainable=False, name="item_is_new")
         self.items = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(ids, tf.string), tf.range(len(ids), dtype=tf.int64)), -1)
         self.scann = None
@@ -128,13 +144,20 @@ class RetrievalServing(tf.Module):
                       k: tf.Tensor = tf.constant([self.max_k], tf.int32)) -> dict[str, tf.Tensor]:  # noqa: B008
             return self._recommend(user_id, recent_item_ids, exclude_item_ids, k)
 
+        def recommend_new_items(user_id: tf.Tensor, recent_item_ids: tf.Tensor = empty,
+                                exclude_item_ids: tf.Tensor = empty,
+                                k: tf.Tensor = tf.constant([self.max_k], tf.int32)  # noqa: B008
+                                ) -> dict[str, tf.Tensor]:
+            return self._recommend(user_id, recent_item_ids, exclude_item_ids, k, new_items_only=True)
+
         # Python defaults become the SignatureDef's ``defaults``: TF Serving feeds them for
         # inputs a request leaves out, which is what makes these inputs optional.
-        self.recommend = tf.function(recommend, input_signature=[
-            tf.TensorSpec([None], tf.string, name="user_id"),
-            tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
-            tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
-            tf.TensorSpec([None], tf.int32, name="k")])
+        specs = [tf.TensorSpec([None], tf.string, name="user_id"),
+                 tf.TensorSpec([None, None], tf.string, name="recent_item_ids"),
+                 tf.TensorSpec([None, None], tf.string, name="exclude_item_ids"),
+                 tf.TensorSpec([None], tf.int32, name="k")]
+        self.recommend = tf.function(recommend, input_signature=specs)
+        self.recommend_new_items = tf.function(recommend_new_items, input_signature=specs)
         if content is not None:
             self.embed_item_content = tf.function(lambda *args: self.content.embed(*args),
                                                   input_signature=self.content_input_specs)
@@ -147,7 +170,7 @@ class RetrievalServing(tf.Module):
         return tf.math.l2_normalize(tf.reduce_sum(emb, axis=1), axis=-1), count > 0
 
     def _recommend(self, user_id: tf.Tensor, recent_item_ids: tf.Tensor, exclude_item_ids: tf.Tensor,
-                   k: tf.Tensor) -> dict[str, tf.Tensor]:
+                   k: tf.Tensor, new_items_only: bool = False) -> dict[str, tf.Tensor]:
         batch = tf.shape(user_id)[0]
         check = tf.debugging.Assert(batch > 0, ["user_id: the batch is empty; send at least one user"])
         with tf.control_dependencies([check]):
@@ -180,6 +203,9 @@ class RetrievalServing(tf.Module):
         else:
             hit = tf.reduce_any(tf.equal(candidates[:, :, None], excluded[:, None, :]), axis=2)
             scores = tf.where(hit, -np.inf, scores)
+        if new_items_only:  # the other items are no candidates
+            new = self.item_is_new[None, :] if self.scann is None else tf.gather(self.item_is_new, candidates)
+            scores = tf.where(new, scores, -np.inf)
         best, pos = tf.math.top_k(scores, top)
         chosen = tf.gather(candidates, pos, batch_dims=1)
         padding = tf.equal(best, -np.inf)  # fewer than K items left after the exclusions
@@ -191,7 +217,8 @@ class RetrievalServing(tf.Module):
         return self.query.encode(user_id)
 
     def signatures(self) -> dict[str, Any]:
-        out = {"serving_default": self.recommend, "embed_query": self.embed_query}
+        out = {"serving_default": self.recommend, "recommend_new_items": self.recommend_new_items,
+               "embed_query": self.embed_query}
         if self.content is not None:
             out["embed_item_content"] = self.embed_item_content
         return out

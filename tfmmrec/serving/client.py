@@ -130,8 +130,9 @@ class RestClient:
                                              {"signature_name": signature, "instances": rows}, what)["predictions"]}
 
     def recommend(self, user_ids: list[str], *, k: int | None = None, recent_item_ids: list[list[str]] | None = None,
-                  exclude_item_ids: list[list[str]] | None = None) -> dict[str, Any]:
-        """Top-K for each user (the retrieval export's ``serving_default``); lists are padded with ""."""
+                  exclude_item_ids: list[list[str]] | None = None, new_items_only: bool = False) -> dict[str, Any]:
+        """Top-K for each user (the retrieval export's ``serving_default``; with ``new_items_only``
+        its ``recommend_new_items``: among items without training interactions); lists are padded with ""."""
         inputs: dict[str, Any] = {"user_id": list(user_ids)}
         if k is not None:
             inputs["k"] = [int(k)]
@@ -139,7 +140,7 @@ class RestClient:
             if lists is not None:
                 width = max(1, max(len(x) for x in lists))
                 inputs[name] = [list(x) + [""] * (width - len(x)) for x in lists]
-        return self.predict(inputs)
+        return self.predict(inputs, "recommend_new_items" if new_items_only else "serving_default")
 
 
 class GrpcClient:
