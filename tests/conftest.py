@@ -59,6 +59,7 @@ def log() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_idx", "split"])
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``--dist loadgroup``, setup.cfg), keep the tests that share an expensive
     fixture on one worker, so that it is built once, not once per worker: those of the session's
