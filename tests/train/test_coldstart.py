@@ -63,12 +63,19 @@ def prepared(demo_dir: Path):
     return prepare_data(demo_dir, cfg), cfg
 
 
-def test_stages_are_selected_on_validation_and_cold_items_get_content(prepared) -> None:
+@pytest.fixture(scope="module")
+def trained(prepared):
+    """A warm/cold model trained with the default stages, and what its validation selected. Read-only."""
+    prep, cfg = prepared
+    model = retrieval_model(prep, cfg, use_content=True)
+    return model, train_warm_cold(model, prep.data, cfg.retrieval, verbose=0).selection
+
+
+def test_stages_are_selected_on_validation_and_cold_items_get_content(prepared, trained) -> None:
     prep, cfg = prepared
     assert cold_valid_share(prep.data) > 0.1  # a cold-start split: warm and cold selected apart
-    model = retrieval_model(prep, cfg, use_content=True)
+    model, selection = trained
     assert isinstance(model.item_tower, WarmColdItemTower)
-    selection = train_warm_cold(model, prep.data, cfg.retrieval, verbose=0).selection
     content = selection["content"]
     assert selection["objective"] == "warm" and content["objective"] == "cold_pool"
     for stage in (selection, content):
@@ -104,10 +111,9 @@ def test_stages_are_selected_on_validation_and_cold_items_get_content(prepared) 
     assert content_only_cold_recall(model) > 1.5 * content_only_cold_recall(untrained)
 
 
-def test_the_content_tower_is_selected_on_the_cold_pool_or_the_full_catalog(prepared) -> None:
+def test_the_content_tower_is_selected_on_the_cold_pool_or_the_full_catalog(prepared, trained) -> None:
     prep, cfg = prepared
-    model = retrieval_model(prep, cfg, use_content=True)
-    pooled = train_warm_cold(model, prep.data, cfg.retrieval, verbose=0).selection["content"]
+    model, pooled = trained[0], trained[1]["content"]
     full_cfg = dataclasses.replace(cfg.retrieval, content_selection="cold")
     other = retrieval_model(prep, cfg, use_content=True)
     full = train_warm_cold(other, prep.data, full_cfg, verbose=0).selection["content"]
