@@ -195,19 +195,29 @@ class CatalogEvaluation:
     def embed_catalog(self) -> tf.Tensor:
         """Embeddings of every catalog item (rows ``0..n-1``), computed in batches, stored for the
         test steps; returns them."""
-        num_items = int(self.item_tower.table.num_rows) - 1  # type: ignore[attr-defined]
+        num_items = self._num_catalog_items
         parts = [self.item_tower(tf.range(start + 1, min(start + self.catalog_batch_size, num_items) + 1),  # type: ignore[attr-defined]
                                  training=False)
                  for start in range(0, num_items, self.catalog_batch_size)]
         embeddings = tf.concat(parts, 0)
-        state = self._catalog
-        if state.candidates is None or state.candidates.shape != embeddings.shape:
-            with tf.init_scope():
-                state.candidates = tf.Variable(embeddings, trainable=False, name="catalog_candidates")
-            self.test_function = None  # a new variable: the compiled test step must capture it
-        else:
-            state.candidates.assign(embeddings)
+        self._store("candidates", embeddings)
         return embeddings
+
+    @property
+    def _num_catalog_items(self) -> int:
+        return int(self.item_tower.table.num_rows) - 1  # type: ignore[attr-defined]
+
+    def _store(self, name: str, value: Any) -> None:
+        """Put ``value`` into the evaluation state's variable ``name``: assigned in place, or a new
+        variable when there is none of its shape yet (the compiled test step must then capture it)."""
+        state = self._catalog
+        variable = getattr(state, name)
+        if variable is None or variable.shape != value.shape:
+            with tf.init_scope():
+                setattr(state, name, tf.Variable(value, trainable=False, name=f"catalog_{name}"))
+            self.test_function = None
+        else:
+            variable.assign(value)
 
     def restrict_catalog(self, rows: np.ndarray | None) -> None:
         """Rank among the catalog rows ``rows`` only (item index - 1), e.g. the cold items, until
@@ -219,18 +229,13 @@ class CatalogEvaluation:
             if state.candidate_bias is not None:
                 state.candidate_bias, self.test_function = None, None
             return
-        num_items = int(self.item_tower.table.num_rows) - 1  # type: ignore[attr-defined]
+        num_items = self._num_catalog_items
         rows = np.asarray(rows, np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= num_items):
             raise ValueError(f"restrict_catalog: rows must lie in [0, {num_items}), got {rows.min()}..{rows.max()}")
         bias = np.full(num_items, -np.inf, np.float32)
         bias[rows] = 0.0
-        if state.candidate_bias is None or state.candidate_bias.shape != bias.shape:
-            with tf.init_scope():
-                state.candidate_bias = tf.Variable(bias, trainable=False, name="catalog_candidate_bias")
-            self.test_function = None  # a new variable: the compiled test step must capture it
-        else:
-            state.candidate_bias.assign(bias)
+        self._store("candidate_bias", bias)
 
     def _catalog_metrics(self, with_groups: bool = True) -> CatalogMeans:
         state = self._catalog
