@@ -91,6 +91,12 @@ class RetrievalConfig:
     modality_dropout: float = setting(0.1, "Probability of dropping a whole modality per example during training.",
                                      SHARE)
     learning_rate: float = setting(0.01, "Adam learning rate.", POSITIVE)
+    weight_decay: float = setting(0.0,
+        "Decoupled weight decay (AdamW) of every trainable weight, per step and relative to the learning rate; 0 = "
+        "plain Adam. Measured in benchmarks/README.md ('Quality').")
+    embedding_dropout: float = setting(0.0,
+        "Dropout on the elements of the user and item id embeddings in training (regularises ids that memorise "
+        "their few training interactions). Measured in benchmarks/README.md ('Quality').", SHARE)
     batch_size: int = setting(1024, "Global batch size; in-batch negatives = batch_size - 1.")
     epochs: int = setting(20,
         "Maximum training epochs: after each, the validation split selects (early stopping, best epoch kept); without"

@@ -145,3 +145,22 @@ def test_query_tower_with_history_and_features_exports(item_tower: ItemTower, tm
     top = loaded.signatures["serving_default"](user_id=tf.constant(["u3"]), recent_item_ids=tf.constant([[""]]),
                                                exclude_item_ids=tf.constant([[""]]), k=tf.constant([5]))
     assert top["item_ids"].shape == (1, 5)
+
+
+def test_embedding_dropout_acts_in_training_only_and_survives_the_config(features: ItemFeatures) -> None:
+    """``embedding_dropout`` zeroes elements of the id embeddings in training; served (training
+    off) both towers are exactly the towers without it, and the setting round-trips."""
+    cfg = RetrievalConfig(embedding_dim=8, fusion_hidden=[16], embedding_dropout=0.5)
+    model = build_retrieval(features, NUM_USERS, cfg, use_content=False)
+    plain = build_retrieval(features, NUM_USERS, RetrievalConfig(embedding_dim=8, fusion_hidden=[16]),
+                            use_content=False)
+    users, items = tf.constant([1, 2, 3]), tf.constant([1, 2, 3])
+    for tower, other, ids in ((model.query_tower, plain.query_tower, users), (model.item_tower, plain.item_tower, items)):
+        other(ids)
+        tower(ids)
+        tower.set_weights(other.get_weights())
+        np.testing.assert_allclose(tower(ids).numpy(), other(ids).numpy(), rtol=1e-6)
+        dropped = tower(ids, training=True).numpy()
+        assert (dropped == 0).mean() > 0.2 and not np.allclose(dropped, other(ids).numpy())
+        assert type(tower).from_config(tower.get_config()).embedding_dropout == 0.5
+    assert "embedding_dropout" not in plain.query_tower.get_config()  # old configs stay as they were

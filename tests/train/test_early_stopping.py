@@ -141,3 +141,20 @@ def test_the_multitask_model_is_selected_on_validation_too() -> None:
     best = max(c["objective"] for c in selection["val_curve"])
     restored = model.evaluate(retrieval_eval_dataset(data, "valid"), return_dict=True, verbose=0)
     assert restored["recall_at_5"] == pytest.approx(best, abs=1e-6)
+
+
+def test_weight_decay_shrinks_weights_the_loss_never_moves() -> None:
+    """``retrieval.weight_decay`` trains with AdamW: the unknown item's id row (index 0, never in a
+    batch, so Adam leaves it exactly as initialised) shrinks by ``1 - lr * weight_decay`` per step.
+    (No validation rows: every epoch is trained and the last kept, so the row is the last step's.)"""
+    data = _data(valid=False)
+    cfg = RetrievalConfig(**{**CFG.__dict__, "epochs": 2, "weight_decay": 0.5, "learning_rate": 0.01})
+    model = build_retrieval(_features(), NUM_USERS, cfg, use_content=False)
+    model.item_tower(np.array([0]))
+    before = model.item_tower.id_embedding.embeddings.numpy()[0]
+    with pytest.warns(UserWarning, match="no validation interactions"):
+        train_retrieval(model, data, cfg, verbose=0)
+    steps = int(model.optimizer.iterations.numpy())
+    assert type(model.optimizer).__name__ == "AdamW" and steps > 0
+    np.testing.assert_allclose(model.item_tower.id_embedding.embeddings.numpy()[0],
+                               before * (1 - 0.01 * 0.5) ** steps, rtol=1e-4)

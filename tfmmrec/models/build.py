@@ -39,7 +39,8 @@ def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
         features = features.with_full_id_vocabulary()
     table = ItemFeatureTable.from_features(features, name="item_features")
     item_tower = ItemTower(table, features.num_id_slots, cfg.embedding_dim, tuple(features.cardinalities),
-                           use_content=use_content, id_dropout=cfg.id_dropout, name="item_tower", **fusion_kwargs(cfg))
+                           use_content=use_content, id_dropout=cfg.id_dropout, embedding_dropout=cfg.embedding_dropout,
+                           name="item_tower", **fusion_kwargs(cfg))
     query_tower = build_query_tower(item_tower, num_users, cfg, data=data, users=users)
     return TwoTowerRetrieval(query_tower, item_tower, **retrieval_task_options(cfg, data))
 
@@ -93,7 +94,7 @@ def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfi
     tower = QueryTower(num_users, cfg.embedding_dim, user_feature_cardinalities=cards,
                        history_length=cfg.history_length, history_pooling=cfg.history_pooling,
                        history_encoder=item_tower if cfg.history_length else None,
-                       user_id_dropout=cfg.user_id_dropout, name="query_tower")
+                       user_id_dropout=cfg.user_id_dropout, embedding_dropout=cfg.embedding_dropout, name="query_tower")
     history = None
     if cfg.history_length and data is not None:
         history = user_histories(data.train, num_users, cfg.history_length, cfg.history_sampling)[1]
@@ -140,7 +141,7 @@ def build_warm_cold(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
     cards = tuple(features.cardinalities)
     warm = ItemTower(ItemFeatureTable.from_features(features, name="item_features"), features.num_id_slots,
                      cfg.embedding_dim, cards, use_content=cfg.warm_tower == "id_content", id_dropout=0.0,
-                     name="warm_item_tower", **fusion)
+                     embedding_dropout=cfg.embedding_dropout, name="warm_item_tower", **fusion)
     # The content tower never sees an id: every item is on slot 0 (its id part is always zero).
     no_ids = dataclasses.replace(features, id_slot=np.zeros_like(features.id_slot))
     content = ItemTower(ItemFeatureTable.from_features(no_ids, name="content_item_features"), 1, cfg.embedding_dim,

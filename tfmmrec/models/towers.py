@@ -19,7 +19,9 @@ class QueryTower(keras.Model):
 
     Index 0 (a user unknown at training time) has an id row like any other: with
     ``user_id_dropout`` > 0 training routes a share of examples to it, so it learns the generic
-    user, and the rest of the query (features, history) makes it personal.
+    user, and the rest of the query (features, history) makes it personal. ``embedding_dropout``
+    drops elements of the user's id embedding in training (a regulariser for ids that memorise
+    their few training items).
 
     The history part pools the item embeddings of the user's recent items (``history_encoder``,
     normally the item tower itself, so history and candidates live in one space): a user with a
@@ -36,7 +38,7 @@ class QueryTower(keras.Model):
     def __init__(self, num_users: int, embedding_dim: int, *,
                  user_feature_cardinalities: tuple[int, ...] = (), history_length: int = 0,
                  history_pooling: str = "mean", history_encoder: keras.layers.Layer | None = None,
-                 user_id_dropout: float = 0.0, **kwargs: Any) -> None:
+                 user_id_dropout: float = 0.0, embedding_dropout: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if history_length and history_encoder is None:
             raise ValueError("history_length > 0 needs a history_encoder (the item tower)")
@@ -47,6 +49,9 @@ class QueryTower(keras.Model):
         self.history_length, self.history_pooling = history_length, history_pooling
         self.history_encoder, self.user_id_dropout = history_encoder, user_id_dropout
         self.user_embedding = keras.layers.Embedding(num_users + 1, embedding_dim, name="user_embedding")
+        self.embedding_dropout = embedding_dropout
+        if embedding_dropout:  # only then: a tower without it keeps its layers (and checkpoints)
+            self.id_dropout_layer = randomness.Dropout(embedding_dropout, name="user_embedding_dropout")
         zeros = keras.initializers.Zeros()
         self.feature_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"user_feature_{i}")
                                    for i, c in enumerate(self.user_feature_cardinalities)]
@@ -91,6 +96,8 @@ class QueryTower(keras.Model):
         if training and self.user_id_dropout > 0:
             id_user = tf.where(randomness.uniform(tf.shape(user)) < self.user_id_dropout, tf.zeros_like(user), user)
         out = self.user_embedding(id_user)
+        if self.embedding_dropout:
+            out = self.id_dropout_layer(out, training=training)
         if self.feature_embeddings:
             codes = given.get("user_features")
             codes = tf.gather(self.user_codes, user) if codes is None else tf.cast(codes, tf.int32)
@@ -103,6 +110,8 @@ class QueryTower(keras.Model):
 
     def get_config(self) -> dict[str, Any]:
         config = {"num_users": self.num_users, "embedding_dim": self.embedding_dim, "name": self.name}
+        if self.embedding_dropout:
+            config["embedding_dropout"] = self.embedding_dropout
         if self.user_feature_cardinalities or self.history_length or self.user_id_dropout:
             config.update(user_feature_cardinalities=list(self.user_feature_cardinalities),
                           history_length=self.history_length, history_pooling=self.history_pooling,
@@ -129,6 +138,8 @@ class ItemTower(keras.Model):
     which forces the content part to carry the item on its own, as it must for cold items.
     An item without a trained id row (slot 0: unseen in training, or the unknown index 0) is its
     content alone. With ``use_content=False`` this is the plain ID-only tower used as a baseline.
+    ``embedding_dropout`` drops elements of the id embedding in training (a regulariser: ids of
+    items with few interactions otherwise memorise them within a few epochs).
 
     ``content_delta`` (dict modality -> ``[batch, dim]``) is added to the content embeddings; the
     adversarial training step uses it to perturb content (see ``models.retrieval``).
@@ -138,7 +149,8 @@ class ItemTower(keras.Model):
                  categorical_cardinalities: tuple[int, ...] = (), use_content: bool = True,
                  fusion_hidden: tuple[int, ...] = (128,), fusion_dropout: float = 0.0, id_dropout: float = 0.2,
                  modality_dropout: float = 0.1, fusion: str = "concat", fusion_balance_weight: float = 0.0,
-                 fusion_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 fusion_options: dict[str, Any] | None = None, embedding_dropout: float = 0.0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if getattr(FUSIONS.get(fusion), "needs_query", False):
             raise ValueError(f"fusion {fusion!r} needs the user as query: an item tower's embedding must not depend "
@@ -151,6 +163,9 @@ class ItemTower(keras.Model):
         self.use_content, self.fusion_hidden, self.fusion_dropout = use_content, tuple(fusion_hidden), fusion_dropout
         self.id_dropout, self.modality_dropout = id_dropout, modality_dropout
         self.id_embedding = keras.layers.Embedding(num_id_slots, embedding_dim, name="item_id_embedding")
+        self.embedding_dropout = embedding_dropout
+        if embedding_dropout:  # only then: a tower without it keeps its layers (and checkpoints)
+            self.id_dropout_layer = randomness.Dropout(embedding_dropout, name="item_embedding_dropout")
         if use_content:
             extra = {"balance_weight": fusion_balance_weight} if fusion_balance_weight else {}
             self.fusion = make_fusion(fusion, embedding_dim, hidden_units=fusion_hidden, dropout=fusion_dropout,
@@ -169,6 +184,8 @@ class ItemTower(keras.Model):
         feats = self.table(item)
         keep = id_keep_mask(feats["id_slot"], self.id_dropout if self.use_content else 0.0, training)
         out = self.id_embedding(feats["id_slot"]) * keep
+        if self.embedding_dropout:
+            out = self.id_dropout_layer(out, training=training)
         if self.use_content:
             out = self.content_embedding(feats, training=training, content_delta=content_delta, onto=out)
         return tf.math.l2_normalize(out, axis=-1)
@@ -220,7 +237,8 @@ class ItemTower(keras.Model):
                 "fusion_dropout": self.fusion_dropout,
                 "id_dropout": self.id_dropout, "modality_dropout": self.modality_dropout,
                 "fusion": self.fusion_kind, "fusion_balance_weight": self.fusion_balance_weight,
-                "fusion_options": dict(self.fusion_options), "name": self.name}
+                "fusion_options": dict(self.fusion_options), "embedding_dropout": self.embedding_dropout,
+                "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ItemTower:

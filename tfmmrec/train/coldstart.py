@@ -48,7 +48,7 @@ from tfmmrec.evaluate.protocol import embed_all, valid_recalls
 from tfmmrec.models.build import retrieval_task_options
 from tfmmrec.models.coldstart import ContentStudent, WarmColdItemTower, blend_embeddings
 from tfmmrec.models.retrieval import TwoTowerRetrieval
-from tfmmrec.train.fit import train_retrieval
+from tfmmrec.train.fit import retrieval_optimizer, train_retrieval
 
 BLEND_OBJECTIVES = ("warm_first", "all", "balanced")
 CONTENT_SELECTIONS = ("cold", "cold_pool")
@@ -176,7 +176,7 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     blend["blend_c"], blend["cold_scale"] = float(tower.blend_c.numpy()), float(tower.cold_scale.numpy())
     history.selection = {**history.selection, "content": content.selection, "blend": blend}
     with model.distribute_strategy.scope():  # the served model, compiled as a trained Keras model is: evaluate works
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
+        model.compile(optimizer=retrieval_optimizer(cfg))
     for callback in callbacks or []:  # e.g. the TensorBoard projector: show the served embeddings, not the warm stage's
         if getattr(callback, "projector", None) is not None:
             callback.projector()

@@ -30,6 +30,15 @@ from tfmmrec.train.resume import ResumableBackup, resume_step
 XLA_FROM_BATCH = 4096
 
 
+def retrieval_optimizer(cfg: RetrievalConfig) -> keras.optimizers.Optimizer:
+    """Adam at ``cfg.learning_rate``; AdamW when ``cfg.weight_decay`` > 0 (decoupled decay: on
+    L2-normalised towers an L2 penalty in the loss would reach Adam's update only rescaled by the
+    gradient statistics, while decoupled decay shrinks every weight by ``lr * weight_decay`` per step)."""
+    if cfg.weight_decay:
+        return keras.optimizers.AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return keras.optimizers.Adam(cfg.learning_rate)
+
+
 def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig, *,
                     seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
                     backup_dir: str | Path | None = None, backup_every_steps: int = 100,
@@ -56,7 +65,7 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         jit = jit_compile if jit_compile is not None else cfg.jit_compile
         if jit is None:  # auto; history pooling uses tf.unique, which XLA cannot compile
             jit = cfg.batch_size >= XLA_FROM_BATCH and not length
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), jit_compile=jit)
+        model.compile(optimizer=retrieval_optimizer(cfg), jit_compile=jit)
         if backup_dir is not None:
             _build_retrieval_variables(model)
             callbacks.append(ResumableBackup(backup_dir, backup_every_steps))
