@@ -84,6 +84,9 @@ class RetrievalConfig:
     temperature: float = setting(0.2, "Softmax temperature on cosine scores; ~0.2 measured far better than TFRS's 1.",
                                 POSITIVE)
     logq: bool = setting(True, "Subtract log(item sampling probability) from the logits (in-batch popularity bias).")
+    logq_weight: float = setting(1.0,
+        "Strength w of the logQ correction, w * log(p) subtracted: 1 = the full correction, 0 = none (as logq: "
+        "false). Measured in benchmarks/README.md ('Quality').")
     remove_accidental_hits: bool = setting(True, "Do not count another row's copy of the positive item as a negative.")
     id_dropout: float = setting(0.3,
         "Share of training examples whose item-id embedding is hidden, so content learns to carry the item alone "

@@ -44,6 +44,20 @@ def test_mixed_negatives_loss_by_hand(features: ItemFeatures, interactions: Enco
     assert without.mixed_negatives == 0 and model.task.num_hard_negatives is None
 
 
+def test_partial_logq_subtracts_its_share_of_log_probability(features: ItemFeatures,
+                                                             interactions: EncodedInteractions) -> None:
+    """``logq_weight`` w: the logits are ``q.c / T - w * log(p)``; w = 1 is the full correction."""
+    p = interactions.item_prob
+    batch = {"user": tf.constant([1, 2, 3]), "item": tf.constant([1, 5, 9]), "item_prob": tf.constant(p[[1, 5, 9]])}
+    for weight in (0.0, 0.5, 1.0):
+        model = build_retrieval(features, NUM_USERS, RetrievalConfig(**TINY, temperature=0.5, logq_weight=weight),
+                                data=interactions)
+        q = model.query_tower(batch["user"]).numpy()
+        c = model.item_tower(batch["item"]).numpy()
+        expected = _softmax_loss(q @ c.T / 0.5 - weight * np.log(p[[1, 5, 9]]))
+        np.testing.assert_allclose(model.compute_loss(batch).numpy(), expected, rtol=1e-4)
+
+
 def test_mixed_and_hard_negatives_train(features: ItemFeatures, interactions: EncodedInteractions) -> None:
     """Users end up nearest to their own cluster's items."""
     cfg = RetrievalConfig(**TINY, epochs=10, mixed_negatives=16, num_hard_negatives=8)
@@ -98,7 +112,8 @@ def test_every_option_is_reachable_from_the_run_config(features: ItemFeatures, i
     (tmp_path / "run.yaml").write_text("""
 retrieval: {embedding_dim: 8, fusion_hidden: [16], mixed_negatives: 7, num_hard_negatives: 5, history_length: 3,
             history_pooling: attention, user_features: true, user_id_dropout: 0.25, adversarial_epsilon: 0.05,
-            adversarial_weight: 0.5, fusion: gated, fusion_balance_weight: 0.1}
+            adversarial_weight: 0.5, fusion: gated, fusion_balance_weight: 0.1, logq_weight: 0.5,
+            embedding_dropout: 0.1}
 ranking: {model: dcn, cross_layers: 3, cross_projection_dim: 4, field_dim: 4, hidden_units: [8]}
 multitask: {enabled: true, retrieval_weight: 1.0, ranking_weight: 0.3, category_weight: 0.2, category_field: 0}
 """)
@@ -108,6 +123,7 @@ multitask: {enabled: true, retrieval_weight: 1.0, ranking_weight: 0.3, category_
     model = build_retrieval(features, NUM_USERS, cfg.retrieval, data=interactions, users=users)
     assert (model.mixed_negatives, model.task.num_hard_negatives) == (7, 5)
     assert (model.adversarial_epsilon, model.adversarial_weight) == (0.05, 0.5)
+    assert model.logq_weight == 0.5 and model.item_tower.embedding_dropout == model.query_tower.embedding_dropout == 0.1
     q = model.query_tower
     assert (q.history_length, q.history_pooling, q.user_id_dropout, q.user_feature_cardinalities) == \
         (3, "attention", 0.25, (2,))

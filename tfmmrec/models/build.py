@@ -61,7 +61,8 @@ def fusion_kwargs(cfg: RetrievalConfig) -> dict[str, Any]:
 
 def retrieval_task_options(cfg: RetrievalConfig, data: EncodedInteractions | None) -> dict[str, Any]:
     """The loss and negatives options ``TwoTowerRetrieval`` (and the multitask model) take from ``cfg``."""
-    return dict(temperature=cfg.temperature, logq=cfg.logq, remove_accidental_hits=cfg.remove_accidental_hits,
+    return dict(temperature=cfg.temperature, logq=cfg.logq, logq_weight=cfg.logq_weight,
+                remove_accidental_hits=cfg.remove_accidental_hits,
                 num_hard_negatives=cfg.num_hard_negatives, mixed_negatives=cfg.mixed_negatives,
                 item_prob=None if data is None else data.item_prob,
                 negative_pool=None if data is None else np.unique(data.train.item),

@@ -50,6 +50,8 @@ class TwoTowerRetrieval(CatalogEvaluation, tfrs.Model):
     Args:
       temperature: softmax temperature on cosine scores.
       logq: subtract log(sampling probability) of each candidate from its logit.
+      logq_weight: subtract ``logq_weight * log(probability)`` instead (1: the full correction; below
+        1 leaves popular items part of their in-batch advantage).
       remove_accidental_hits: don't count another row's copy of the positive item as a negative.
       num_hard_negatives: keep only the k hardest negatives per query (0: all).
       mixed_negatives: extra uniformly sampled candidates per batch (0: in-batch only).
@@ -60,13 +62,13 @@ class TwoTowerRetrieval(CatalogEvaluation, tfrs.Model):
     """
 
     def __init__(self, query_tower: QueryTower, item_tower: ItemTower, *, temperature: float = 0.2,
-                 logq: bool = True, remove_accidental_hits: bool = True, num_hard_negatives: int = 0,
+                 logq: bool = True, logq_weight: float = 1.0, remove_accidental_hits: bool = True, num_hard_negatives: int = 0,
                  mixed_negatives: int = 0, item_prob: np.ndarray | None = None,
                  negative_pool: np.ndarray | None = None, adversarial_epsilon: float = 0.0,
                  adversarial_weight: float = 1.0) -> None:
         super().__init__()
         self.query_tower, self.item_tower = query_tower, item_tower
-        self.logq, self.remove_accidental_hits = logq, remove_accidental_hits
+        self.logq, self.logq_weight, self.remove_accidental_hits = logq, logq_weight, remove_accidental_hits
         self.mixed_negatives = mixed_negatives
         if mixed_negatives and (item_prob is None or negative_pool is None or not len(negative_pool)):
             raise ValueError("mixed_negatives needs item_prob and a non-empty negative_pool")
@@ -110,6 +112,8 @@ class TwoTowerRetrieval(CatalogEvaluation, tfrs.Model):
             candidates = tf.concat([candidates, self.item_tower(extra, training=training)], 0)
             probs = mixed_sampling_probability(tf.gather(self.item_prob, ids), num_in_batch, self.mixed_negatives,
                                                tf.shape(pool)[0])
+        if self.logq and self.logq_weight != 1.0:  # p ** w: the correction subtracts w * log(p)
+            probs = tf.pow(probs, self.logq_weight)
         return self.task(queries, candidates, sample_weight=features.get("weight"),
                          candidate_sampling_probability=probs if self.logq else None,
                          candidate_ids=ids if self.remove_accidental_hits else None, positive_indices=positives)
