@@ -449,8 +449,8 @@ def run_ranking(prep: PreparedData, cfg: RunConfig, seed: int, epochs: int) -> d
 # --------------------------------------------------------------------------------------- main
 def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list[str], max_epochs: int,
                 patience: int, ranking: bool, log: Callable[[str], None], rank_overrides: list[str] = (),
-                checkpoint: Callable[[dict[str, Any]], None] | None = None, frontier: bool = False
-                ) -> dict[str, Any]:
+                checkpoint: Callable[[dict[str, Any]], None] | None = None, frontier: bool = False,
+                tfrs_temperature: float = 0.2) -> dict[str, Any]:
     """All ``models`` on ``setting`` for each seed; ``checkpoint`` gets the partial result after
     every model (a long run interrupted still leaves its finished models on disk); ``frontier``:
     the warm/cold model's test recalls at every blend too (:func:`blend_frontier`)."""
@@ -477,7 +477,7 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
         embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name in models:
             if name.startswith("tfrs_"):
-                r = run_tfrs(prep, name[len("tfrs_"):], seed, max_epochs, patience)
+                r = run_tfrs(prep, name[len("tfrs_"):], seed, max_epochs, patience, temperature=tfrs_temperature)
             else:
                 r = run_tfmmrec(prep, run_cfg, name == "tfmmrec_multimodal", seed, patience, frontier)
             alternates = r.pop("alternates", {})
@@ -597,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a config key for tfmmrec's ranker only")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a tfmmrec config key for the tfmmrec models (as `tfmmrec train --set`)")
+    p.add_argument("--tfrs-temperature", type=float, default=0.2,
+                   help="softmax temperature of the TFRS reference models (0.2: the issue's tuned recipe)")
     p.add_argument("--quick", action="store_true", help="one seed, at most 6 epochs, patience 2")
     p.add_argument("--readme", action="store_true", help="write the table into benchmarks/README.md")
     p.add_argument("--merge", type=Path, nargs="+", help="combine these quality.json (e.g. one per seed, run in "
@@ -624,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.append(Setting("demo_cold", write_demo(workdir, (2000, 1500, 60000)), "cold_start", 0.2))
     report: dict[str, Any] = {"machine": machine(), "seeds": args.seeds, "max_epochs": args.max_epochs,
                               "patience": args.patience, "overrides": args.set, "rank_overrides": args.rank_set,
+                              "tfrs_temperature": args.tfrs_temperature,
                               "settings": {}}
     print(report["machine"], flush=True)
     started = time.perf_counter()
@@ -635,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / "quality.json").write_text(json.dumps({**report, "partial": True}, indent=2))
         report["settings"][setting.name] = run_setting(setting, args.seeds, cfg, args.models, args.max_epochs,
                                                        args.patience, ranking, lambda m: print(m, flush=True),
-                                                       args.rank_set, checkpoint, args.frontier)
+                                                       args.rank_set, checkpoint, args.frontier,
+                                                       args.tfrs_temperature)
     report["seconds"] = round(time.perf_counter() - started, 1)
     return write_report(report, args.out, args.readme)
 
