@@ -155,7 +155,8 @@ def test_embedding_dropout_acts_in_training_only_and_survives_the_config(feature
     plain = build_retrieval(features, NUM_USERS, RetrievalConfig(embedding_dim=8, fusion_hidden=[16]),
                             use_content=False)
     users, items = tf.constant([1, 2, 3]), tf.constant([1, 2, 3])
-    for tower, other, ids in ((model.query_tower, plain.query_tower, users), (model.item_tower, plain.item_tower, items)):
+    pairs = ((model.query_tower, plain.query_tower, users), (model.item_tower, plain.item_tower, items))
+    for tower, other, ids in pairs:
         other(ids)
         tower(ids)
         tower.set_weights(other.get_weights())

@@ -62,8 +62,8 @@ class TwoTowerRetrieval(CatalogEvaluation, tfrs.Model):
     """
 
     def __init__(self, query_tower: QueryTower, item_tower: ItemTower, *, temperature: float = 0.2,
-                 logq: bool = True, logq_weight: float = 1.0, remove_accidental_hits: bool = True, num_hard_negatives: int = 0,
-                 mixed_negatives: int = 0, item_prob: np.ndarray | None = None,
+                 logq: bool = True, logq_weight: float = 1.0, remove_accidental_hits: bool = True,
+                 num_hard_negatives: int = 0, mixed_negatives: int = 0, item_prob: np.ndarray | None = None,
                  negative_pool: np.ndarray | None = None, adversarial_epsilon: float = 0.0,
                  adversarial_weight: float = 1.0) -> None:
         super().__init__()
