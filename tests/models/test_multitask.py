@@ -19,12 +19,17 @@ TINY = RetrievalConfig(embedding_dim=8, fusion_hidden=[16], epochs=10, batch_siz
 
 
 def test_all_three_tasks_learn(features: ItemFeatures, interactions: EncodedInteractions) -> None:
+    tf.keras.utils.set_random_seed(0)  # the initial weights, whatever ran before in this process
     model = build_multitask(features, NUM_USERS, TINY, MultitaskConfig(category_weight=2.0, ranking_hidden=[16]),
                             data=interactions)
     assert isinstance(model, MultitaskRetrieval) and model.num_categories == 5
     history = train_retrieval(model, interactions, TINY, verbose=0).history
-    assert history["category_accuracy"][-1] > 0.9  # category (= cluster here) read from content alone
-    # cold items (31..40: never in training, no id row) get their category right from content
+    # The training metric sees modality dropout (10% of examples without their text, so about 0.92 at
+    # best); served, the category (= cluster here) is read from content alone, for trained items ...
+    assert history["category_accuracy"][-1] > 0.75
+    warm = model.category_logits(tf.range(1, 31)).numpy().argmax(1)
+    assert (warm == (np.arange(1, 31) - 1) % 4 + 1).mean() >= 0.9
+    # ... and for cold items (31..40: never in training, no id row)
     cold = tf.range(31, 41)
     predicted = model.category_logits(cold).numpy().argmax(1)
     assert (predicted == (np.arange(31, 41) - 1) % 4 + 1).mean() >= 0.9
