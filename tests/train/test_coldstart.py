@@ -154,3 +154,14 @@ def test_an_unknown_blend_objective_is_refused_before_any_training(prepared) -> 
     with pytest.raises(ConfigError, match="retrieval.content_selection"):
         train_warm_cold(model, prep.data, dataclasses.replace(cfg.retrieval, content_selection="pool"), verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # nothing was trained
+
+
+def test_the_warm_stage_selects_the_temperature_and_the_rest_keeps_it(prepared) -> None:
+    prep, _ = prepared
+    cfg = RunConfig().with_overrides([*TINY, "retrieval.epochs=2", "retrieval.temperature_candidates=[1.0]"])
+    model = retrieval_model(prep, cfg, use_content=True)
+    selection = train_warm_cold(model, prep.data, cfg.retrieval, verbose=0).selection
+    scores = selection["temperature"]["valid_best"]
+    assert list(scores) == ["0.2", "1"] and scores[f"{selection['temperature']['chosen']:g}"] == max(scores.values())
+    assert model.task.temperature == selection["temperature"]["chosen"]  # the served model's, the content stage's
+    assert selection["content"]["best_epoch"] is not None  # the content stage still selects its epoch

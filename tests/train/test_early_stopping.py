@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from tfmmrec.config import RankingConfig, RetrievalConfig
+from tfmmrec.config import ConfigError, RankingConfig, RetrievalConfig
 from tfmmrec.data.interactions import EncodedInteractions, SplitArrays
 from tfmmrec.models.build import build_ranking, build_retrieval
 from tfmmrec.models.features import ItemFeatures
@@ -158,3 +158,40 @@ def test_weight_decay_shrinks_weights_the_loss_never_moves() -> None:
     assert type(model.optimizer).__name__ == "AdamW" and steps > 0
     np.testing.assert_allclose(model.item_tower.id_embedding.embeddings.numpy()[0],
                                before * (1 - 0.01 * 0.5) ** steps, rtol=1e-4)
+
+
+def test_temperature_candidates_keep_the_run_with_the_best_validation(tmp_path: Path) -> None:
+    """``temperature_candidates``: one training per temperature from the same initial weights; the
+    model keeps the best one's weights and temperature, which are those of that run alone; a rerun
+    on the same backups restores every candidate and chooses the same without training again."""
+    keras.utils.set_random_seed(0)
+    data = _data()
+    cfg = RetrievalConfig(**{**CFG.__dict__, "temperature": 1.0, "temperature_candidates": [0.1, 1.0, 0.02]})
+    model = build_retrieval(_features(), NUM_USERS, cfg, data=data)
+    model.query_tower(np.array([0]))
+    model.item_tower(np.array([0]))
+    initial = model.get_weights()
+    history = train_retrieval(model, data, cfg, verbose=0, backup_dir=tmp_path)
+    chosen = history.selection["temperature"]
+    assert list(chosen["valid_best"]) == ["1", "0.1", "0.02"]  # cfg.temperature first, no value twice
+    assert chosen["valid_best"][f"{chosen['chosen']:g}"] == max(chosen["valid_best"].values()) == \
+        history.selection["best"]
+    assert len(set(chosen["valid_best"].values())) > 1 and model.task.temperature == chosen["chosen"]
+
+    alone = build_retrieval(_features(), NUM_USERS, cfg, data=data)
+    alone.query_tower(np.array([0]))
+    alone.item_tower(np.array([0]))
+    alone.set_weights(initial)
+    alone.task.temperature = chosen["chosen"]
+    train_retrieval(alone, data, RetrievalConfig(**{**cfg.__dict__, "temperature": chosen["chosen"],
+                                                    "temperature_candidates": []}), verbose=0)
+    for got, want in zip(model.get_weights(), alone.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+    rerun = build_retrieval(_features(), NUM_USERS, cfg, data=data)
+    again = train_retrieval(rerun, data, cfg, verbose=0, backup_dir=tmp_path)
+    assert again.selection["temperature"] == chosen and len(again.epoch) == 0  # restored, not retrained
+    for got, want in zip(rerun.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"retrieval\.temperature_candidates"):
+        train_retrieval(rerun, data, RetrievalConfig(**{**cfg.__dict__, "temperature_candidates": [0.0]}))

@@ -130,6 +130,10 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     history = train_retrieval(warm_model, data, warm_cfg, callbacks=callbacks,
                               **_stage_backup(backup_dir, "warm", backup_every_steps), **fit)
 
+    # The temperature the warm stage chose (retrieval.temperature_candidates) trains the content tower too.
+    options["temperature"] = warm_model.task.temperature
+    model.task.temperature = warm_model.task.temperature
+    cfg = dataclasses.replace(cfg, temperature=warm_model.task.temperature, temperature_candidates=[])
     frozen = [model.query_tower, tower.warm_tower]
     for layer in frozen:
         layer.trainable = False

@@ -6,6 +6,7 @@ it distributed: ``train_*`` compile under the model's own strategy and shard the
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,59 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     ``cfg.validation_objective``), training stops after ``cfg.patience`` epochs without a better
     score and the best epoch's weights are restored, so ``cfg.epochs`` is a maximum. Without
     validation rows it warns and trains all ``cfg.epochs``, keeping the last. The returned
-    History's ``selection`` holds the chosen epoch and the validation curve."""
+    History's ``selection`` holds the chosen epoch and the validation curve.
+
+    With ``cfg.temperature_candidates`` the temperature is selected the same way
+    (:func:`temperature_candidates`): the model is trained once per temperature from the same
+    initial weights, and the one with the best validation objective is kept (its weights, its
+    temperature in ``model.task``, its History; ``selection["temperature"]`` records every
+    candidate's best). Each candidate has its own backup under ``backup_dir``, so a resumed run
+    restores the finished ones without training them again."""
+    temperatures = temperature_candidates(cfg)
+    if len(temperatures) == 1 or not (data.valid.user > 0).any():  # (no validation: warned there)
+        return _train_retrieval_once(model, data, cfg, seed=seed, verbose=verbose, callbacks=callbacks,
+                                     backup_dir=backup_dir, backup_every_steps=backup_every_steps,
+                                     jit_compile=jit_compile)
+    with model.distribute_strategy.scope():
+        _build_retrieval_variables(model)
+    initial = model.get_weights()
+    best: tuple[float, float, list[Any], keras.callbacks.History] | None = None
+    scores: dict[str, float] = {}
+    for temperature in temperatures:
+        model.set_weights(initial)
+        model.task.temperature = temperature
+        history = _train_retrieval_once(
+            model, data, dataclasses.replace(cfg, temperature=temperature), seed=seed, verbose=verbose,
+            callbacks=callbacks, backup_every_steps=backup_every_steps, jit_compile=jit_compile,
+            backup_dir=None if backup_dir is None else Path(backup_dir) / f"temperature_{temperature:g}")
+        score = float(history.selection["best"])
+        scores[f"{temperature:g}"] = score
+        if best is None or score > best[0]:  # ties: the earlier candidate, i.e. cfg.temperature first
+            best = (score, temperature, model.get_weights(), history)
+    assert best is not None
+    _, chosen, weights, history = best
+    model.set_weights(weights)
+    model.task.temperature = chosen
+    history.selection = {**history.selection, "temperature": {"chosen": chosen, "valid_best": scores}}
+    return history
+
+
+def temperature_candidates(cfg: RetrievalConfig) -> list[float]:
+    """``cfg.temperature`` first, then the other ``cfg.temperature_candidates`` in their order."""
+    out = [float(cfg.temperature)]
+    for t in cfg.temperature_candidates:
+        if float(t) <= 0:
+            raise ConfigError(f"retrieval.temperature_candidates: {t!r} is not > 0")
+        if float(t) not in out:
+            out.append(float(t))
+    return out
+
+
+def _train_retrieval_once(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig, *,
+                          seed: int, verbose: int, callbacks: list[keras.callbacks.Callback] | None,
+                          backup_dir: str | Path | None, backup_every_steps: int,
+                          jit_compile: bool | None) -> keras.callbacks.History:
+    """One training of :func:`train_retrieval` at ``cfg.temperature`` (early stopping, backups)."""
     tf.random.set_seed(seed)
     callbacks = list(callbacks or [])
     stopping, validation = retrieval_selection(model, data, cfg, backup_dir)
