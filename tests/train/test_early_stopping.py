@@ -12,7 +12,7 @@ from tfmmrec.config import ConfigError, RankingConfig, RetrievalConfig
 from tfmmrec.data.interactions import EncodedInteractions, SplitArrays
 from tfmmrec.models.build import build_ranking, build_retrieval
 from tfmmrec.models.features import ItemFeatures
-from tfmmrec.train.early_stopping import ValidationEarlyStopping, catalog_monitor
+from tfmmrec.train.early_stopping import ValidationEarlyStopping, catalog_monitor, describe_selection
 from tfmmrec.train.eval_inputs import retrieval_eval_dataset
 from tfmmrec.train.fit import train_ranking, train_retrieval
 
@@ -177,6 +177,8 @@ def test_temperature_candidates_keep_the_run_with_the_best_validation(tmp_path: 
     assert chosen["valid_best"][f"{chosen['chosen']:g}"] == max(chosen["valid_best"].values()) == \
         history.selection["best"]
     assert len(set(chosen["valid_best"].values())) > 1 and model.task.temperature == chosen["chosen"]
+    said = describe_selection("m", history.selection)[-1]
+    assert f"temperature {chosen['chosen']:g} chosen on validation (1: " in said
 
     alone = build_retrieval(_features(), NUM_USERS, cfg, data=data)
     alone.query_tower(np.array([0]))
@@ -195,3 +197,14 @@ def test_temperature_candidates_keep_the_run_with_the_best_validation(tmp_path: 
         np.testing.assert_allclose(got, want, rtol=1e-6)
     with pytest.raises(ConfigError, match=r"retrieval\.temperature_candidates"):
         train_retrieval(rerun, data, RetrievalConfig(**{**cfg.__dict__, "temperature_candidates": [0.0]}))
+
+
+def test_temperature_candidates_are_refused_for_the_multitask_model() -> None:
+    from tfmmrec.config import MultitaskConfig
+    from tfmmrec.models.build import build_multitask
+
+    data = _data()
+    cfg = RetrievalConfig(**{**CFG.__dict__, "temperature_candidates": [0.15]})
+    model = build_multitask(_features(), NUM_USERS, cfg, MultitaskConfig(enabled=True, category_weight=0.0), data=data)
+    with pytest.raises(ConfigError, match=r"retrieval\.temperature_candidates: not with the multitask model"):
+        train_retrieval(model, data, cfg, verbose=0)

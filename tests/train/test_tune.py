@@ -135,3 +135,12 @@ def test_stock_keras_tuner_rejects_tf_keras_models_which_is_why_config_tuner_exi
     tuner = kt.RandomSearch(build, objective="loss", max_trials=1, directory=str(tmp_path))
     with pytest.raises(kt.errors.FatalTypeError, match="tf_keras"):
         tuner.search(np.zeros((4, 3)), np.zeros((4, 2)), epochs=1, verbose=0)
+
+
+def test_a_trial_given_a_temperature_trains_at_that_temperature_only() -> None:
+    """A tuned temperature is not second-guessed by ``retrieval.temperature_candidates``; other trials keep them."""
+    base = RunConfig().with_overrides(["retrieval.temperature_candidates=[0.15]"])
+    given = trial_config(base, {"retrieval.temperature": 0.3})
+    assert (given.retrieval.temperature, given.retrieval.temperature_candidates) == (0.3, [])
+    assert trial_config(base, {"retrieval.learning_rate": 0.02}).retrieval.temperature_candidates == \
+        base.retrieval.temperature_candidates

@@ -204,6 +204,10 @@ def describe_selection(name: str, selection: dict[str, Any]) -> list[str]:
                 f"({blend['objective']})"]
     if selection["best_epoch"] is None:
         return [f"{name}: {selection.get('note', 'no validation value')}"]
-    return [f"{name}: best epoch {selection['best_epoch']} of {selection['epochs_run']} run "
-            f"({selection['monitor']} {selection['objective']} = {selection['best']:.4f}"
-            + (", stopped early)" if selection["stopped_early"] else ")")]
+    lines = [f"{name}: best epoch {selection['best_epoch']} of {selection['epochs_run']} run "
+             f"({selection['monitor']} {selection['objective']} = {selection['best']:.4f}"
+             + (", stopped early)" if selection["stopped_early"] else ")")]
+    if "temperature" in selection:  # retrieval.temperature_candidates
+        scores = ", ".join(f"{t}: {v:.4f}" for t, v in selection["temperature"]["valid_best"].items())
+        lines.append(f"{name}: temperature {selection['temperature']['chosen']:g} chosen on validation ({scores})")
+    return lines

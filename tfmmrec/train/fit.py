@@ -18,6 +18,7 @@ from tfmmrec.config import ConfigError, RankingConfig, RetrievalConfig
 from tfmmrec.data.interactions import EncodedInteractions, user_histories
 from tfmmrec.fusion.randomness import training_randomness
 from tfmmrec.models.catalog_eval import CATALOG_METRICS
+from tfmmrec.models.multitask import MultitaskRetrieval
 from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.train.distribute import shard_by_data
@@ -62,12 +63,16 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     initial weights, and the one with the best validation objective is kept (its weights, its
     temperature in ``model.task``, its History; ``selection["temperature"]`` records every
     candidate's best). Each candidate has its own backup under ``backup_dir``, so a resumed run
-    restores the finished ones without training them again."""
+    restores the finished ones without training them again. ``callbacks`` see every candidate's
+    ``fit`` in turn (TensorBoard shows their epochs one after the other)."""
     temperatures = temperature_candidates(cfg)
     if len(temperatures) == 1 or not (data.valid.user > 0).any():  # (no validation: warned there)
         return _train_retrieval_once(model, data, cfg, seed=seed, verbose=verbose, callbacks=callbacks,
                                      backup_dir=backup_dir, backup_every_steps=backup_every_steps,
                                      jit_compile=jit_compile)
+    if isinstance(model, MultitaskRetrieval):
+        raise ConfigError("retrieval.temperature_candidates: not with the multitask model (its heads are built by "
+                          "its first step); set it to [] or train the two-tower variants only")
     with model.distribute_strategy.scope():
         _build_retrieval_variables(model)
     initial = model.get_weights()

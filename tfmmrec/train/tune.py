@@ -97,6 +97,8 @@ def search_space(cfg: RunConfig) -> kt.HyperParameters:
 def trial_config(base: RunConfig, values: dict[str, Any], *, trial_epochs: bool = True) -> RunConfig:
     """``base`` with a trial's values applied (and ``tune.epochs``, when set, as the task's epochs)."""
     overrides = [f"{k}={_literal(v)}" for k, v in values.items()]
+    if "retrieval.temperature" in values and "retrieval.temperature_candidates" not in values:
+        overrides.append("retrieval.temperature_candidates=[]")  # a trial trains at the temperature it is given
     if trial_epochs and base.tune.epochs is not None:
         overrides.append(f"{base.tune.task}.epochs={base.tune.epochs}")
     return base.with_overrides(overrides)
