@@ -258,7 +258,15 @@ def test_ranking_dropout_null_follows_the_feedback_and_a_number_is_kept(tmp_path
     ("retrieval.temperature=0", r"retrieval\.temperature: must be > 0"),
     ("ranking.learning_rate=-1e-3", r"ranking\.learning_rate: must be > 0"),
     ("retrieval.blend_warm_tolerance=2", r"retrieval\.blend_warm_tolerance: must be \[0, 1\]"),
-], ids=["rate above one", "negative rate", "all items cold", "zero temperature", "negative lr", "tolerance"])
+    ("retrieval.weight_decay=-0.1", r"retrieval\.weight_decay: must be >= 0"),
+    ("retrieval.logq_weight=-1", r"retrieval\.logq_weight: must be >= 0"),
+    ("retrieval.embedding_dropout=1", r"retrieval\.embedding_dropout: must be \[0, 1\)"),
+    ("retrieval.temperature_candidates=[0.15, 0]", r"retrieval\.temperature_candidates\[1\]: must be > 0, got 0"),
+    ("retrieval.temperature_candidates=0.15", r"retrieval\.temperature_candidates: expected a list"),
+    ("retrieval.temperature_candidates=[hot]", r"retrieval\.temperature_candidates\[0\]: expected float"),
+], ids=["rate above one", "negative rate", "all items cold", "zero temperature", "negative lr", "tolerance",
+        "negative decay", "negative logq share", "embedding dropout one", "a zero candidate", "not a list",
+        "not a number"])
 def test_a_number_out_of_its_range_is_refused_naming_the_key(override: str, fragment: str) -> None:
     """Keras would refuse ``Dropout(1.5)`` too, but deep in a build, without the key's name."""
     with pytest.raises(ConfigError, match=fragment):
@@ -267,6 +275,8 @@ def test_a_number_out_of_its_range_is_refused_naming_the_key(override: str, frag
 
 def test_the_ends_of_a_range_that_are_in_it_are_accepted() -> None:
     cfg = RunConfig().with_overrides(["ranking.dropout=0", "retrieval.blend_warm_tolerance=1",
-                                      "retrieval.id_dropout=0.99"])
+                                      "retrieval.id_dropout=0.99", "retrieval.weight_decay=0",
+                                      "retrieval.temperature_candidates=[0.15, 0.3]"])
+    assert cfg.retrieval.temperature_candidates == [0.15, 0.3] and cfg.retrieval.weight_decay == 0.0
     assert (cfg.ranking.dropout, cfg.retrieval.blend_warm_tolerance, cfg.retrieval.id_dropout) == (0.0, 1.0, 0.99)
     assert descriptions()["ranking.dropout"].endswith("Range: [0, 1).")

@@ -30,12 +30,14 @@ class ConfigError(ValueError):
 # would otherwise reach Keras or the splitter and fail there, without the key's name.
 SHARE = ("[0, 1)", lambda v: 0.0 <= v < 1.0)  # a dropout rate or a held-out share
 POSITIVE = ("> 0", lambda v: v > 0.0)
+NON_NEGATIVE = (">= 0", lambda v: v >= 0.0)
 FRACTION = ("[0, 1]", lambda v: 0.0 <= v <= 1.0)
 
 
 def setting(default: Any, doc: str, within: tuple[str, Callable[[float], bool]] | None = None) -> Any:
     """A config key: its default (lists and mappings copied per instance), what it does and, for a
-    number, the range it must lie in (``SHARE``, ``POSITIVE``, ``FRACTION``)."""
+    number or a list of numbers, the range it (each element) must lie in (``SHARE``, ``POSITIVE``,
+    ``NON_NEGATIVE``, ``FRACTION``)."""
     metadata = {"doc": doc, "within": within}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
@@ -88,11 +90,11 @@ class RetrievalConfig:
         "warm stage) is trained once per value from the same initial weights and the best validation objective is "
         "kept; each value costs one more training (not with the multitask model). The best temperature differs by "
         "dataset (0.15 on ml-latest-small, 0.2 on the demo and MovieLens-100K) and validation picked it on every "
-        "setting measured (benchmarks/README.md, 'Quality').")
+        "setting measured (benchmarks/README.md, 'Quality').", POSITIVE)
     logq: bool = setting(True, "Subtract log(item sampling probability) from the logits (in-batch popularity bias).")
     logq_weight: float = setting(1.0,
         "Strength w of the logQ correction, w * log(p) subtracted: 1 = the full correction, 0 = none (as logq: "
-        "false). Measured in benchmarks/README.md ('Quality').")
+        "false). Measured in benchmarks/README.md ('Quality').", NON_NEGATIVE)
     remove_accidental_hits: bool = setting(True, "Do not count another row's copy of the positive item as a negative.")
     id_dropout: float = setting(0.3,
         "Share of training examples whose item-id embedding is hidden, so content learns to carry the item alone "
@@ -102,7 +104,7 @@ class RetrievalConfig:
     learning_rate: float = setting(0.01, "Adam learning rate.", POSITIVE)
     weight_decay: float = setting(0.0,
         "Decoupled weight decay (AdamW) of every trainable weight, per step and relative to the learning rate; 0 = "
-        "plain Adam. Measured in benchmarks/README.md ('Quality').")
+        "plain Adam. Measured in benchmarks/README.md ('Quality').", NON_NEGATIVE)
     embedding_dropout: float = setting(0.0,
         "Dropout on the elements of the user and item id embeddings in training (regularises ids that memorise "
         "their few training interactions). Measured in benchmarks/README.md ('Quality').", SHARE)
@@ -481,10 +483,13 @@ def _build(cls: type, raw: Any, path: str) -> Any:
     for name, value in raw.items():
         key = f"{path}.{name}" if path else name
         kwargs[name] = _coerce(hints[name], value, key)
-        if ranges[name] is not None and isinstance(kwargs[name], (int, float)):
+        if ranges[name] is not None:
             text, ok = ranges[name]
-            if not ok(kwargs[name]):
-                raise ConfigError(f"{key}: must be {text}, got {value!r}")
+            numbers = kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]
+            for i, v in enumerate(numbers):
+                if isinstance(v, (int, float)) and not ok(v):
+                    where = f"{key}[{i}]" if isinstance(kwargs[name], list) else key
+                    raise ConfigError(f"{where}: must be {text}, got {v!r}")
     return cls(**kwargs)
 
 
