@@ -85,12 +85,12 @@ class RetrievalConfig:
         "(tfmmrec.fusion.fusion_options).")
     temperature: float = setting(0.2, "Softmax temperature on cosine scores; ~0.2 measured far better than TFRS's 1.",
                                 POSITIVE)
-    temperature_candidates: list[float] = setting([],
-        "More temperatures to select among on validation, as the epoch is, e.g. [0.15]: the model (warm/cold: its "
-        "warm stage) is trained once per value from the same initial weights and the best validation objective is "
-        "kept; each value costs one more training (not with the multitask model). The best temperature differs by "
-        "dataset (0.15 on ml-latest-small, 0.2 on the demo and MovieLens-100K) and validation picked it on every "
-        "setting measured (benchmarks/README.md, 'Quality').", POSITIVE)
+    temperature_candidates: list[float] = setting([0.15],
+        "More temperatures to select among on validation, as the epoch is: the model (warm/cold: its warm stage) "
+        "is trained once per value (after `temperature`) from the same initial weights and the best validation "
+        "objective is kept; each value costs one more training ([] trains at `temperature` only). The best "
+        "temperature differs by dataset (0.15 on ml-latest-small, 0.2 on the demo and MovieLens-100K) and "
+        "validation picked it on every setting measured (benchmarks/README.md, 'Quality').", POSITIVE)
     logq: bool = setting(True, "Subtract log(item sampling probability) from the logits (in-batch popularity bias).")
     logq_weight: float = setting(1.0,
         "Strength w of the logQ correction, w * log(p) subtracted: 1 = the full correction, 0 = none (as logq: "

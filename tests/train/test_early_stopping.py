@@ -17,8 +17,9 @@ from tfmmrec.train.eval_inputs import retrieval_eval_dataset
 from tfmmrec.train.fit import train_ranking, train_retrieval
 
 NUM_ITEMS, NUM_USERS = 40, 30
+# One temperature (no candidates): most tests here are about the epoch.
 CFG = RetrievalConfig(embedding_dim=8, fusion_hidden=[16], batch_size=64, learning_rate=0.05, epochs=12,
-                      patience=2, validation_metric="recall@5")
+                      patience=2, validation_metric="recall@5", temperature_candidates=[])
 
 
 def _features() -> ItemFeatures:
@@ -199,12 +200,19 @@ def test_temperature_candidates_keep_the_run_with_the_best_validation(tmp_path: 
         train_retrieval(rerun, data, RetrievalConfig(**{**cfg.__dict__, "temperature_candidates": [0.0]}))
 
 
-def test_temperature_candidates_are_refused_for_the_multitask_model() -> None:
+def test_the_multitask_model_selects_its_temperature_too() -> None:
+    """Its heads (here the ranking head) are built before the initial weights are snapshot, so every
+    candidate starts from them and the kept one, heads included, is the best on validation."""
     from tfmmrec.config import MultitaskConfig
     from tfmmrec.models.build import build_multitask
 
+    keras.utils.set_random_seed(0)
     data = _data()
-    cfg = RetrievalConfig(**{**CFG.__dict__, "temperature_candidates": [0.15]})
-    model = build_multitask(_features(), NUM_USERS, cfg, MultitaskConfig(enabled=True, category_weight=0.0), data=data)
-    with pytest.raises(ConfigError, match=r"retrieval\.temperature_candidates: not with the multitask model"):
-        train_retrieval(model, data, cfg, verbose=0)
+    cfg = RetrievalConfig(**{**CFG.__dict__, "temperature": 1.0, "temperature_candidates": [0.1]})
+    model = build_multitask(_features(), NUM_USERS, cfg, MultitaskConfig(enabled=True, category_weight=0.0),
+                            data=data)
+    chosen = train_retrieval(model, data, cfg, verbose=0).selection["temperature"]
+    assert list(chosen["valid_best"]) == ["1", "0.1"] and model.task.temperature == chosen["chosen"]
+    restored = model.evaluate(retrieval_eval_dataset(data, "valid"), return_dict=True, verbose=0)
+    assert restored["recall_at_5"] == pytest.approx(max(chosen["valid_best"].values()), abs=1e-6)
+    assert len(model.ranking_head.weights) == 4  # Dense(64) + Dense(1), kernels and biases

@@ -37,11 +37,17 @@ def logs(trained_run: Any) -> Path:
 def test_losses_learning_rate_and_embedding_norms_per_epoch(logs: Path, trained_run: Any) -> None:
     selection = trained_run.metrics["training"]["multimodal"]  # epochs is a maximum: validation chose
     epochs, best = selection["epochs_run"], selection["best_epoch"] - 1
-    train = read_events(logs / "multimodal" / "train")
+    # Trained at each temperature candidate (retrieval.temperature_candidates): one run per
+    # candidate beside the others; the kept one's logs are those of the selection it reports.
+    temperature = selection["temperature"]
+    assert sorted(p.name for p in (logs / "multimodal").glob("temperature_*")) == \
+        sorted(f"temperature_{t}" for t in temperature["valid_best"]) and len(temperature["valid_best"]) == 2
+    kept = logs / "multimodal" / f"temperature_{temperature['chosen']:g}"
+    train = read_events(kept / "train")
     assert [step for step, _, _ in train["epoch_loss"]] == list(range(epochs))
     losses = [float(v) for _, v, _ in train["epoch_loss"]]
     assert losses[-1] < losses[0]  # it learned; the logged numbers are the real losses
-    run = read_events(logs / "multimodal")
+    run = read_events(kept)
     assert [float(v) for _, v, _ in run["learning_rate"]] == pytest.approx([RetrievalConfig().learning_rate] * epochs)
     norms = run["embedding_norms/user_embedding"]
     assert len(norms) == epochs and norms[0][2] == "histograms"
@@ -50,11 +56,15 @@ def test_losses_learning_rate_and_embedding_norms_per_epoch(logs: Path, trained_
     assert norms[best][1][:, 2].sum() == pytest.approx(len(table))
     assert norms[best][1][0, 0] == pytest.approx(np.linalg.norm(table, axis=1).min(), rel=1e-5)
     # The per-epoch validation scalars: the full-catalog metrics and the early-stopping objective.
-    valid = read_events(logs / "multimodal" / "validation")
+    valid = read_events(kept / "validation")
     curve = [point["val_recall_at_20"] for point in selection["val_curve"]]
     assert [float(v) for _, v, _ in valid["epoch_recall_at_20"]] == pytest.approx(curve, abs=1e-6)
     assert len(valid["epoch_objective"]) == epochs and "epoch_recall_at_20_cold" in valid
     assert "embedding_norms/item_id_embedding" in run
+    # Every candidate's own curve starts at epoch 0 and peaks at the best it was credited with.
+    for t, credited in temperature["valid_best"].items():
+        objective = read_events(logs / "multimodal" / f"temperature_{t}" / "validation")["epoch_objective"]
+        assert objective[0][0] == 0 and max(float(v) for _, v, _ in objective) == pytest.approx(credited, abs=1e-6)
     ranking = read_events(logs / "ranking" / "validation")
     assert "epoch_auc" in ranking
 

@@ -50,6 +50,16 @@ class MultitaskRetrieval(TwoTowerRetrieval):
         self.category_head = keras.layers.Dense(num_categories, name="category_head")
         self.category_metric = keras.metrics.SparseCategoricalAccuracy(name="category_accuracy")
 
+    def build_variables(self) -> None:
+        """The towers' variables and those of the heads in use (a head's variables are otherwise
+        created by the first step; a head whose task weighs 0 gets none, as in training)."""
+        super().build_variables()
+        if self.weights_["ranking"]:
+            pair = tf.zeros([1, self.item_tower.embedding_dim])
+            self.rank(pair, pair)
+        if self.weights_["category"]:
+            self.category_logits(tf.zeros([1], tf.int32))
+
     def rank(self, queries: tf.Tensor, items: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         """Ranking score ``[batch]`` (a logit, or a rating) of query/item embedding pairs."""
         return tf.squeeze(self.ranking_head(tf.concat([queries, items], -1), training=training), -1)

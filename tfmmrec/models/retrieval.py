@@ -80,6 +80,13 @@ class TwoTowerRetrieval(CatalogEvaluation, tfrs.Model):
         self.task = RetrievalTask(temperature=temperature, remove_accidental_hits=remove_accidental_hits,
                                   num_hard_negatives=num_hard_negatives)
 
+    def build_variables(self) -> None:
+        """Create every variable now (the towers'; subclasses add their heads), before a first
+        step: a restored backup needs variables to land in even when ``fit`` runs zero epochs, and
+        ``get_weights`` must hold the whole model to snapshot its initial weights."""
+        self.query_tower(tf.zeros([1], tf.int32))
+        self.item_tower(tf.zeros([1], tf.int32))
+
     def share_candidates(self, embeddings: tf.Tensor, ids: tf.Tensor, probs: tf.Tensor
                          ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | None]:
         """The in-batch candidates every query of this replica is scored against, and the column of

@@ -18,7 +18,6 @@ from tfmmrec.config import ConfigError, RankingConfig, RetrievalConfig
 from tfmmrec.data.interactions import EncodedInteractions, user_histories
 from tfmmrec.fusion.randomness import training_randomness
 from tfmmrec.models.catalog_eval import CATALOG_METRICS
-from tfmmrec.models.multitask import MultitaskRetrieval
 from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.train.distribute import shard_by_data
@@ -63,28 +62,29 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     initial weights, and the one with the best validation objective is kept (its weights, its
     temperature in ``model.task``, its History; ``selection["temperature"]`` records every
     candidate's best). Each candidate has its own backup under ``backup_dir``, so a resumed run
-    restores the finished ones without training them again. ``callbacks`` see every candidate's
-    ``fit`` in turn (TensorBoard shows their epochs one after the other)."""
+    restores the finished ones without training them again. A callback with a ``for_subrun(name)``
+    method (the TensorBoard ones) is replaced, per candidate, by the one it returns for
+    ``temperature_<t>``, so each candidate logs to its own run; the others see every candidate's
+    ``fit`` in turn. A callback's ``projector`` is called once, for the kept candidate."""
     temperatures = temperature_candidates(cfg)
     if len(temperatures) == 1 or not (data.valid.user > 0).any():  # (no validation: warned there)
         return _train_retrieval_once(model, data, cfg, seed=seed, verbose=verbose, callbacks=callbacks,
                                      backup_dir=backup_dir, backup_every_steps=backup_every_steps,
                                      jit_compile=jit_compile)
-    if isinstance(model, MultitaskRetrieval):
-        raise ConfigError("retrieval.temperature_candidates: not with the multitask model (its heads are built by "
-                          "its first step); set it to [] or train the two-tower variants only")
     with model.distribute_strategy.scope():
-        _build_retrieval_variables(model)
+        model.build_variables()
     initial = model.get_weights()
     best: tuple[float, float, list[Any], keras.callbacks.History] | None = None
     scores: dict[str, float] = {}
     for temperature in temperatures:
         model.set_weights(initial)
         model.task.temperature = temperature
+        name = f"temperature_{temperature:g}"
         history = _train_retrieval_once(
             model, data, dataclasses.replace(cfg, temperature=temperature), seed=seed, verbose=verbose,
-            callbacks=callbacks, backup_every_steps=backup_every_steps, jit_compile=jit_compile,
-            backup_dir=None if backup_dir is None else Path(backup_dir) / f"temperature_{temperature:g}")
+            callbacks=[c.for_subrun(name) if hasattr(c, "for_subrun") else c for c in callbacks or []],
+            backup_every_steps=backup_every_steps, jit_compile=jit_compile,
+            backup_dir=None if backup_dir is None else Path(backup_dir) / name)
         score = float(history.selection["best"])
         scores[f"{temperature:g}"] = score
         if best is None or score > best[0]:  # ties: the earlier candidate, i.e. cfg.temperature first
@@ -94,6 +94,9 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     model.set_weights(weights)
     model.task.temperature = chosen
     history.selection = {**history.selection, "temperature": {"chosen": chosen, "valid_best": scores}}
+    for callback in callbacks or []:
+        if getattr(callback, "projector", None) is not None:
+            callback.projector()
     return history
 
 
@@ -125,7 +128,7 @@ def _train_retrieval_once(model: TwoTowerRetrieval, data: EncodedInteractions, c
             jit = cfg.batch_size >= XLA_FROM_BATCH and not length
         model.compile(optimizer=retrieval_optimizer(cfg), jit_compile=jit)
         if backup_dir is not None:
-            _build_retrieval_variables(model)
+            model.build_variables()
             callbacks.append(ResumableBackup(backup_dir, backup_every_steps))
     history = user_histories(data.train, data.num_users, length, cfg.history_sampling, seed)[0] if length else None
     # One endless input iterator for the whole fit (a fresh order every epoch), not a new one per
@@ -185,13 +188,6 @@ def selection_summary(stopping: ValidationEarlyStopping | None, history: keras.c
     return {"monitor": None, "objective": None, "best_epoch": None, "best": None, "epochs_run": run,
             "stopped_early": False, "val_curve": [],
             "note": f"no validation rows: trained all {epochs} epochs, kept the last"}
-
-
-def _build_retrieval_variables(model: TwoTowerRetrieval) -> None:
-    """Create the towers' variables now, so a restored backup has variables to land in even
-    when it finished training and ``fit`` runs zero epochs."""
-    model.query_tower(tf.zeros([1], tf.int32))
-    model.item_tower(tf.zeros([1], tf.int32))
 
 
 # Keras's AUC is a Riemann sum over thresholds; 1000 of them put val_auc within ~1e-3 of the

@@ -15,6 +15,11 @@ holds:
 
 ``tensorboard --logdir RUN_DIR/tensorboard`` shows all models of the run side by side.
 
+A retrieval model trained at several temperatures (``retrieval.temperature_candidates``) logs each
+training to its own run inside the model directory (``multimodal/temperature_0.2/train``, ...,
+made by the callbacks' ``for_subrun``), so the candidates' curves lie side by side instead of
+one after the other; the projector, in the model directory, shows the kept candidate.
+
 Fusion weights are read by duck typing, so any fusion can take part. A submodule with a
 ``modality_weights`` method returning ``{modality: weight}`` is logged, the weights averaged over
 examples: called without arguments (a layer with global weights), or with ``probe_items`` (item
@@ -91,6 +96,11 @@ class RunLogger(keras.callbacks.Callback):
         self.projector = projector
         self._writer: tf.summary.SummaryWriter | None = None
 
+    def for_subrun(self, name: str) -> RunLogger:
+        """The same logging into ``log_dir/name``, without the projector (the caller writes it
+        once for the training it keeps)."""
+        return RunLogger(self.log_dir / name, histograms=self.histograms, probe_items=self.probe_items)
+
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._writer = tf.summary.create_file_writer(str(self.log_dir))
 
@@ -124,11 +134,21 @@ def _learning_rate(optimizer: Any) -> float | None:
     return float(keras.backend.get_value(lr))
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback, per epoch only (no graph, no profiler, no weight histograms:
+    ``RunLogger`` logs the row norms that matter), with ``for_subrun`` as ``RunLogger`` has."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        super().__init__(str(log_dir), histogram_freq=0, write_graph=False, profile_batch=0)
+
+    def for_subrun(self, name: str) -> EpochTensorBoard:
+        return EpochTensorBoard(Path(self.log_dir) / name)
+
+
 def tensorboard_callbacks(log_dir: str | Path, *, histograms: bool = True, projector: Callable[[], None] | None = None,
                           probe_items: np.ndarray | None = None) -> list[keras.callbacks.Callback]:
     """Keras's TensorBoard callback (losses and metrics per epoch) plus ``RunLogger``."""
-    return [keras.callbacks.TensorBoard(str(log_dir), histogram_freq=0, write_graph=False, profile_batch=0),
-            RunLogger(log_dir, histograms=histograms, projector=projector, probe_items=probe_items)]
+    return [EpochTensorBoard(log_dir), RunLogger(log_dir, histograms=histograms, projector=projector, probe_items=probe_items)]
 
 
 def write_projector(log_dir: str | Path, embeddings: np.ndarray, metadata: pd.DataFrame,
