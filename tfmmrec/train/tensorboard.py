@@ -148,7 +148,8 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 def tensorboard_callbacks(log_dir: str | Path, *, histograms: bool = True, projector: Callable[[], None] | None = None,
                           probe_items: np.ndarray | None = None) -> list[keras.callbacks.Callback]:
     """Keras's TensorBoard callback (losses and metrics per epoch) plus ``RunLogger``."""
-    return [EpochTensorBoard(log_dir), RunLogger(log_dir, histograms=histograms, projector=projector, probe_items=probe_items)]
+    return [EpochTensorBoard(log_dir),
+            RunLogger(log_dir, histograms=histograms, projector=projector, probe_items=probe_items)]
 
 
 def write_projector(log_dir: str | Path, embeddings: np.ndarray, metadata: pd.DataFrame,
