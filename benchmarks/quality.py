@@ -237,6 +237,9 @@ def run_tfmmrec(prep: PreparedData, cfg: RunConfig, use_content: bool, seed: int
     if frontier:
         out["_embeddings"] = embeddings
     curve = [point["objective"] for point in selection["val_curve"]]
+    if "temperature" in selection:  # retrieval.temperature_candidates: the one validation chose, and each one's best
+        out.update(temperature=selection["temperature"]["chosen"],
+                   valid_by_temperature=selection["temperature"]["valid_best"])
     if "content" in selection:  # the warm/cold model: its warm and content stages and the blend
         out.update(warm_epochs=selection["best_epoch"], content_epochs=selection["content"]["best_epoch"],
                    blend_c=selection["blend"]["blend_c"], cold_scale=selection["blend"]["cold_scale"],
@@ -483,17 +486,20 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
             alternates = r.pop("alternates", {})
             if "_embeddings" in r:
                 embeddings[name] = r.pop("_embeddings")
+            r["seed"] = seed
             per_seed[name].append(r)
             for other, metrics in alternates.items():  # the same trained model served with other blend objectives
                 per_seed.setdefault(f"{name}_blend_{other}", []).append(
-                    {**metrics, **{k: r[k] for k in ("warm_epochs", "content_epochs", "seconds")}})
+                    {**metrics, **{k: r[k] for k in ("warm_epochs", "content_epochs", "seconds", "seed")}})
             if checkpoint is not None:
                 checkpoint(result())
             log(f"  {name:<20} " + "  ".join(f"{k} {r[k]:.4f}" for k in r if k.endswith(f"@{K}"))
                 + f"  epochs {r.get('epochs', r.get('warm_epochs'))}/{r.get('content_epochs', '-')}"
-                  f" c {r.get('blend_c', '-')} s {r.get('cold_scale', '-')}  {r['seconds']}s")
+                  f" c {r.get('blend_c', '-')} s {r.get('cold_scale', '-')} T {r.get('temperature', '-')}"
+                  f"  {r['seconds']}s")
         if frontier and setting.cold_item_frac > 0 and "tfmmrec_id_only" in embeddings:
             r, content = run_tfmmrec_content(prep, run_cfg, seed, patience)
+            r["seed"] = seed
             r["ensemble"] = {"seed": seed, **ensemble_frontier(embeddings["tfmmrec_id_only"], content, prep.data,
                                                                cfg.retrieval.blend_warm_tolerance)}
             per_seed.setdefault("tfmmrec_content_only", []).append(r)
@@ -521,9 +527,40 @@ def import_movielens_100k_once(source: Path, workdir: Path) -> Path:
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
     """``{metric: [mean, std]}`` over seeds (population std; 0 for one seed)."""
-    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"]
     return {k: [float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs]))] for k in keys
             if all(k in r for r in runs)}
+
+
+PAIRED_MODEL = "tfmmrec_multimodal"
+PAIRED_REFERENCES = ("tfrs_id", "tfrs_id_content", "tfrs_content", "tfmmrec_id_only")
+PAIRED_KEYS = ("all_recall@20", "warm_recall@20", "cold_recall@20", "cold_pool_recall@20")
+
+
+def paired_rows(setting: dict[str, Any], model: str = PAIRED_MODEL) -> list[dict[str, Any]]:
+    """``model`` minus each reference, seed by seed: every seed draws its own split, so most of a
+    row's spread over seeds is the split's, which a difference on the same split cancels. Per
+    reference and metric: the mean and std of the per-seed differences and on how many seeds
+    ``model`` is ahead. Runs pair in order, when both models ran the same seeds (``seed`` of
+    each run; runs recorded before it had one pair by position)."""
+    models = setting["models"]
+    if model not in models:
+        return []
+    mine = models[model]["runs"]
+    rows = []
+    for ref in PAIRED_REFERENCES:
+        theirs = models.get(ref, {}).get("runs", [])
+        if len(theirs) != len(mine) or [r.get("seed") for r in theirs] != [r.get("seed") for r in mine]:
+            continue
+        row: dict[str, Any] = {"reference": ref, "seeds": len(mine)}
+        for key in PAIRED_KEYS:
+            if setting["cold_item_frac"] <= 0 and key.startswith("cold"):
+                continue
+            d = np.array([a[key] - b[key] for a, b in zip(mine, theirs)], dtype=float)
+            if not np.isnan(d).any():
+                row[key] = {"mean": float(d.mean()), "std": float(d.std()), "ahead": int((d > 0).sum())}
+        rows.append(row)
+    return rows
 
 
 def _ms(summary: dict[str, list[float]], key: str) -> str:
@@ -558,6 +595,16 @@ def markdown(report: dict[str, Any]) -> str:
         for name, r in ranks:
             for model, s in r["summary"].items():
                 lines.append(f"| {name} | {model} | {len(r['runs'])} | {_ms(s, 'rmse')} | {s['epochs'][0]:.1f} |")
+    paired = [(n, row) for n, r in report["settings"].items() for row in paired_rows(r)]
+    if paired:
+        lines += ["", f"Paired by seed ({PAIRED_MODEL} minus the reference on the same split; mean ± std of the "
+                  "per-seed differences, and on how many seeds it is ahead):", "",
+                  "| data | reference | seeds | Δ R@20 | Δ warm R@20 | Δ cold R@20 | Δ cold-pool R@20 |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for name, row in paired:
+            cells = [f"{row[k]['mean']:+.4f} ± {row[k]['std']:.4f} ({row[k]['ahead']}/{row['seeds']})"
+                     if k in row else "–" for k in PAIRED_KEYS]
+            lines.append(f"| {name} | {row['reference']} | {row['seeds']} | " + " | ".join(cells) + " |")
     fronts = [(n, row) for n, r in report["settings"].items() for row in frontier_rows(r)]
     if fronts:
         lines += ["", "Frontiers (`--frontier`; test R@20 at every point of a grid; per seed): *blend* = "

@@ -82,6 +82,13 @@ def test_every_model_is_selected_on_validation_and_scored_on_one_protocol(bench,
     assert all(f"| demo_cold | {m} |" in table for m in runs)
     assert "Frontiers" in table and table.count("| demo_cold | 0 | blend |") == 2  # a row per run, merged twice
     assert table.count("| demo_cold | 0 | ensemble |") == 2
+    # Paired by seed: the multimodal model minus each reference, run by run on the same split.
+    paired = {row["reference"]: row for row in bench.paired_rows(merged["settings"]["demo_cold"])}
+    assert set(paired) == {"tfrs_id", "tfrs_id_content", "tfrs_content", "tfmmrec_id_only"}
+    delta = runs["tfmmrec_multimodal"]["cold_pool_recall@20"] - runs["tfrs_content"]["cold_pool_recall@20"]
+    assert paired["tfrs_content"]["cold_pool_recall@20"] == pytest.approx(
+        {"mean": delta, "std": 0.0, "ahead": 2 if delta > 0 else 0})
+    assert "| demo_cold | tfrs_content | 2 |" in table and "seed" not in summary  # (a seed is no metric)
 
 
 def _rated_toy(root: Path) -> Path:
