@@ -51,7 +51,8 @@ def test_train_on_mmrec_layout_writes_metrics_and_exports(mmrec_dataset: Path, t
                  "--set", "retrieval.epochs=20", "--set", "retrieval.batch_size=64", "--set", "ranking.epochs=2"])
     assert code == 0
     assert f"tensorboard --logdir {run_dir / 'tensorboard'}" in capsys.readouterr().out
-    assert (run_dir / "tensorboard" / "multimodal" / "train").is_dir()
+    # One TensorBoard run per temperature the model was trained at (retrieval.temperature_candidates).
+    assert (run_dir / "tensorboard" / "multimodal" / "temperature_0.15" / "train").is_dir()
     metrics = json.loads((run_dir / "metrics.json").read_text())  # strict JSON: no NaN
     assert metrics["interactions"] == {"train": 360, "valid": 60, "test": 60}
     assert set(metrics["retrieval"]) == {"multimodal", "id_only"}
