@@ -42,7 +42,8 @@ def test_run_with_every_model_option(toy_dir: Path, tmp_path: Path) -> None:
         "retrieval.learning_rate=0.02", "retrieval.history_length=4", "retrieval.history_pooling=mean+attention",
         "retrieval.user_features=true", "retrieval.user_id_dropout=0.2", "retrieval.mixed_negatives=16",
         "ranking.model=dcn", "ranking.epochs=1", "ranking.field_dim=4", "ranking.hidden_units=[8]",
-        "multitask.enabled=true", "train.id_only=false", "export.top_k=5"])
+        "multitask.enabled=true", "train.id_only=false", "export.top_k=5",
+        "retrieval.temperature_candidates=[]"])
     result = run(toy_dir, tmp_path / "run", cfg, export_dir=None, verbose=0)  # export: tests/models/test_towers.py
     assert set(result.metrics["retrieval"]) == {"multimodal", "multitask"}
     for variant in ("multimodal", "multitask"):  # users like one genre and the vector shows it
