@@ -240,6 +240,9 @@ def run_tfmmrec(prep: PreparedData, cfg: RunConfig, use_content: bool, seed: int
     if "temperature" in selection:  # retrieval.temperature_candidates: the one validation chose, and each one's best
         out.update(temperature=selection["temperature"]["chosen"],
                    valid_by_temperature=selection["temperature"]["valid_best"])
+    if "warm_tower" in selection:  # retrieval.warm_tower: select: the one kept, and each one's validation recall
+        out.update(warm_tower=selection["warm_tower"]["chosen"],
+                   valid_by_warm_tower=selection["warm_tower"][f"valid_recall@{K}"])
     if "content" in selection:  # the warm/cold model: its warm and content stages and the blend
         out.update(warm_epochs=selection["best_epoch"], content_epochs=selection["content"]["best_epoch"],
                    blend_c=selection["blend"]["blend_c"], cold_scale=selection["blend"]["cold_scale"],
@@ -496,6 +499,7 @@ def run_setting(setting: Setting, seeds: list[int], cfg: RunConfig, models: list
             log(f"  {name:<20} " + "  ".join(f"{k} {r[k]:.4f}" for k in r if k.endswith(f"@{K}"))
                 + f"  epochs {r.get('epochs', r.get('warm_epochs'))}/{r.get('content_epochs', '-')}"
                   f" c {r.get('blend_c', '-')} s {r.get('cold_scale', '-')} T {r.get('temperature', '-')}"
+                  f" warm {r.get('warm_tower', '-')}"
                   f"  {r['seconds']}s")
         if frontier and setting.cold_item_frac > 0 and "tfmmrec_id_only" in embeddings:
             r, content = run_tfmmrec_content(prep, run_cfg, seed, patience)

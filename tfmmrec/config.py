@@ -154,8 +154,10 @@ class RetrievalConfig:
         "('Quality'): 'warm_cold' = a warm tower for items with training interactions and a content tower aligned to "
         "it for the rest, one index (the default); 'joint' = one tower adding id and content embeddings with "
         "id_dropout (the first release).")
-    warm_tower: str = setting("id_content",
-        "warm_cold: 'id_content' (ids + content, no ID dropout) or 'id' (ids only)")
+    warm_tower: str = setting("select",
+        "warm_cold: the warm tower: 'select' (trains the model with each of the two below and keeps the better "
+        "on validation Recall@K of all items; twice the training time), 'id_content' (ids + content, no ID "
+        "dropout) or 'id' (ids only). Measured in benchmarks/README.md ('The warm tower chosen on validation').")
     content_align_weight: float = setting(1.0,
         "warm_cold: weight of the content tower's 1 - cos alignment to the warm tower")
     content_warm_negatives: bool = setting(True,

@@ -25,7 +25,7 @@ from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.models.towers import ItemTower, QueryTower
 
 ITEM_REPRESENTATIONS = ("warm_cold", "joint")
-WARM_TOWERS = ("id", "id_content")
+WARM_TOWERS = ("select", "id_content", "id")
 
 
 def build_retrieval(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
@@ -133,7 +133,8 @@ def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *,
 def build_warm_cold(features: ItemFeatures, num_users: int, cfg: RetrievalConfig, *,
                     data: EncodedInteractions | None = None, users: UserFeatures | None = None) -> TwoTowerRetrieval:
     """A ``TwoTowerRetrieval`` whose item tower is a :class:`WarmColdItemTower`: a warm tower
-    (ids; ``cfg.warm_tower == "id_content"``: ids + content, no ID dropout) and a content tower
+    (ids; ``cfg.warm_tower == "id_content"``: ids + content, no ID dropout; ``"select"``: ids +
+    content behind a switch, so training can keep either, see ``tfmmrec.train.coldstart``) and a content tower
     (content, categorical and numeric fields, no id) sharing one query tower. ``data`` fills the
     interaction counts (needed before serving) and, as for ``build_retrieval``, histories."""
     if cfg.warm_tower not in WARM_TOWERS:
@@ -141,7 +142,8 @@ def build_warm_cold(features: ItemFeatures, num_users: int, cfg: RetrievalConfig
     fusion = fusion_kwargs(cfg)
     cards = tuple(features.cardinalities)
     warm = ItemTower(ItemFeatureTable.from_features(features, name="item_features"), features.num_id_slots,
-                     cfg.embedding_dim, cards, use_content=cfg.warm_tower == "id_content", id_dropout=0.0,
+                     cfg.embedding_dim, cards, use_content=cfg.warm_tower != "id", id_dropout=0.0,
+                     content_switch=cfg.warm_tower == "select",
                      embedding_dropout=cfg.embedding_dropout, name="warm_item_tower", **fusion)
     # The content tower never sees an id: every item is on slot 0 (its id part is always zero).
     no_ids = dataclasses.replace(features, id_slot=np.zeros_like(features.id_slot))

@@ -143,6 +143,11 @@ class ItemTower(keras.Model):
 
     ``content_delta`` (dict modality -> ``[batch, dim]``) is added to the content embeddings; the
     adversarial training step uses it to perturb content (see ``models.retrieval``).
+
+    ``content_switch``: the content part is multiplied by a non-trainable ``content_on`` weight
+    (1 or 0, :meth:`set_content`), so one tower, with one set of layers, serves as ids + content or
+    as ids only; the warm/cold model's ``warm_tower: select`` trains both and keeps the better on
+    validation (``tfmmrec.train.coldstart``) without changing what it exports.
     """
 
     def __init__(self, table: ItemFeatureTable, num_id_slots: int, embedding_dim: int,
@@ -150,8 +155,10 @@ class ItemTower(keras.Model):
                  fusion_hidden: tuple[int, ...] = (128,), fusion_dropout: float = 0.0, id_dropout: float = 0.2,
                  modality_dropout: float = 0.1, fusion: str = "concat", fusion_balance_weight: float = 0.0,
                  fusion_options: dict[str, Any] | None = None, embedding_dropout: float = 0.0,
-                 **kwargs: Any) -> None:
+                 content_switch: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if content_switch and not use_content:
+            raise ValueError("content_switch needs use_content=True: it switches the content part on or off")
         if getattr(FUSIONS.get(fusion), "needs_query", False):
             raise ValueError(f"fusion {fusion!r} needs the user as query: an item tower's embedding must not depend "
                              "on the user (use it in ranking / re-scoring)")
@@ -172,6 +179,15 @@ class ItemTower(keras.Model):
                                       modality_dropout=modality_dropout, **{**extra, **self.fusion_options})
             self.categorical_embeddings = [keras.layers.Embedding(c, embedding_dim, name=f"categorical_{i}")
                                            for i, c in enumerate(self.categorical_cardinalities)]
+        self.content_switch = content_switch
+        if content_switch:  # only then: a tower without it keeps its weights (and checkpoints)
+            self.content_on = self.add_weight(name="content_on", shape=(), initializer="ones", trainable=False)
+
+    def set_content(self, on: bool) -> None:
+        """Switch the content part on (ids + content) or off (ids only); needs ``content_switch``."""
+        if not self.content_switch:
+            raise TypeError(f"{self.name} has no content switch (build it with content_switch=True)")
+        self.content_on.assign(1.0 if on else 0.0)
 
     def fused_content(self, item: tf.Tensor, training: bool | None = None) -> tf.Tensor | None:
         """The fused modalities (+ numeric fields) of items, ``[batch, d]``, without id or categorical
@@ -186,7 +202,9 @@ class ItemTower(keras.Model):
         out = self.id_embedding(feats["id_slot"]) * keep
         if self.embedding_dropout:
             out = self.id_dropout_layer(out, training=training)
-        if self.use_content:
+        if self.content_switch:
+            out += self.content_on * self.content_embedding(feats, training=training, content_delta=content_delta)
+        elif self.use_content:
             out = self.content_embedding(feats, training=training, content_delta=content_delta, onto=out)
         return tf.math.l2_normalize(out, axis=-1)
 
@@ -238,7 +256,7 @@ class ItemTower(keras.Model):
                 "id_dropout": self.id_dropout, "modality_dropout": self.modality_dropout,
                 "fusion": self.fusion_kind, "fusion_balance_weight": self.fusion_balance_weight,
                 "fusion_options": dict(self.fusion_options), "embedding_dropout": self.embedding_dropout,
-                "name": self.name}
+                "content_switch": self.content_switch, "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ItemTower:

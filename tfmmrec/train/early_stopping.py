@@ -197,11 +197,17 @@ def describe_selection(name: str, selection: dict[str, Any]) -> list[str]:
     ``selection``); a warm/cold model (``tfmmrec.train.coldstart``) also says its blend."""
     if "content" in selection:
         blend = selection["blend"]
-        warm = {k: v for k, v in selection.items() if k not in ("content", "blend")}
-        return [*describe_selection(f"{name} (warm stage)", warm),
-                *describe_selection(f"{name} (content stage)", selection["content"]),
-                f"{name}: blend c = {blend['blend_c']:g}, cold-score factor s = {blend['cold_scale']:.2f} "
-                f"({blend['objective']})"]
+        warm = {k: v for k, v in selection.items() if k not in ("content", "blend", "warm_tower")}
+        lines = [*describe_selection(f"{name} (warm stage)", warm),
+                 *describe_selection(f"{name} (content stage)", selection["content"]),
+                 f"{name}: blend c = {blend['blend_c']:g}, cold-score factor s = {blend['cold_scale']:.2f} "
+                 f"({blend['objective']})"]
+        if "warm_tower" in selection:  # retrieval.warm_tower: select
+            choice = selection["warm_tower"]
+            metric, scores = next((k, v) for k, v in choice.items() if k != "chosen")
+            lines.append(f"{name}: warm tower {choice['chosen']} chosen on validation ({metric.removeprefix('valid_')}"
+                         " of all items: " + ", ".join(f"{kind} {v:.4f}" for kind, v in scores.items()) + ")")
+        return lines
     if selection["best_epoch"] is None:
         return [f"{name}: {selection.get('note', 'no validation value')}"]
     lines = [f"{name}: best epoch {selection['best_epoch']} of {selection['epochs_run']} run "
