@@ -49,8 +49,8 @@ def test_train_on_mmrec_layout_writes_metrics_and_exports(mmrec_dataset: Path, t
     run_dir = tmp_path / "run"
     code = main(["train", str(mmrec_dataset), "--out", str(run_dir), "--quiet",
                  "--set", "retrieval.epochs=20", "--set", "retrieval.batch_size=64", "--set", "ranking.epochs=2",
-                 # One temperature: selecting it is tested on the defaults in tests/train.
-                 "--set", "retrieval.temperature_candidates=[]"])
+                 # One temperature, one warm tower: selecting them is tested on the defaults in tests/train.
+                 "--set", "retrieval.temperature_candidates=[]", "--set", "retrieval.warm_tower=id_content"])
     assert code == 0
     assert f"tensorboard --logdir {run_dir / 'tensorboard'}" in capsys.readouterr().out
     assert (run_dir / "tensorboard" / "multimodal" / "train").is_dir()
@@ -74,7 +74,7 @@ def test_unknown_items_stop_the_run_with_the_file_named_unless_dropped(mmrec_dat
         f.write("0,999,train,4.0,1600000000\n")
     args = ["train", str(broken), "--out", str(tmp_path / "run"), "--quiet", "--no-export",
             "--set", "retrieval.epochs=1", "--set", "ranking.epochs=1", "--set", "train.id_only=false",
-            "--set", "retrieval.temperature_candidates=[]"]
+            "--set", "retrieval.temperature_candidates=[]", "--set", "retrieval.warm_tower=id_content"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "interactions.csv" in err and "1 interactions reference item ids" in err and "--drop-unknown" in err
@@ -98,7 +98,7 @@ def test_demo_command_prints_the_table_and_the_decode_report(tmp_path: Path,
     code = main(["demo", "--workdir", str(workdir), "--size", "small", "--quiet",
                  "--export-dir", str(tmp_path / "saved_models"),
                  "--set", "retrieval.epochs=2", "--set", "ranking.epochs=1",
-                 "--set", "retrieval.temperature_candidates=[]"])
+                 "--set", "retrieval.temperature_candidates=[]", "--set", "retrieval.warm_tower=id_content"])
     assert code == 0
     out = capsys.readouterr().out
     assert "model        |  all R@20 |  all N@20 | warm R@20 | warm N@20 | cold R@20 | cold N@20" in out

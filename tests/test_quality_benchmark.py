@@ -30,7 +30,8 @@ def bench():
 
 def test_every_model_is_selected_on_validation_and_scored_on_one_protocol(bench, demo_dir: Path) -> None:
     setting = bench.Setting("demo_cold", demo_dir, "cold_start", 0.2)
-    cfg = RunConfig().with_overrides(["retrieval.batch_size=512", "retrieval.temperature_candidates=[]"])
+    cfg = RunConfig().with_overrides(["retrieval.batch_size=512", "retrieval.temperature_candidates=[]",
+                                      "retrieval.warm_tower=id_content"])
     res = bench.run_setting(setting, [0], cfg, list(bench.MODELS), max_epochs=3, patience=1, ranking=False,
                             log=lambda _m: None, frontier=True)
     runs = {m: r["runs"][0] for m, r in res["models"].items()}

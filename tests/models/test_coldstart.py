@@ -12,7 +12,7 @@ from tfmmrec.config import RetrievalConfig
 from tfmmrec.data.interactions import EncodedInteractions
 from tfmmrec.models.build import build_warm_cold
 from tfmmrec.models.coldstart import ContentStudent, WarmColdItemTower, alignment_loss, blend_embeddings
-from tfmmrec.models.features import ItemFeatures
+from tfmmrec.models.features import ItemFeatures, id_keep_mask
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.train.fit import train_retrieval
 
@@ -56,6 +56,32 @@ def test_tower_round_trips_through_its_config(features: ItemFeatures, interactio
     clone = keras.layers.deserialize(keras.layers.serialize(tower))
     assert isinstance(clone, WarmColdItemTower) and clone.warm_tower.use_content
     assert float(clone.blend_c.numpy()) == 10.0 and clone.content_tower.num_id_slots == 1
+
+
+def test_the_content_switch_serves_ids_plus_content_or_ids_alone(features: ItemFeatures,
+                                                                  interactions: EncodedInteractions) -> None:
+    # warm_tower: select builds the warm tower with content behind a switch; training keeps either.
+    model = build_warm_cold(features, NUM_USERS, RetrievalConfig(**TINY, warm_tower="select"), data=interactions)
+    warm = model.item_tower.warm_tower
+    feats = warm.table(ITEMS)
+    ids = warm.id_embedding(feats["id_slot"]) * id_keep_mask(feats["id_slot"], 0.0, training=False)
+    on = warm(ITEMS).numpy()
+    np.testing.assert_allclose(on, tf.math.l2_normalize(ids + warm.content_embedding(feats), -1).numpy(), atol=1e-6)
+    warm.set_content(False)
+    off = warm(ITEMS).numpy()
+    np.testing.assert_allclose(off, tf.math.l2_normalize(ids, -1).numpy(), atol=1e-6)
+    assert not np.allclose(on[:30], off[:30], atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(off[30:], axis=1), 0.0)  # no trained id row and no content: nothing
+    # The switch is a weight, never trained, and the config carries its state: a clone serves ids alone too.
+    assert [w.name for w in warm.non_trainable_weights if "content_on" in w.name] and \
+        not [w for w in warm.trainable_weights if "content_on" in w.name]
+    clone = keras.layers.deserialize(keras.layers.serialize(model.item_tower))
+    assert warm.get_config()["content_on"] is False and float(clone.warm_tower.content_on.numpy()) == 0.0
+    clone(ITEMS), model.item_tower(ITEMS)  # (builds every layer of both)
+    clone.set_weights(model.item_tower.get_weights())
+    np.testing.assert_allclose(clone.warm_tower(ITEMS).numpy(), off, atol=1e-6)
+    with pytest.raises(TypeError, match="no content switch"):
+        model.item_tower.content_tower.set_content(False)
 
 
 def test_unknown_warm_tower_is_refused(features: ItemFeatures) -> None:

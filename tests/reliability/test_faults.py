@@ -27,7 +27,7 @@ from tfmmrec.train.run_dir import LOCK_FILE, RunDirError, check_writable, run_di
 REPO = Path(__file__).resolve().parents[2]
 QUICK = ["train.ranking=false", "train.id_only=false", "retrieval.epochs=1", "retrieval.batch_size=256",
          "retrieval.embedding_dim=8", "tensorboard.enabled=false", "export.top_k=5",
-         "retrieval.temperature_candidates=[]"]
+         "retrieval.temperature_candidates=[]", "retrieval.warm_tower=id_content"]
 
 
 def _dataset(root: Path, text: bool = False) -> Path:

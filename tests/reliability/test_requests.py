@@ -82,7 +82,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cfg = RunConfig().with_overrides(["retrieval.epochs=1", "ranking.epochs=1", "train.id_only=false",
                                       "retrieval.embedding_dim=8", "tensorboard.enabled=false",
                                       f"export.top_k={MAX_K}", "train.backup_every_steps=0",
-                                      "retrieval.temperature_candidates=[]"])
+                                      "retrieval.temperature_candidates=[]", "retrieval.warm_tower=id_content"])
     result = run(data, root / "run", cfg, export_dir=root / "models", verbose=0)
     # A servable version right above BASE: what ``/v1/models/..`` would reach if names were not confined.
     (root / "1").symlink_to(result.exports["retrieval"], target_is_directory=True)

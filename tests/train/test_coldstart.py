@@ -11,6 +11,7 @@ from tfmmrec.config import ConfigError, RunConfig
 from tfmmrec.evaluate.protocol import cold_pool_metrics, embed_all, valid_recalls
 from tfmmrec.models.coldstart import WarmColdItemTower
 from tfmmrec.train.coldstart import choose_blend, cold_valid_share, train_any_retrieval, train_warm_cold
+from tfmmrec.train.early_stopping import describe_selection
 from tfmmrec.train.prepare import prepare_data, retrieval_model
 
 TINY = ["retrieval.embedding_dim=16", "retrieval.fusion_hidden=[32]", "retrieval.batch_size=256",
@@ -111,10 +112,25 @@ def test_stages_are_selected_on_validation_and_cold_items_get_content(prepared, 
     assert content_only_cold_recall(model) > 1.5 * content_only_cold_recall(untrained)
 
 
+def test_the_warm_tower_is_chosen_on_the_served_models_validation_recall(prepared, trained) -> None:
+    # retrieval.warm_tower: select (the default) trains the whole model twice from the same initial
+    # weights, the warm tower's content switched on, then off, and keeps the better served model.
+    prep, _ = prepared
+    model, selection = trained
+    choice = selection["warm_tower"]
+    scores = choice["valid_recall@20"]
+    assert list(scores) == ["id_content", "id"] and choice["chosen"] == max(scores, key=scores.get)
+    served = valid_recalls(*embed_all(model, prep.data), prep.data)
+    assert served["all"] == pytest.approx(scores[choice["chosen"]], abs=1e-6)
+    assert float(model.item_tower.warm_tower.content_on.numpy()) == float(choice["chosen"] == "id_content")
+    assert f"multimodal: warm tower {choice['chosen']} chosen on validation (recall@20 of all items: " \
+        f"id_content {scores['id_content']:.4f}, id {scores['id']:.4f})" in describe_selection("multimodal", selection)
+
+
 def test_the_content_tower_is_selected_on_the_cold_pool_or_the_full_catalog(prepared, trained) -> None:
     prep, cfg = prepared
     model, pooled = trained[0], trained[1]["content"]
-    full_cfg = dataclasses.replace(cfg.retrieval, content_selection="cold")
+    full_cfg = dataclasses.replace(cfg.retrieval, content_selection="cold", warm_tower="id_content")
     other = retrieval_model(prep, cfg, use_content=True)
     full = train_warm_cold(other, prep.data, full_cfg, verbose=0).selection["content"]
     assert (pooled["objective"], full["objective"]) == ("cold_pool", "cold")
@@ -140,6 +156,8 @@ def test_without_validation_rows_every_stage_trains_all_epochs_with_a_warning(pr
         selection = train_any_retrieval(model, data, cfg2.retrieval, verbose=0).selection
     assert selection["best_epoch"] is None and selection["epochs_run"] == 2
     assert selection["content"]["epochs_run"] == 2
+    # warm_tower: select has nothing to choose on: the warm tower keeps its content, trained once.
+    assert "warm_tower" not in selection and float(model.item_tower.warm_tower.content_on.numpy()) == 1.0
     assert selection["blend"]["blend_c"] == cfg2.retrieval.warm_blend_c[0]
     assert selection["blend"]["cold_scale"] == pytest.approx(cfg2.retrieval.cold_scale[0])
 
@@ -158,7 +176,8 @@ def test_an_unknown_blend_objective_is_refused_before_any_training(prepared) -> 
 
 def test_the_warm_stage_selects_the_temperature_and_the_rest_keeps_it(prepared) -> None:
     prep, _ = prepared
-    cfg = RunConfig().with_overrides([*TINY, "retrieval.epochs=2", "retrieval.temperature_candidates=[1.0]"])
+    cfg = RunConfig().with_overrides([*TINY, "retrieval.epochs=2", "retrieval.temperature_candidates=[1.0]",
+                                      "retrieval.warm_tower=id_content"])
     model = retrieval_model(prep, cfg, use_content=True)
     selection = train_warm_cold(model, prep.data, cfg.retrieval, verbose=0).selection
     scores = selection["temperature"]["valid_best"]

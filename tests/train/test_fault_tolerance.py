@@ -4,9 +4,10 @@ exactly where an uninterrupted run ends.
 The real thing: ``tfmmrec train`` in its own process on a catalog with a content vector, with
 every random draw of training switched on (id dropout, modality dropout, fusion and ranking
 dropout, user-id dropout, mixed negatives, sampled ranking negatives) and early stopping on the
-ranking, and two temperature candidates. ``_kill_at_step.py`` SIGKILLs it at a known step between
-two backups: first inside the second epoch of the warm stage's second temperature candidate, then
-(rerun) inside the content stage's second epoch, then inside the ranking model's; the fourth run
+ranking, two temperature candidates and both warm towers (``retrieval.warm_tower: select``).
+``_kill_at_step.py`` SIGKILLs it at a known step between two backups: first inside the second epoch
+of the first warm tower's warm stage at its second temperature candidate, then (rerun) inside that
+warm tower's content stage's second epoch, then inside the ranking model's; the fourth run
 finishes. Its metrics and saved weights must equal an uninterrupted run's to 1e-5 (relative):
 a resume that restarts the epoch, replays the first epoch's order or re-draws its random numbers
 misses by far more (see the module's control runs in the issue note).
@@ -34,12 +35,13 @@ OVERRIDES = ["retrieval.epochs=3", "retrieval.batch_size=64", "retrieval.embeddi
              "retrieval.fusion_hidden=[32]", "retrieval.fusion_dropout=0.2", "retrieval.user_id_dropout=0.1",
              "retrieval.mixed_negatives=16", "ranking.epochs=3", "ranking.batch_size=256", "ranking.patience=1",
              f"train.backup_every_steps={BACKUP_EVERY}", "train.distribute=one_device", "tensorboard.enabled=false",
-             "retrieval.temperature_candidates=[0.15]"]
-# The backups killed into, in this order: the multimodal (warm/cold) model's warm stage at its
-# second temperature (the first one, 0.2, is restored as trained), its content tower
-# (tfmmrec.train.coldstart; the warm stage is restored as trained), and the ranker.
-MODELS = {"temperature_0.15": "retrieval_multimodal/warm/temperature_0.15", "content": "retrieval_multimodal/content",
-          "ranking": "ranking"}
+             "retrieval.temperature_candidates=[0.15]", "retrieval.warm_tower=select"]
+# The backups killed into, in this order: the multimodal (warm/cold) model's first warm tower
+# (id_content), its warm stage at the second temperature (the first one, 0.2, is restored as
+# trained), its content tower (tfmmrec.train.coldstart; the warm stage is restored as trained),
+# and the ranker (after the second warm tower, id, trained whole).
+MODELS = {"temperature_0.15": "retrieval_multimodal/id_content/warm/temperature_0.15",
+          "content": "retrieval_multimodal/id_content/content", "ranking": "ranking"}
 RELATIVE = 1e-5  # float round-off; measured: bit-identical on this machine
 
 
@@ -130,11 +132,12 @@ def test_sigkilled_runs_resume_inside_the_epoch_they_were_killed_in(runs: dict) 
         done = int(line.split(" step ")[1].split()[0])  # steps of epoch 2 already done
         # The last backup is at most BACKUP_EVERY steps before the kill, inside epoch 2.
         assert runs["kill_at"][model] - BACKUP_EVERY <= runs["steps"][model] + done < runs["kill_at"][model], line
-    # What had finished before a kill is restored, not trained again: the first temperature by
-    # all three reruns, the second (killed first) by the last two.
-    restored = [sum(f"retrieval_multimodal/warm/temperature_{t}: training had finished" in line for line in resumed)
-                for t in ("0.2", "0.15")]
-    assert restored == [3, 2], resumed
+    # What had finished before a kill is restored, not trained again: the first warm tower's first
+    # temperature by all three reruns, its second (killed first) by the last two; the second warm
+    # tower (trained whole by the third run, killed in ranking after it) by the last one.
+    restored = [sum(f"retrieval_multimodal/{kind}/warm/temperature_{t}: training had finished" in line
+                    for line in resumed) for kind in ("id_content", "id") for t in ("0.2", "0.15")]
+    assert restored == [3, 2, 1, 1], resumed
 
 
 def test_a_resumed_run_ends_exactly_where_an_uninterrupted_run_ends(runs: dict) -> None:

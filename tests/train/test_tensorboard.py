@@ -37,12 +37,15 @@ def logs(trained_run: Any) -> Path:
 def test_losses_learning_rate_and_embedding_norms_per_epoch(logs: Path, trained_run: Any) -> None:
     selection = trained_run.metrics["training"]["multimodal"]  # epochs is a maximum: validation chose
     epochs, best = selection["epochs_run"], selection["best_epoch"] - 1
-    # Trained at each temperature candidate (retrieval.temperature_candidates): one run per
-    # candidate beside the others; the kept one's logs are those of the selection it reports.
+    # Trained with each warm tower (retrieval.warm_tower: select), and each at each temperature
+    # candidate (retrieval.temperature_candidates): one run per candidate beside the others; the
+    # kept one's logs are those of the selection it reports.
+    assert sorted(p.name for p in (logs / "multimodal").iterdir() if p.is_dir()) == ["id", "id_content"]
+    chosen = logs / "multimodal" / selection["warm_tower"]["chosen"]
     temperature = selection["temperature"]
-    assert sorted(p.name for p in (logs / "multimodal").glob("temperature_*")) == \
+    assert sorted(p.name for p in chosen.glob("temperature_*")) == \
         sorted(f"temperature_{t}" for t in temperature["valid_best"]) and len(temperature["valid_best"]) == 2
-    kept = logs / "multimodal" / f"temperature_{temperature['chosen']:g}"
+    kept = chosen / f"temperature_{temperature['chosen']:g}"
     train = read_events(kept / "train")
     assert [step for step, _, _ in train["epoch_loss"]] == list(range(epochs))
     losses = [float(v) for _, v, _ in train["epoch_loss"]]
@@ -63,7 +66,7 @@ def test_losses_learning_rate_and_embedding_norms_per_epoch(logs: Path, trained_
     assert "embedding_norms/item_id_embedding" in run
     # Every candidate's own curve starts at epoch 0 and peaks at the best it was credited with.
     for t, credited in temperature["valid_best"].items():
-        objective = read_events(logs / "multimodal" / f"temperature_{t}" / "validation")["epoch_objective"]
+        objective = read_events(chosen / f"temperature_{t}" / "validation")["epoch_objective"]
         assert objective[0][0] == 0 and max(float(v) for _, v, _ in objective) == pytest.approx(credited, abs=1e-6)
     ranking = read_events(logs / "ranking" / "validation")
     assert "epoch_auc" in ranking

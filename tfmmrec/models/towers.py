@@ -145,7 +145,7 @@ class ItemTower(keras.Model):
     adversarial training step uses it to perturb content (see ``models.retrieval``).
 
     ``content_switch``: the content part is multiplied by a non-trainable ``content_on`` weight
-    (1 or 0, :meth:`set_content`), so one tower, with one set of layers, serves as ids + content or
+    (1 or 0, :meth:`set_content`; saved with the weights and, as its initial value, the config), so one tower, with one set of layers, serves as ids + content or
     as ids only; the warm/cold model's ``warm_tower: select`` trains both and keeps the better on
     validation (``tfmmrec.train.coldstart``) without changing what it exports.
     """
@@ -155,7 +155,7 @@ class ItemTower(keras.Model):
                  fusion_hidden: tuple[int, ...] = (128,), fusion_dropout: float = 0.0, id_dropout: float = 0.2,
                  modality_dropout: float = 0.1, fusion: str = "concat", fusion_balance_weight: float = 0.0,
                  fusion_options: dict[str, Any] | None = None, embedding_dropout: float = 0.0,
-                 content_switch: bool = False, **kwargs: Any) -> None:
+                 content_switch: bool = False, content_on: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if content_switch and not use_content:
             raise ValueError("content_switch needs use_content=True: it switches the content part on or off")
@@ -181,7 +181,8 @@ class ItemTower(keras.Model):
                                            for i, c in enumerate(self.categorical_cardinalities)]
         self.content_switch = content_switch
         if content_switch:  # only then: a tower without it keeps its weights (and checkpoints)
-            self.content_on = self.add_weight(name="content_on", shape=(), initializer="ones", trainable=False)
+            self.content_on = self.add_weight(name="content_on", shape=(), trainable=False,
+                                              initializer=keras.initializers.Constant(float(content_on)))
 
     def set_content(self, on: bool) -> None:
         """Switch the content part on (ids + content) or off (ids only); needs ``content_switch``."""
@@ -256,7 +257,8 @@ class ItemTower(keras.Model):
                 "id_dropout": self.id_dropout, "modality_dropout": self.modality_dropout,
                 "fusion": self.fusion_kind, "fusion_balance_weight": self.fusion_balance_weight,
                 "fusion_options": dict(self.fusion_options), "embedding_dropout": self.embedding_dropout,
-                "content_switch": self.content_switch, "name": self.name}
+                "content_switch": self.content_switch,
+                **({"content_on": bool(self.content_on.numpy())} if self.content_switch else {}), "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ItemTower:
