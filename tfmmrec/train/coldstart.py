@@ -55,7 +55,7 @@ from tfmmrec.evaluate.protocol import embed_all, valid_recalls
 from tfmmrec.models.build import retrieval_task_options
 from tfmmrec.models.coldstart import ContentStudent, WarmColdItemTower, blend_embeddings
 from tfmmrec.models.retrieval import TwoTowerRetrieval
-from tfmmrec.train.fit import retrieval_optimizer, train_retrieval
+from tfmmrec.train.fit import retrieval_optimizer, show_projectors, subrun_callbacks, train_retrieval
 
 BLEND_OBJECTIVES = ("warm_first", "all", "balanced")
 CONTENT_SELECTIONS = ("cold", "cold_pool")
@@ -113,11 +113,6 @@ def _metric_k(cfg: RetrievalConfig) -> int:
     return int(cfg.validation_metric.partition("@")[2] or 20)
 
 
-def _subrun(callbacks: list[keras.callbacks.Callback] | None, name: str) -> list[keras.callbacks.Callback]:
-    """Each callback with a ``for_subrun`` (the TensorBoard ones) replaced by its run ``name``."""
-    return [c.for_subrun(name) if hasattr(c, "for_subrun") else c for c in callbacks or []]
-
-
 def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: RetrievalConfig, *,
                     seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
                     backup_dir: str | Path | None = None, backup_every_steps: int = 100,
@@ -150,9 +145,7 @@ def train_warm_cold(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         history = _train_stages(model, data, cfg, callbacks=callbacks, backup_dir=backup_dir, **fit)
     with model.distribute_strategy.scope():  # the served model, compiled as a trained Keras model is: evaluate works
         model.compile(optimizer=retrieval_optimizer(cfg))
-    for callback in callbacks or []:  # e.g. the TensorBoard projector: show the served embeddings, not the warm stage's
-        if getattr(callback, "projector", None) is not None:
-            callback.projector()
+    show_projectors(callbacks)  # the TensorBoard projector: the served embeddings, not the warm stage's
     return history
 
 
@@ -174,7 +167,7 @@ def _select_warm_tower(model: TwoTowerRetrieval, data: EncodedInteractions, cfg:
     for kind in WARM_TOWER_CANDIDATES:
         model.set_weights(initial)
         warm_tower.set_content(kind == "id_content")
-        history = _train_stages(model, data, cfg, callbacks=_subrun(callbacks, kind),
+        history = _train_stages(model, data, cfg, callbacks=subrun_callbacks(callbacks, kind),
                                 backup_dir=None if backup_dir is None else Path(backup_dir) / kind, **fit)
         users, items = embed_all(model, data)
         scores[kind] = valid_recalls(users, items, data, k)["all"]

@@ -82,7 +82,7 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
         name = f"temperature_{temperature:g}"
         history = _train_retrieval_once(
             model, data, dataclasses.replace(cfg, temperature=temperature), seed=seed, verbose=verbose,
-            callbacks=[c.for_subrun(name) if hasattr(c, "for_subrun") else c for c in callbacks or []],
+            callbacks=subrun_callbacks(callbacks, name),
             backup_every_steps=backup_every_steps, jit_compile=jit_compile,
             backup_dir=None if backup_dir is None else Path(backup_dir) / name)
         score = float(history.selection["best"])
@@ -94,10 +94,21 @@ def train_retrieval(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Re
     model.set_weights(weights)
     model.task.temperature = chosen
     history.selection = {**history.selection, "temperature": {"chosen": chosen, "valid_best": scores}}
+    show_projectors(callbacks)
+    return history
+
+
+def subrun_callbacks(callbacks: list[keras.callbacks.Callback] | None, name: str) -> list[keras.callbacks.Callback]:
+    """For one candidate of a selection: each callback with a ``for_subrun`` (the TensorBoard ones)
+    replaced by the one logging to its run ``name``; the others as they are."""
+    return [c.for_subrun(name) if hasattr(c, "for_subrun") else c for c in callbacks or []]
+
+
+def show_projectors(callbacks: list[keras.callbacks.Callback] | None) -> None:
+    """Call each callback's ``projector`` (the TensorBoard one): once, for the model that was kept."""
     for callback in callbacks or []:
         if getattr(callback, "projector", None) is not None:
             callback.projector()
-    return history
 
 
 def temperature_candidates(cfg: RetrievalConfig) -> list[float]:
