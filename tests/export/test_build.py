@@ -16,7 +16,9 @@ import tensorflow as tf
 
 from tfmmrec.config import LimitsConfig
 from tfmmrec.encoders.encode import item_texts
+from tfmmrec.data.interactions import user_histories
 from tfmmrec.export.build import (
+    export_ranking_model,
     export_retrieval_model,
     raw_content_inputs,
     retrieval_serving,
@@ -173,3 +175,23 @@ def test_a_second_export_is_the_next_version_and_leaves_the_first_as_it_was(trai
     assert top["item_ids"].shape == (1, 5)
     user = model.query_tower(np.array([1])).numpy()[0]
     np.testing.assert_allclose(top["scores"].numpy()[0], np.sort(emb @ user)[::-1][:5], rtol=1e-5, atol=1e-6)
+
+
+def test_a_ranker_with_a_history_field_exports_its_users_histories(trained_run, tmp_path: Path) -> None:
+    """``ranking.history_length``: the users' training items are a table inside the model, so the
+    export still takes only user and item ids and scores as the Keras model does."""
+    trained, data = trained_run.models["ranking"], trained_run.data
+    ranker = type(trained).from_config({**trained.get_config(), "history_length": 6})
+    batch = {"user": np.arange(1, 9), "item": np.arange(1, 9)}
+    ranker(batch)
+    ranker.table.set_weights(trained.table.get_weights())  # the catalog's features
+    ranker.set_user_history(user_histories(data.train, data.num_users, 6, "others")[1])
+    path = export_ranking_model(tmp_path, "with_history", ranker, data.user_ids, trained_run.item_ids, binary=True)
+    loaded = tf.saved_model.load(str(path))
+    got = loaded.signatures["serving_default"](user_id=tf.constant(data.user_ids[:8].astype(str)),
+                                               item_id=tf.constant(trained_run.item_ids[:8].astype(str)))
+    want = tf.sigmoid(ranker(batch, training=False)).numpy()
+    np.testing.assert_allclose(got["score"].numpy(), want, rtol=1e-5, atol=1e-6)
+    empty = np.zeros_like(ranker.user_history.numpy())  # the histories matter to the scores
+    ranker.set_user_history(empty)
+    assert np.abs(tf.sigmoid(ranker(batch, training=False)).numpy() - want).max() > 1e-4

@@ -81,3 +81,34 @@ def test_ratings_start_from_their_mean(features: ItemFeatures, interactions: Enc
     history = train_ranking(model, data, cfg, mode="rating", verbose=0).history
     assert float(model.global_bias.numpy()) == pytest.approx(float(rating.mean()), abs=1e-6)
     assert history["rmse"][0] < 0.5 * float(np.sqrt(np.mean(rating ** 2)))  # ~1.1-1.5 against 4.1
+
+
+def test_history_field_holds_each_users_training_items_except_the_candidate(
+        features: ItemFeatures, interactions: EncodedInteractions) -> None:
+    """``ranking.history_length`` (SVD++-style): the user's training items, looked up inside the
+    model, become one more field; the item being scored is left out of it, so a training
+    example (whose target is in its user's history) sees what a held-out one sees."""
+    cfg = RankingConfig(field_dim=4, hidden_units=[8], history_length=4)
+    model = build_ranking(features, NUM_USERS, cfg, data=interactions)
+    table = model.user_history.numpy()
+    assert table.shape == (NUM_USERS + 1, 4) and not table[0].any()  # row 0: the unknown user
+    for u in (1, 2, 7):
+        trained = set(interactions.train.item[interactions.train.user == u])
+        assert set(table[u][table[u] > 0]) <= trained and (table[u] > 0).sum() == min(4, len(trained))
+    user = 5
+    history = [int(i) for i in table[user] if i > 0]
+    outside = next(i for i in range(1, 31) if i not in history)
+    pairs = {"user": tf.constant([user, user, user]), "item": tf.constant([history[0], history[1], outside])}
+    before = model(pairs).numpy()
+    # Move the history embedding of the first history item only: the score of that item (left out
+    # of its own history) stays; the scores of items whose history holds it move.
+    slot = int(features.id_slot[history[0]])
+    rows = model.history_vec.embeddings
+    rows.assign(tf.tensor_scatter_nd_add(rows, [[slot]], [[5.0] * 4]))
+    after = model(pairs).numpy()
+    assert after[0] == pytest.approx(before[0], abs=1e-6)
+    assert abs(after[1] - before[1]) > 1e-3 and abs(after[2] - before[2]) > 1e-3
+    clone = DCN.from_config(model.get_config())
+    assert clone.get_config()["history_length"] == 4
+    with pytest.raises(ValueError, match="history_length"):
+        build_ranking(features, NUM_USERS, RankingConfig(history_length=-1))

@@ -104,14 +104,19 @@ def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfi
 
 
 def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *, use_content: bool = True,
-                  users: UserFeatures | None = None, rating: bool = False) -> DeepFM:
+                  users: UserFeatures | None = None, rating: bool = False,
+                  data: EncodedInteractions | None = None) -> DeepFM:
     """DeepFM, or DCN-v2 with ``cfg.model == "dcn"`` (same fields, same inputs and outputs).
     ``users`` (with ``cfg.user_features``): the users table's columns become fields too. ``rating``:
-    the model will learn ratings (its dropout default, :meth:`RankingConfig.deep_dropout`)."""
+    the model will learn ratings (its dropout default, :meth:`RankingConfig.deep_dropout`).
+    ``data``: fills the history field's table from its training split (``cfg.history_length``)."""
+    if cfg.history_length < 0:
+        raise ConfigError(f"ranking.history_length must be >= 0, got {cfg.history_length}")
     table = ItemFeatureTable.from_features(features, name="item_features")
     with_users = users is not None and cfg.user_features and use_content
     user_kwargs = dict(user_feature_cardinalities=tuple(users.cardinalities) if with_users else (),  # type: ignore[union-attr]
-                       num_user_numeric=users.numeric.shape[1] if with_users else 0)  # type: ignore[union-attr]
+                       num_user_numeric=users.numeric.shape[1] if with_users else 0,  # type: ignore[union-attr]
+                       history_length=cfg.history_length)
     dropout = cfg.deep_dropout(rating)
     if cfg.model == "dcn":
         model: DeepFM = DCN(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
@@ -126,6 +131,8 @@ def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *,
         raise ValueError(f"ranking.model must be 'deepfm' or 'dcn', got {cfg.model!r}")
     if with_users:
         model.set_user_tables(users.codes, users.numeric)  # type: ignore[union-attr]
+    if cfg.history_length and data is not None:
+        model.set_user_history(user_histories(data.train, num_users, cfg.history_length, "others")[1])
     return model
 
 

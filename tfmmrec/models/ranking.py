@@ -5,6 +5,9 @@ Every input becomes a field vector of size ``field_dim``: user id, item id, each
 column, and each modality embedding projected by its own Dense layer (zero when the item lacks
 it); with a users table also each categorical user column and the user's numeric columns (one
 Dense field), read from tables inside the model so that it still takes only user and item ids.
+With ``history_length`` the user's training items are one more field: the mean of their own
+embeddings (``history_field``, separate from the item field), as SVD++ (Koren 2008) adds the
+items a user rated to the user's factor; the FM term then crosses it with the candidate item.
 The score is first-order terms + FM pairwise interactions + an MLP over all fields.
 """
 from __future__ import annotations
@@ -27,13 +30,15 @@ class DeepFM(keras.Model):
       id_dropout: share of training examples whose item-id field is hidden.
       user_feature_cardinalities: codes per categorical user column (``UserFeatures.cardinalities``).
       num_user_numeric: numeric user columns; fill both tables with :meth:`set_user_tables`.
+      history_length: training items per user in the history field (0: none); fill the table with
+        :meth:`set_user_history`.
     """
 
     def __init__(self, table: ItemFeatureTable, num_users: int, num_id_slots: int,
                  categorical_cardinalities: tuple[int, ...] = (), field_dim: int = 16,
                  hidden_units: tuple[int, ...] = (64, 32), dropout: float = 0.1, use_content: bool = True,
                  id_dropout: float = 0.0, user_feature_cardinalities: tuple[int, ...] = (),
-                 num_user_numeric: int = 0, **kwargs: Any) -> None:
+                 num_user_numeric: int = 0, history_length: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.table = table
         self.num_users, self.num_id_slots, self.field_dim = num_users, num_id_slots, field_dim
@@ -67,6 +72,11 @@ class DeepFM(keras.Model):
                                                 initializer=zeros, trainable=False)
             self.user_numeric_vec = keras.layers.Dense(field_dim, name="user_numeric_field")
             self.user_numeric_bias = keras.layers.Dense(1, name="user_numeric_bias")
+        self.history_length = history_length
+        if history_length:
+            self.user_history = self.add_weight(name="user_history", shape=(num_users + 1, history_length),
+                                                dtype=tf.int32, initializer=zeros, trainable=False)
+            self.history_vec = emb(num_id_slots, field_dim, "history_field")
 
     def set_user_tables(self, codes: Any = None, numeric: Any = None) -> None:
         """Store each user index's categorical codes ``[U + 1, fields]`` and z-scored numeric
@@ -75,6 +85,20 @@ class DeepFM(keras.Model):
             self.user_codes.assign(tf.cast(codes, tf.int32))
         if numeric is not None and self.num_user_numeric:
             self.user_numeric.assign(tf.cast(numeric, tf.float32))
+
+    def set_user_history(self, history: Any) -> None:
+        """Store each user index's training items ``[U + 1, history_length]`` (item indices, 0 =
+        padding; ``data.interactions.user_histories``' per-user table)."""
+        self.user_history.assign(tf.cast(history, tf.int32))
+
+    def history_field(self, user: tf.Tensor, item: tf.Tensor) -> tf.Tensor:
+        """Mean history-field embedding of the user's items, ``[batch, field_dim]``, the candidate
+        itself left out: a training example's target is among its user's training items, a held-out
+        one never is, so leaving it out makes training see what serving sees."""
+        history = tf.gather(self.user_history, tf.cast(user, tf.int32))
+        mask = tf.cast((history > 0) & (history != tf.cast(item, tf.int32)[:, None]), tf.float32)
+        vecs = self.history_vec(tf.gather(self.table.id_slot, history))
+        return tf.reduce_sum(vecs * mask[..., None], 1) / tf.maximum(tf.reduce_sum(mask, 1, keepdims=True), 1.0)
 
     def fields(self, features: dict[str, tf.Tensor], training: bool | None = None
                ) -> tuple[list[tf.Tensor], list[tf.Tensor], list[str]]:
@@ -89,6 +113,10 @@ class DeepFM(keras.Model):
         vecs = [self.user_vec(user), self.item_vec(feats["id_slot"]) * known]
         firsts = [self.user_bias(user), self.item_bias(feats["id_slot"]) * known]
         names = ["user", "item"]
+        if self.history_length:
+            vecs.append(self.history_field(user, features["item"]))
+            firsts.append(tf.zeros_like(firsts[0]))
+            names.append("history")
         if self.use_content:
             codes = tf.gather(self.user_codes, tf.cast(user, tf.int32)) if self.user_cat_vec else None
             for i in range(len(self.user_cat_vec)):
@@ -131,7 +159,8 @@ class DeepFM(keras.Model):
                 "field_dim": self.field_dim, "hidden_units": list(self.hidden_units), "dropout": self.dropout,
                 "use_content": self.use_content, "id_dropout": self.id_dropout,
                 "user_feature_cardinalities": list(self.user_feature_cardinalities),
-                "num_user_numeric": self.num_user_numeric, "name": self.name}
+                "num_user_numeric": self.num_user_numeric, "history_length": self.history_length,
+                "name": self.name}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> DeepFM:

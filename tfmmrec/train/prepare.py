@@ -87,4 +87,5 @@ def retrieval_model(prep: PreparedData, cfg: RunConfig, use_content: bool, *, mu
 def ranking_model(prep: PreparedData, cfg: RunConfig) -> Any:
     """The ranker ``cfg.ranking`` describes, on ``prep``'s ranking data and users."""
     return build_ranking(prep.features, prep.rank_data.num_users, cfg.ranking, use_content=prep.has_content,
-                         users=user_features(prep, prep.rank_data), rating=prep.mode == "rating")
+                         users=user_features(prep, prep.rank_data), rating=prep.mode == "rating",
+                         data=prep.rank_data)
