@@ -111,6 +111,6 @@ def test_rankers_are_scored_by_test_rmse_on_the_same_split(bench, tmp_path: Path
     out = bench.run_ranking(prep, cfg, seed=0, epochs=30)
     test = prep.rank_data.test.target
     predict_zero = float(np.sqrt(np.mean(test ** 2)))  # ~2.9: what an untrained output gives
-    for name in ("tfmmrec", "tfrs_dcn_tutorial"):
+    for name in ("tfmmrec", "tfrs_dcn_tutorial", "biased_mf"):
         assert 0.0 < out[name]["rmse"] < 0.75 * predict_zero, (name, out[name])
         assert 1 <= out[name]["epochs"] <= (10 if name == "tfmmrec" else 30)
