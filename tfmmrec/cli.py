@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tfmmrec.config import PRESETS  # noqa: E402  (yaml only: no TensorFlow)
+from tfmmrec.config import PRESETS, RANKER_NAMES  # noqa: E402  (yaml only: no TensorFlow)
 
 DEMO_SIZES = {"default": (2000, 1500, 60000), "small": (300, 200, 6000)}
 PRESET_NAMES = sorted(PRESETS)
@@ -303,7 +303,7 @@ def demo_table(metrics: dict[str, Any]) -> str:
         rows.append(f"{variant:<12} | " + " | ".join(cells))
     if "ranking" in metrics:
         rank = metrics["ranking"]
-        name = "DCN-v2" if metrics.get("ranking_model") == "dcn" else "DeepFM"
+        name = RANKER_NAMES.get(metrics.get("ranking_model", ""), "DeepFM")
         rows.append(f"ranking ({name}, test): " + ", ".join(
             f"{k.replace('_', ' ').upper()} {_fmt(v).strip()}" for k, v in rank.items() if k != "examples"))
     return "\n".join(rows)

@@ -13,7 +13,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfmmrec.config import RunConfig
+from tfmmrec.config import RANKER_NAMES, RunConfig
 from tfmmrec.data.loader import Dataset
 from tfmmrec.data.manifest import Manifest
 from tfmmrec.encoders.store import default_cache_dir
@@ -122,7 +122,8 @@ def _train_and_evaluate(prep: PreparedData, cfg: RunConfig, run_dir: Path, verbo
         result.models[variant] = model
         save_run_weights(cfg, run_dir, variant, model)
     if cfg.train.ranking:
-        _log(f"[train] ranking ({'DCN-v2' if cfg.ranking.model == 'dcn' else 'DeepFM'} on {prep.mode} feedback)")
+        kind = cfg.ranking.ranker(prep.mode == "rating")
+        _log(f"[train] ranking ({RANKER_NAMES.get(kind, kind)} on {prep.mode} feedback)")
         with strategy.scope():
             ranker = ranking_model(prep, cfg)
         history = train_ranking(ranker, prep.rank_data, cfg.ranking, mode=prep.mode, **fit,
@@ -131,7 +132,7 @@ def _train_and_evaluate(prep: PreparedData, cfg: RunConfig, run_dir: Path, verbo
         _record_selection(metrics, "ranking", history.selection)
         metrics["ranking"] = evaluate_ranking(ranker, prep.rank_data, prep.mode, negatives=cfg.ranking.negatives,
                                               seed=cfg.seed)
-        metrics["ranking_model"] = cfg.ranking.model
+        metrics["ranking_model"] = kind
         result.models["ranking"] = ranker
         save_run_weights(cfg, run_dir, "ranking", ranker)
     return result

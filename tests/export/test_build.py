@@ -27,6 +27,7 @@ from tfmmrec.export.build import (
 from tfmmrec.export.content import ContentEncoder
 from tfmmrec.export.retrieval import RetrievalServing
 from tfmmrec.export.tf_serving import WARMUP_FILE, read_warmup_records
+from tfmmrec.models.mf import MatrixFactorization
 
 SIGNATURES = {"serving_default", "recommend_new_items", "embed_query", "embed_item_content"}
 
@@ -195,3 +196,19 @@ def test_a_ranker_with_a_history_field_exports_its_users_histories(trained_run, 
     empty = np.zeros_like(ranker.user_history.numpy())  # the histories matter to the scores
     ranker.set_user_history(empty)
     assert np.abs(tf.sigmoid(ranker(batch, training=False)).numpy() - want).max() > 1e-4
+
+
+def test_a_matrix_factorisation_ranker_exports_and_explains_nothing(trained_run, tmp_path: Path) -> None:
+    """``ranking.model: mf`` (the default on ratings) is served as the other rankers are; it reads no
+    content, so ``explain`` has only the score."""
+    data = trained_run.data
+    ranker = MatrixFactorization(trained_run.models["ranking"].table, data.num_users,
+                                 int(trained_run.models["ranking"].num_id_slots), factors=8)
+    batch = {"user": np.arange(1, 9), "item": np.arange(1, 9)}
+    want = ranker(batch, training=False).numpy()
+    path = export_ranking_model(tmp_path, "mf", ranker, data.user_ids, trained_run.item_ids, binary=False)
+    loaded = tf.saved_model.load(str(path))
+    users, items = tf.constant(data.user_ids[:8].astype(str)), tf.constant(trained_run.item_ids[:8].astype(str))
+    np.testing.assert_allclose(loaded.signatures["serving_default"](user_id=users, item_id=items)["score"].numpy(),
+                               want, rtol=1e-5, atol=1e-6)
+    assert set(loaded.signatures["explain"](user_id=users, item_id=items)) == {"score"}

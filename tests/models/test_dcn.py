@@ -71,7 +71,7 @@ def test_ratings_start_from_their_mean(features: ItemFeatures, interactions: Enc
 
     rating = (3.0 + interactions.train.item % 3).astype(np.float32)  # 3, 4, 5
     data = dataclasses.replace(interactions, train=dataclasses.replace(interactions.train, target=rating))
-    cfg = RankingConfig(field_dim=4, hidden_units=[8], epochs=1, batch_size=64, learning_rate=0.0)
+    cfg = RankingConfig(model="dcn", field_dim=4, hidden_units=[8], epochs=1, batch_size=64, learning_rate=0.0)
     keras.utils.set_random_seed(0)
     model = build_ranking(features, NUM_USERS, cfg)
     assert float(model.global_bias.numpy()) == 0.0

@@ -19,6 +19,7 @@ from tfmmrec.fusion import FUSIONS, fusion_options
 from tfmmrec.models.coldstart import WarmColdItemTower
 from tfmmrec.models.dcn import DCN
 from tfmmrec.models.features import ItemFeatures, ItemFeatureTable, UserFeatures
+from tfmmrec.models.mf import MatrixFactorization
 from tfmmrec.models.multitask import MultitaskRetrieval
 from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.retrieval import TwoTowerRetrieval
@@ -106,32 +107,37 @@ def build_query_tower(item_tower: ItemTower, num_users: int, cfg: RetrievalConfi
 def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *, use_content: bool = True,
                   users: UserFeatures | None = None, rating: bool = False,
                   data: EncodedInteractions | None = None) -> DeepFM:
-    """DeepFM, or DCN-v2 with ``cfg.model == "dcn"`` (same fields, same inputs and outputs).
+    """DCN-v2 (``cfg.ranker(rating) == "dcn"``), DeepFM, or a biased matrix factorisation over ids
+    only (``"mf"``, :class:`tfmmrec.models.mf.MatrixFactorization`): same inputs and outputs.
     ``users`` (with ``cfg.user_features``): the users table's columns become fields too. ``rating``:
     the model will learn ratings (its dropout default, :meth:`RankingConfig.deep_dropout`).
     ``data``: fills the history field's table from its training split (``cfg.history_length``)."""
     if cfg.history_length < 0:
         raise ConfigError(f"ranking.history_length must be >= 0, got {cfg.history_length}")
+    kind = cfg.ranker(rating)
     table = ItemFeatureTable.from_features(features, name="item_features")
-    with_users = users is not None and cfg.user_features and use_content
+    with_users = users is not None and cfg.user_features and use_content and kind != "mf"  # mf: ids only
     user_kwargs = dict(user_feature_cardinalities=tuple(users.cardinalities) if with_users else (),  # type: ignore[union-attr]
                        num_user_numeric=users.numeric.shape[1] if with_users else 0,  # type: ignore[union-attr]
                        history_length=cfg.history_length)
     dropout = cfg.deep_dropout(rating)
-    if cfg.model == "dcn":
+    if kind == "dcn":
         model: DeepFM = DCN(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
                             tuple(cfg.hidden_units), dropout, use_content=use_content,
                             id_dropout=cfg.id_dropout, cross_layers=cfg.cross_layers,
                             projection_dim=cfg.cross_projection_dim, name="dcn", **user_kwargs)
-    elif cfg.model == "deepfm":
+    elif kind == "mf":
+        model = MatrixFactorization(table, num_users, features.num_id_slots, factors=cfg.mf_factors, l2=cfg.mf_l2,
+                                    name="mf")
+    elif kind == "deepfm":
         model = DeepFM(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
                        tuple(cfg.hidden_units), dropout, use_content=use_content, id_dropout=cfg.id_dropout,
                        name="deepfm", **user_kwargs)
     else:
-        raise ValueError(f"ranking.model must be 'deepfm' or 'dcn', got {cfg.model!r}")
+        raise ValueError(f"ranking.model must be 'dcn', 'deepfm' or 'mf', got {kind!r}")
     if with_users:
         model.set_user_tables(users.codes, users.numeric)  # type: ignore[union-attr]
-    if cfg.history_length and data is not None:
+    if model.history_length and data is not None:
         model.set_user_history(user_histories(data.train, num_users, cfg.history_length, "others")[1])
     return model
 
