@@ -209,7 +209,14 @@ class RankingConfig:
         "(RankingConfig.ranker): mf on ratings, where it beat dcn by 0.017-0.024 test RMSE on both MovieLens sets, "
         "3 of 3 seeds each, dcn otherwise (implicit feedback, whose cold items need content). Measured in "
         "benchmarks/README.md ('Quality').")
-    mf_factors: int = setting(64, "ranking.model = mf: size of the user and item factors.")
+    mf_factors: int = setting(64, "ranking.model = mf: size of the user and item factors.", POSITIVE)
+    mf_content: bool = setting(True,
+        "ranking.model = mf: an item without training ratings (a cold item) is scored from its content and categorical "
+        "fields, learnt in a second stage against the frozen user factors, so warm items keep the ids-only scores; "
+        "false: it is scored mu + b_u. Measured in benchmarks/README.md ('Cold items in the rating model').")
+    mf_content_hidden: int = setting(256,
+        "ranking.model = mf with mf_content: units of the ReLU layer between each modality and its factor and bias "
+        "(0: a linear map).", NON_NEGATIVE)
     mf_l2: float = setting(0.05,
         "ranking.model = mf: weight of the per-rating L2 penalty on each example's factors and biases.", NON_NEGATIVE)
     cross_layers: int = setting(2, "Number of DCN-v2 cross layers (ranking.model = dcn).")

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfmmrec.config import RankingConfig
-from tfmmrec.data.interactions import EncodedInteractions
+from tfmmrec.data.interactions import EncodedInteractions, SplitArrays
 from tfmmrec.models.build import build_ranking
 from tfmmrec.models.dcn import DCN
 from tfmmrec.models.features import ItemFeatures
@@ -25,7 +25,7 @@ def test_the_ranker_follows_the_feedback_unless_set() -> None:
 
 
 def test_the_score_is_global_bias_plus_user_and_item_biases_plus_their_factors(features: ItemFeatures) -> None:
-    model = build_ranking(features, NUM_USERS, RankingConfig(mf_factors=8), rating=True)
+    model = build_ranking(features, NUM_USERS, RankingConfig(mf_factors=8, mf_content=False), rating=True)
     assert isinstance(model, MatrixFactorization) and model.factors == 8
     users, items = np.array([1, 2, 3, 4]), np.array([1, 5, 30, 35])  # item 35: no id slot (cold)
     score = model({"user": users, "item": items}).numpy()
@@ -50,7 +50,7 @@ def test_it_learns_ratings_with_a_per_rating_penalty(features: ItemFeatures,
     norms = {}
     for l2 in (0.0, 0.5):
         keras.utils.set_random_seed(0)
-        cfg = RankingConfig(mf_factors=8, mf_l2=l2, epochs=30, batch_size=32, learning_rate=0.02)
+        cfg = RankingConfig(mf_factors=8, mf_l2=l2, epochs=30, batch_size=32, learning_rate=0.02, mf_content=False)
         model = build_ranking(features, NUM_USERS, cfg, rating=True)
         history = train_ranking(model, data, cfg, mode="rating", verbose=0).history
         assert history["rmse"][-1] < (0.5 if l2 == 0 else 0.9) * history["rmse"][0]  # the penalty slows it
@@ -67,3 +67,65 @@ def test_it_learns_ratings_with_a_per_rating_penalty(features: ItemFeatures,
 def test_content_models_stay_the_default_on_implicit_feedback(features: ItemFeatures) -> None:
     assert isinstance(build_ranking(features, NUM_USERS, RankingConfig(), rating=False), DCN)
     assert isinstance(build_ranking(features, NUM_USERS, RankingConfig(model="dcn"), rating=True), DCN)
+
+
+def cluster_ratings(interactions: EncodedInteractions) -> EncodedInteractions:
+    """Every user rates every item: 4.5 for the items of the cluster they like, 1.5 for the others
+    (+ noise). Items 1..30 (with id slots) in training, but a tenth of their pairs in validation;
+    items 31..40 (no id slot: cold, known only by their text and category) in validation alone."""
+    rng = np.random.default_rng(2)
+    users, items = np.meshgrid(np.arange(1, NUM_USERS + 1), np.arange(1, NUM_ITEMS + 1), indexing="ij")
+    users, items = users.ravel().astype(np.int32), items.ravel().astype(np.int32)
+    rating = np.where((items - 1) % 4 == users % 4, 4.5, 1.5) + 0.2 * rng.standard_normal(len(users))
+    valid = (items > 30) | (rng.random(len(users)) < 0.1)
+
+    def part(keep: np.ndarray) -> SplitArrays:
+        return SplitArrays(users[keep], items[keep], rating[keep].astype(np.float32))
+    return dataclasses.replace(interactions, train=part(~valid), valid=part(valid), test=part(items > 30))
+
+
+def test_a_cold_item_is_scored_from_its_content_and_a_warm_one_from_its_ids_alone(features: ItemFeatures) -> None:
+    model = build_ranking(features, NUM_USERS, RankingConfig(mf_factors=8), rating=True)
+    assert isinstance(model, MatrixFactorization) and model.use_content and model.stage == "served"
+    batch = {"user": tf.constant([1, 2, 3, 4]), "item": tf.constant([1, 5, 35, 38])}  # items 35, 38: cold
+    model(batch)
+    for layer in model.content_layers():  # start values are near zero: make content count
+        for v in layer.trainable_variables:
+            v.assign(tf.random.stateless_normal(v.shape, [0, len(v.name)], stddev=0.3))
+    served = model(batch).numpy()
+    model.set_stage("ids")
+    ids = model(batch).numpy()
+    model.set_stage("content")
+    content = model(batch).numpy()
+    model.set_stage("served")
+    np.testing.assert_allclose(served[:2], ids[:2], rtol=1e-5)  # warm: the ids-only score
+    np.testing.assert_allclose(served[2:], content[2:], rtol=1e-5)  # cold: the content score
+    assert np.abs(content[:2] - ids[:2]).min() > 1e-3  # (content scores warm items otherwise)
+    vecs, firsts, names = model.fields(batch)  # the export's explain sees every field
+    assert names == ["user", "item", "categorical_0", "text"]
+    clone = MatrixFactorization.from_config(model.get_config())
+    assert clone.get_config() == model.get_config() and clone.use_content and clone.content_hidden == 256
+
+
+def test_content_trained_second_scores_cold_items_without_moving_warm_ones(
+        features: ItemFeatures, interactions: EncodedInteractions) -> None:
+    """The ids-only model and the content model, same seed, same data: warm items get the same
+    predictions from both, and cold ones, on which an ids-only model knows only the user's mean,
+    far better ones from the content model (the content stage is selected on them)."""
+    data = cluster_ratings(interactions)
+    cfg = RankingConfig(mf_factors=8, epochs=40, batch_size=64, learning_rate=0.02, patience=5)
+    predictions, selections = {}, {}
+    for content in (False, True):
+        keras.utils.set_random_seed(0)
+        model = build_ranking(features, NUM_USERS, dataclasses.replace(cfg, mf_content=content), rating=True)
+        history = train_ranking(model, data, dataclasses.replace(cfg, mf_content=content), mode="rating", verbose=0)
+        assert model.stage == "served"
+        predictions[content] = model.predict({"user": data.valid.user, "item": data.valid.item}, verbose=0)
+        selections[content] = history.selection
+    warm = data.valid.item <= 30
+    np.testing.assert_allclose(predictions[True][warm], predictions[False][warm], rtol=1e-5, atol=1e-5)
+    errors = {c: float(np.sqrt(np.mean((p[~warm] - data.valid.target[~warm]) ** 2))) for c, p in predictions.items()}
+    assert errors[False] > 1.0  # mu + b_u: the clusters' ratings are 3 apart
+    assert errors[True] < 0.5 * errors[False], errors
+    assert "content" in selections[True] and "content" not in selections[False]
+    assert selections[True]["content"]["best_epoch"] >= 1

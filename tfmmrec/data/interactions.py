@@ -25,6 +25,11 @@ class SplitArrays:
     def __len__(self) -> int:
         return len(self.user)
 
+    def rows(self, keep: np.ndarray) -> SplitArrays:
+        """The interactions where the boolean mask ``keep`` is true."""
+        pick = lambda a: None if a is None else a[keep]  # noqa: E731
+        return SplitArrays(self.user[keep], self.item[keep], pick(self.target), pick(self.time), pick(self.weight))
+
 
 @dataclass
 class EncodedInteractions:
@@ -42,6 +47,15 @@ class EncodedInteractions:
     @property
     def train_item_rows(self) -> np.ndarray:
         return self.train.item - 1
+
+    def cold_valid(self) -> np.ndarray:
+        """Which validation interactions are with an item that has no training interaction."""
+        return np.isin(self.valid.item - 1, self.train_item_rows, invert=True)
+
+    def cold_valid_share(self) -> float:
+        """Share of the validation interactions (of known users) whose item has no training interaction."""
+        known = self.valid.user > 0
+        return float(self.cold_valid()[known].mean()) if known.any() else 0.0
 
 
 def encode_interactions(interactions: pd.DataFrame, num_items: int, target: str | None = None) -> EncodedInteractions:

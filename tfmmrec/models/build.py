@@ -116,7 +116,8 @@ def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *,
         raise ConfigError(f"ranking.history_length must be >= 0, got {cfg.history_length}")
     kind = cfg.ranker(rating)
     table = ItemFeatureTable.from_features(features, name="item_features")
-    with_users = users is not None and cfg.user_features and use_content and kind != "mf"  # mf: ids only
+    use_content = use_content and (kind != "mf" or cfg.mf_content)
+    with_users = users is not None and cfg.user_features and use_content and kind != "mf"  # mf: item content only
     user_kwargs = dict(user_feature_cardinalities=tuple(users.cardinalities) if with_users else (),  # type: ignore[union-attr]
                        num_user_numeric=users.numeric.shape[1] if with_users else 0,  # type: ignore[union-attr]
                        history_length=cfg.history_length)
@@ -127,7 +128,9 @@ def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *,
                             id_dropout=cfg.id_dropout, cross_layers=cfg.cross_layers,
                             projection_dim=cfg.cross_projection_dim, name="dcn", **user_kwargs)
     elif kind == "mf":
-        model = MatrixFactorization(table, num_users, features.num_id_slots, factors=cfg.mf_factors, l2=cfg.mf_l2,
+        model = MatrixFactorization(table, num_users, features.num_id_slots, tuple(features.cardinalities),
+                                    factors=cfg.mf_factors, l2=cfg.mf_l2, use_content=use_content,
+                                    content_hidden=cfg.mf_content_hidden, history_length=cfg.history_length,
                                     name="mf")
     elif kind == "deepfm":
         model = DeepFM(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,

@@ -55,20 +55,16 @@ from tfmmrec.evaluate.protocol import embed_all, valid_recalls
 from tfmmrec.models.build import retrieval_task_options
 from tfmmrec.models.coldstart import ContentStudent, WarmColdItemTower, blend_embeddings
 from tfmmrec.models.retrieval import TwoTowerRetrieval
-from tfmmrec.train.fit import retrieval_optimizer, show_projectors, subrun_callbacks, train_retrieval
+from tfmmrec.train.fit import MIN_COLD_VALID_SHARE, retrieval_optimizer, show_projectors, subrun_callbacks, train_retrieval
 
 BLEND_OBJECTIVES = ("warm_first", "all", "balanced")
 CONTENT_SELECTIONS = ("cold", "cold_pool")
-MIN_COLD_VALID_SHARE = 0.1
 WARM_TOWER_CANDIDATES = ("id_content", "id")
 
 
 def cold_valid_share(data: EncodedInteractions) -> float:
     """Share of the validation interactions (of known users) whose item has no training interaction."""
-    known = data.valid.user > 0
-    if not known.any():
-        return 0.0
-    return float(np.isin(data.valid.item[known] - 1, data.train_item_rows, invert=True).mean())
+    return data.cold_valid_share()
 
 
 def choose_blend(scores: dict[tuple[float, float], dict[str, float]], objective: str = "all",

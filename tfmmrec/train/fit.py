@@ -18,6 +18,7 @@ from tfmmrec.config import ConfigError, RankingConfig, RetrievalConfig
 from tfmmrec.data.interactions import EncodedInteractions, user_histories
 from tfmmrec.fusion.randomness import training_randomness
 from tfmmrec.models.catalog_eval import CATALOG_METRICS
+from tfmmrec.models.mf import MatrixFactorization
 from tfmmrec.models.ranking import DeepFM
 from tfmmrec.models.retrieval import TwoTowerRetrieval
 from tfmmrec.train.distribute import shard_by_data
@@ -217,12 +218,49 @@ def per_example_squared_error(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor
     return keras.losses.mean_squared_error(y_true[:, None], y_pred[:, None])
 
 
+# A validation split whose interactions are at least this share with cold items is a cold-start
+# split: each part of a warm/cold model is then selected on its own items (tfmmrec.train.coldstart).
+MIN_COLD_VALID_SHARE = 0.1
+
+
 def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, *, mode: str,
                   seed: int = 0, verbose: int = 2, callbacks: list[keras.callbacks.Callback] | None = None,
                   backup_dir: str | Path | None = None, backup_every_steps: int = 100) -> keras.callbacks.History:
     """``mode``: ``rating`` (MSE on ratings), ``label`` (BCE on given 0/1 labels) or ``implicit``
     (BCE on positives and sampled negatives). Early stopping on the validation split, best epoch
-    restored (:func:`ranking_selection`); the returned History's ``selection`` records it."""
+    restored (:func:`ranking_selection`); the returned History's ``selection`` records it.
+
+    A :class:`MatrixFactorization` trains in stages (``MatrixFactorization.stage``): its id rows,
+    then, with content, its content fields against the frozen id rows. On a cold-start split
+    (``MIN_COLD_VALID_SHARE``) each stage is selected on the validation interactions it will
+    serve: the ids on warm items, the content on cold ones (else both on all); ``selection``
+    records the content stage's under ``"content"``."""
+    fit = dict(mode=mode, seed=seed, verbose=verbose, backup_every_steps=backup_every_steps)
+    if not isinstance(model, MatrixFactorization):
+        return _fit_ranking(model, data, cfg, callbacks=callbacks, backup_dir=backup_dir, **fit)
+    cold = data.cold_valid()
+    cold_start = data.cold_valid_share() >= MIN_COLD_VALID_SHARE
+    stage_dir = lambda stage: None if backup_dir is None else Path(backup_dir) / stage  # noqa: E731
+    model.set_stage("ids")
+    try:
+        warm_data = dataclasses.replace(data, valid=data.valid.rows(~cold)) if cold_start else data
+        history = _fit_ranking(model, warm_data, cfg, callbacks=callbacks, backup_dir=stage_dir("ids"), **fit)
+        if model.use_content:
+            model.set_stage("content")
+            cold_data = dataclasses.replace(data, valid=data.valid.rows(cold)) if cold_start else data
+            content = _fit_ranking(model, cold_data, cfg, backup_dir=stage_dir("content"), start_from_mean=False,
+                                   **fit)
+            history.selection = {**history.selection, "content": content.selection}
+    finally:
+        model.set_stage("served")
+    return history
+
+
+def _fit_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, *, mode: str, seed: int,
+                 verbose: int, backup_dir: str | Path | None, callbacks: list[keras.callbacks.Callback] | None = None,
+                 backup_every_steps: int, start_from_mean: bool = True) -> keras.callbacks.History:
+    """One ``fit`` of :func:`train_ranking`; ``start_from_mean``: the global bias starts at the mean
+    training rating (ratings only)."""
     tf.random.set_seed(seed)
     callbacks = list(callbacks or [])
     with model.distribute_strategy.scope():  # metrics must be created under the model's strategy
@@ -233,7 +271,7 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
             loss = per_example_logistic_loss
             metrics = [keras.metrics.AUC(from_logits=True, name="auc", num_thresholds=RANKING_AUC_THRESHOLDS)]
         model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
-        if mode == "rating" and len(data.train):
+        if mode == "rating" and len(data.train) and start_from_mean:
             # Start from the mean rating, as matrix factorisation does: from 0 the biases and the
             # embeddings spend the first epochs learning the mean, and the ID embeddings, which
             # overfit within a few epochs, absorb it (test RMSE -0.006 on ml-latest-small and -0.008
@@ -268,7 +306,7 @@ def ranking_selection(data: EncodedInteractions, cfg: RankingConfig, mode: str, 
     feedback with fresh negatives every epoch much later. No validation rows: a warning, and
     every epoch is trained, the last kept."""
     if not len(data.valid):
-        warnings.warn(NO_VALIDATION.format(what="ranking", epochs=cfg.epochs), UserWarning, stacklevel=3)
+        warnings.warn(NO_VALIDATION.format(what="ranking", epochs=cfg.epochs), UserWarning, stacklevel=4)
         return None, None
     monitor, direction = ("val_rmse", "min") if mode == "rating" else ("val_auc", "max")
     stopping = ValidationEarlyStopping(monitor, direction, cfg.patience,
