@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from tfmmrec.models.dcn import DCN
 from tfmmrec.models.features import ItemFeatures
 from tfmmrec.models.mf import MatrixFactorization
 from tfmmrec.train.fit import train_ranking
+from tfmmrec.train.resume import ResumableBackup
 
 NUM_ITEMS, NUM_USERS = 40, 30  # sizes of the shared fixtures (conftest.py)
 
@@ -129,3 +131,50 @@ def test_content_trained_second_scores_cold_items_without_moving_warm_ones(
     assert errors[True] < 0.5 * errors[False], errors
     assert "content" in selections[True] and "content" not in selections[False]
     assert selections[True]["content"]["best_epoch"] >= 1
+
+
+def test_the_history_joins_the_user_factor_as_in_svdpp(features: ItemFeatures, interactions: EncodedInteractions) -> None:
+    cfg = RankingConfig(mf_factors=8, history_length=4, mf_content=False)
+    model = build_ranking(features, NUM_USERS, cfg, rating=True, data=interactions)
+    batch = {"user": tf.constant([1, 2, 3]), "item": tf.constant([1, 2, 3])}
+    model(batch)
+    model.history_vec.embeddings.assign(tf.random.stateless_normal(model.history_vec.embeddings.shape, [1, 2]))
+    vecs, firsts, names = model.fields(batch)
+    assert names == ["user", "item", "history"]
+    p, q, h = (v.numpy() for v in vecs)
+    want = ((p + h) * q).sum(-1) + tf.add_n(firsts).numpy()[:, 0] + float(model.global_bias.numpy())
+    np.testing.assert_allclose(model(batch).numpy(), want, rtol=1e-5)
+    assert np.abs(h).sum() > 0  # the users' training items are in the table
+
+
+def test_a_run_killed_in_the_content_stage_resumes_there_and_ends_as_an_uninterrupted_one(
+        features: ItemFeatures, interactions: EncodedInteractions, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each stage backs up to its own directory: a rerun restores the finished ids stage as
+    trained and continues the content stage from its last backup, to the same weights."""
+    data = cluster_ratings(interactions)
+    cfg = RankingConfig(mf_factors=8, epochs=4, batch_size=64, learning_rate=0.02, patience=4)
+    pairs = {"user": data.valid.user, "item": data.valid.item}
+
+    def trained(backup: Path) -> np.ndarray:
+        keras.utils.set_random_seed(0)
+        model = build_ranking(features, NUM_USERS, cfg, rating=True)
+        train_ranking(model, data, cfg, mode="rating", verbose=0, backup_dir=backup, backup_every_steps=3)
+        return model.predict(pairs, verbose=0)
+    clean = trained(tmp_path / "clean")
+    original = ResumableBackup.on_train_batch_end
+
+    def crash(self: ResumableBackup, batch: int, logs: dict | None = None) -> None:
+        original(self, batch, logs)
+        if Path(self.backup_dir).name == "content" and self._current_epoch == 1 and batch == 7:
+            raise KeyboardInterrupt  # as a kill: no epoch end, no final backup
+    monkeypatch.setattr(ResumableBackup, "on_train_batch_end", crash)
+    with pytest.raises(KeyboardInterrupt):
+        trained(tmp_path / "killed")
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["content", "ids"]
+    capsys.readouterr()
+    np.testing.assert_allclose(trained(tmp_path / "killed"), clean, rtol=1e-5, atol=1e-6)
+    resumed = [line for line in capsys.readouterr().out.splitlines() if "resumed from backup" in line]
+    assert len(resumed) == 2 and "ids: training had finished" in resumed[0], resumed
+    assert "content: epoch 2, step 8 done" in resumed[1], resumed  # killed after its 8th step, just backed up

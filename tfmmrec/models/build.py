@@ -117,7 +117,7 @@ def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *,
     kind = cfg.ranker(rating)
     table = ItemFeatureTable.from_features(features, name="item_features")
     use_content = use_content and (kind != "mf" or cfg.mf_content)
-    with_users = users is not None and cfg.user_features and use_content and kind != "mf"  # mf: item content only
+    with_users = users is not None and cfg.user_features and use_content
     user_kwargs = dict(user_feature_cardinalities=tuple(users.cardinalities) if with_users else (),  # type: ignore[union-attr]
                        num_user_numeric=users.numeric.shape[1] if with_users else 0,  # type: ignore[union-attr]
                        history_length=cfg.history_length)
@@ -130,8 +130,7 @@ def build_ranking(features: ItemFeatures, num_users: int, cfg: RankingConfig, *,
     elif kind == "mf":
         model = MatrixFactorization(table, num_users, features.num_id_slots, tuple(features.cardinalities),
                                     factors=cfg.mf_factors, l2=cfg.mf_l2, use_content=use_content,
-                                    content_hidden=cfg.mf_content_hidden, history_length=cfg.history_length,
-                                    name="mf")
+                                    content_hidden=cfg.mf_content_hidden, name="mf", **user_kwargs)
     elif kind == "deepfm":
         model = DeepFM(table, num_users, features.num_id_slots, tuple(features.cardinalities), cfg.field_dim,
                        tuple(cfg.hidden_units), dropout, use_content=use_content, id_dropout=cfg.id_dropout,

@@ -31,7 +31,11 @@ from tfmmrec.models.ranking import DeepFM
 
 STAGES = ("ids", "content", "served")
 ID_FIELDS = ("user", "item", "history")  # the fields of an ids-only model; the others are content
-USER_FIELDS = ("user", "history")  # p_u's fields; the others make q_i
+
+
+def is_user_field(name: str) -> bool:
+    """Whether a field of :meth:`DeepFM.fields` (by its name) joins ``p_u``; the others make ``q_i``."""
+    return name in ("user", "history", "_user_numeric") or name.startswith("user_categorical_")
 
 
 @keras.utils.register_keras_serializable(package="tfmmrec")
@@ -59,10 +63,12 @@ class MatrixFactorization(DeepFM):
     def __init__(self, table: ItemFeatureTable, num_users: int, num_id_slots: int,
                  categorical_cardinalities: tuple[int, ...] = (), factors: int = 64, l2: float = 0.05,
                  use_content: bool = False, content_hidden: int = 256, history_length: int = 0,
+                 user_feature_cardinalities: tuple[int, ...] = (), num_user_numeric: int = 0,
                  **kwargs: Any) -> None:
         super().__init__(table, num_users, num_id_slots, tuple(categorical_cardinalities), field_dim=factors,
                          hidden_units=(), dropout=0.0, use_content=use_content, id_dropout=0.0,
-                         history_length=history_length, **kwargs)
+                         history_length=history_length, user_feature_cardinalities=user_feature_cardinalities,
+                         num_user_numeric=num_user_numeric, **kwargs)
         self.factors, self.l2, self.content_hidden = factors, l2, content_hidden
         del self.deep  # no deep part: the dot product is the whole interaction
         small = lambda: keras.initializers.RandomNormal(0.0, 0.01)  # noqa: E731
@@ -76,6 +82,8 @@ class MatrixFactorization(DeepFM):
             self.history_vec = rows(num_id_slots, factors, "history_factors")
         self.cat_vec = [rows(c, factors, f"cat{i}_factors") for i, c in enumerate(self.categorical_cardinalities)]
         self.cat_bias = [rows(c, 1, f"cat{i}_bias") for i, c in enumerate(self.categorical_cardinalities)]
+        self.user_cat_vec = [rows(c, factors, f"user_cat{i}_factors") for i, c in enumerate(user_feature_cardinalities)]
+        self.user_cat_bias = [rows(c, 1, f"user_cat{i}_bias") for i, c in enumerate(user_feature_cardinalities)]
         dense = lambda d, name: keras.layers.Dense(d, kernel_initializer=small() if d > 1 else zeros,  # noqa: E731
                                                    name=name)
         # Each modality: a hidden layer shared by its factor and its bias (one linear map scored cold
@@ -87,6 +95,9 @@ class MatrixFactorization(DeepFM):
             ([hidden[m]] if content_hidden else []) + [dense(d, "output")], name=f"{m.lstrip('_')}_{name}")
         self.dense_vec = {m: head(m, factors, "factors") for m in names}
         self.dense_bias = {m: head(m, 1, "bias") for m in names}
+        if num_user_numeric:
+            self.user_numeric_vec = dense(factors, "user_numeric_factors")
+            self.user_numeric_bias = dense(1, "user_numeric_bias")
         self._user_side: tuple[bool, ...] | None = None
         self.stage = "served"
 
@@ -106,8 +117,11 @@ class MatrixFactorization(DeepFM):
                 if self.stage == "served" or (v.ref() in content) == (self.stage == "content")]
 
     def content_layers(self) -> list[keras.layers.Layer]:
+        if not self.use_content:
+            return []
+        user_numeric = [self.user_numeric_vec, self.user_numeric_bias] if self.num_user_numeric else []
         return (self.cat_vec + self.cat_bias + list(self.dense_vec.values()) + list(self.dense_bias.values())
-                if self.use_content else [])
+                + self.user_cat_vec + self.user_cat_bias + user_numeric)
 
     def train_step(self, data: Any) -> dict[str, Any]:
         """Keras' train step, updating only :meth:`stage_variables` (so the frozen stage's variables
@@ -142,7 +156,7 @@ class MatrixFactorization(DeepFM):
                 trained = [True] * len(names)
         else:
             trained = [True] * len(names)
-        self._user_side = tuple(n in USER_FIELDS for n in names)
+        self._user_side = tuple(is_user_field(n) for n in names)
         if training and self.l2:
             rows = tf.concat([x for x, t in zip(vecs, trained) if t] + [x for x, t in zip(firsts, trained) if t], -1)
             self.add_loss(self.l2 * tf.reduce_mean(tf.reduce_sum(tf.square(rows), axis=-1)))
@@ -161,4 +175,6 @@ class MatrixFactorization(DeepFM):
                 "num_id_slots": self.num_id_slots, "categorical_cardinalities": list(self.categorical_cardinalities),
                 "factors": self.factors, "l2": self.l2, "use_content": self.use_content,
                 "content_hidden": self.content_hidden,
+                "user_feature_cardinalities": list(self.user_feature_cardinalities),
+                "num_user_numeric": self.num_user_numeric,
                 "history_length": self.history_length, "name": self.name}

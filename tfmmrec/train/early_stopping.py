@@ -194,7 +194,13 @@ class ValidationEarlyStopping(keras.callbacks.EarlyStopping):
 
 def describe_selection(name: str, selection: dict[str, Any]) -> list[str]:
     """What validation chose for model ``name``, one line per trained stage (a training History's
-    ``selection``); a warm/cold model (``tfmmrec.train.coldstart``) also says its blend."""
+    ``selection``); a warm/cold model (``tfmmrec.train.coldstart``) also says its blend, a
+    matrix factorisation with content (``tfmmrec.models.mf``) which items selected each stage."""
+    if "content" in selection and "blend" not in selection:  # ranking.model mf with content: two stages
+        ids = {k: v for k, v in selection.items() if k != "content"}
+        return [*describe_selection(f"{name} (ids stage, {ids.get('valid_items', 'all')} items)", ids),
+                *describe_selection(f"{name} (content stage, {selection['content'].get('valid_items', 'all')} items)",
+                                    selection["content"])]
     if "content" in selection:
         blend = selection["blend"]
         warm = {k: v for k, v in selection.items() if k not in ("content", "blend", "warm_tower")}

@@ -245,12 +245,13 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
     try:
         warm_data = dataclasses.replace(data, valid=data.valid.rows(~cold)) if cold_start else data
         history = _fit_ranking(model, warm_data, cfg, callbacks=callbacks, backup_dir=stage_dir("ids"), **fit)
+        history.selection["valid_items"] = "warm" if cold_start else "all"
         if model.use_content:
             model.set_stage("content")
             cold_data = dataclasses.replace(data, valid=data.valid.rows(cold)) if cold_start else data
             content = _fit_ranking(model, cold_data, cfg, backup_dir=stage_dir("content"), start_from_mean=False,
                                    **fit)
-            history.selection = {**history.selection, "content": content.selection}
+            history.selection["content"] = {**content.selection, "valid_items": "cold" if cold_start else "all"}
     finally:
         model.set_stage("served")
     return history
