@@ -205,15 +205,16 @@ class RankingConfig:
     patience: int = setting(3, "Epochs without a better validation metric before stopping; best weights kept.")
     model: str | None = setting(None,
         "'dcn' (DCN-v2: cross layers + deep part over ids, content and user fields), 'deepfm' (the same fields), or "
-        "'mf' (a biased matrix factorisation over user and item ids only: mf_factors, mf_l2); null = by feedback "
-        "(RankingConfig.ranker): mf on ratings, where it beat dcn by 0.017-0.024 test RMSE on both MovieLens sets, "
-        "3 of 3 seeds each, dcn otherwise (implicit feedback, whose cold items need content). Measured in "
+        "'mf' (a biased matrix factorisation over user and item ids: mf_factors, mf_l2; cold items scored from content, "
+        "mf_content); null = by feedback (RankingConfig.ranker): mf on ratings, where it beat dcn by 0.017-0.024 test "
+        "RMSE on both MovieLens sets, 3 of 3 seeds each, dcn otherwise (implicit feedback). Measured in "
         "benchmarks/README.md ('Quality').")
     mf_factors: int = setting(64, "ranking.model = mf: size of the user and item factors.", POSITIVE)
     mf_content: bool = setting(True,
         "ranking.model = mf: an item without training ratings (a cold item) is scored from its content and categorical "
-        "fields, learnt in a second stage against the frozen user factors, so warm items keep the ids-only scores; "
-        "false: it is scored mu + b_u. Measured in benchmarks/README.md ('Cold items in the rating model').")
+        "fields (and the users table's fields on the user's side), learnt in a second stage against the frozen id "
+        "factors, so warm items keep the ids-only scores; false: it is scored mu + b_u. Measured in "
+        "benchmarks/README.md ('Cold items in the rating model').")
     mf_content_hidden: int = setting(256,
         "ranking.model = mf with mf_content: units of the ReLU layer between each modality and its factor and bias "
         "(0: a linear map).", NON_NEGATIVE)
@@ -234,8 +235,8 @@ class RankingConfig:
         """``model``, or when null its default for the feedback: ``mf`` on ratings, ``dcn`` otherwise.
         Measured with 3 seeds (benchmarks/README.md, "A plain biased matrix factorisation beats
         tfmmrec's ranker"): on ratings mf lowered test RMSE from 0.8614 to 0.8448 on ml-latest-small
-        and from 0.9311 to 0.9076 on MovieLens-100K; it reads no content, so implicit feedback, where
-        the ranker must score cold items (the demo's AUC on cold items), keeps dcn."""
+        and from 0.9311 to 0.9076 on MovieLens-100K. Implicit feedback keeps dcn: mf has not been
+        measured there (the demo's AUC, cold items included)."""
         return self.model if self.model is not None else ("mf" if rating else "dcn")
 
     def deep_dropout(self, rating: bool) -> float:

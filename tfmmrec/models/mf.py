@@ -10,13 +10,16 @@ part overfits within a few epochs, long before the id factors converge.
 
 With ``use_content`` an item without an id slot (a cold item) gets a factor and a bias from its
 content: ``q_i`` = the sum of a projection of each modality and its categorical fields' rows, and
-the same for ``b_i``, trained in a second stage against the frozen user factors (``stage``; as
-DeepMusic, van den Oord et al. 2013, regresses latent factors from audio), so that warm items keep
-the ids-only model's scores exactly: summing content into every item's factor (RLFM, Agarwal &
-Chen 2009) scored cold items better but cost warm ones 0.009 test RMSE on ml-latest-small's
-cold-start split (benchmarks/README.md, "Cold items in the rating model"). Without content a cold
-item is scored ``mu + b_u``, all an ids-only model knows of it. It has the rankers' interface (``{"user", "item"}`` model indices in, a score out, :meth:`fields` /
-:meth:`logit` for the export's ``explain``), so it trains, selects and exports as they do.
+the same for ``b_i`` (the users table's fields join ``p_u`` and ``b_u`` for it), trained in a
+second stage against the frozen id factors (``stage``; as DeepMusic, van den Oord et al. 2013,
+regresses latent factors from audio), so that warm items keep the ids-only model's scores exactly.
+Summing content into every item's factor in one stage (RLFM, Agarwal & Chen 2009) scored cold
+items better too but cost warm ones 0.009 test RMSE on ml-latest-small's cold-start split
+(benchmarks/README.md, "Cold items in the rating model"). Without content a cold item is scored
+``mu + b_u``, all an ids-only model knows of it.
+
+It has the rankers' interface (``{"user", "item"}`` model indices in, a score out, :meth:`fields`
+/ :meth:`logit` for the export's ``explain``), so it trains, selects and exports as they do.
 """
 from __future__ import annotations
 
