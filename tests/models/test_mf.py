@@ -15,8 +15,10 @@ from tfmmrec.models.build import build_ranking
 from tfmmrec.models.dcn import DCN
 from tfmmrec.models.features import ItemFeatures
 from tfmmrec.models.mf import MatrixFactorization
+from tfmmrec.train.early_stopping import describe_selection
 from tfmmrec.train.fit import train_ranking
 from tfmmrec.train.resume import ResumableBackup
+from tfmmrec.train.tensorboard import tensorboard_callbacks
 
 NUM_ITEMS, NUM_USERS = 40, 30  # sizes of the shared fixtures (conftest.py)
 
@@ -110,7 +112,7 @@ def test_a_cold_item_is_scored_from_its_content_and_a_warm_one_from_its_ids_alon
 
 
 def test_content_trained_second_scores_cold_items_without_moving_warm_ones(
-        features: ItemFeatures, interactions: EncodedInteractions) -> None:
+        features: ItemFeatures, interactions: EncodedInteractions, tmp_path: Path) -> None:
     """The ids-only model and the content model, same seed, same data: warm items get the same
     predictions from both, and cold ones, on which an ids-only model knows only the user's mean,
     far better ones from the content model (the content stage is selected on them)."""
@@ -120,7 +122,9 @@ def test_content_trained_second_scores_cold_items_without_moving_warm_ones(
     for content in (False, True):
         keras.utils.set_random_seed(0)
         model = build_ranking(features, NUM_USERS, dataclasses.replace(cfg, mf_content=content), rating=True)
-        history = train_ranking(model, data, dataclasses.replace(cfg, mf_content=content), mode="rating", verbose=0)
+        logs = tensorboard_callbacks(tmp_path / str(content), histograms=False) if content else None
+        history = train_ranking(model, data, dataclasses.replace(cfg, mf_content=content), mode="rating", verbose=0,
+                                callbacks=logs)
         assert model.stage == "served"
         predictions[content] = model.predict({"user": data.valid.user, "item": data.valid.item}, verbose=0)
         selections[content] = history.selection
@@ -130,7 +134,15 @@ def test_content_trained_second_scores_cold_items_without_moving_warm_ones(
     assert errors[False] > 1.0  # mu + b_u: the clusters' ratings are 3 apart
     assert errors[True] < 0.5 * errors[False], errors
     assert "content" in selections[True] and "content" not in selections[False]
+    assert selections[True]["valid_items"] == "warm" and selections[True]["content"]["valid_items"] == "cold"
     assert selections[True]["content"]["best_epoch"] >= 1
+    said = describe_selection("ranking", selections[True])  # what `tfmmrec train` prints
+    assert [line.split(":")[0] for line in said] == ["ranking (ids stage, warm items)",
+                                                     "ranking (content stage, cold items)"], said
+    for stage in ("ids", "content"):  # each stage's validation curve in its own TensorBoard run
+        events = sorted((tmp_path / "True" / stage / "validation").glob("events.out.tfevents.*"))
+        tags = {v.tag for path in events for e in tf.compat.v1.train.summary_iterator(str(path)) for v in e.summary.value}
+        assert "epoch_rmse" in tags, (stage, tags)
 
 
 def test_the_history_joins_the_user_factor_as_in_svdpp(features: ItemFeatures, interactions: EncodedInteractions) -> None:

@@ -234,7 +234,8 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
     then, with content, its content fields against the frozen id rows. On a cold-start split
     (``MIN_COLD_VALID_SHARE``) each stage is selected on the validation interactions it will
     serve: the ids on warm items, the content on cold ones (else both on all); ``selection``
-    records the content stage's under ``"content"``."""
+    records the content stage's under ``"content"``, and each stage logs to its own TensorBoard
+    run (``ids``, ``content``) of ``callbacks``'."""
     fit = dict(mode=mode, seed=seed, verbose=verbose, backup_every_steps=backup_every_steps)
     if not isinstance(model, MatrixFactorization):
         return _fit_ranking(model, data, cfg, callbacks=callbacks, backup_dir=backup_dir, **fit)
@@ -244,13 +245,14 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
     model.set_stage("ids")
     try:
         warm_data = dataclasses.replace(data, valid=data.valid.rows(~cold)) if cold_start else data
-        history = _fit_ranking(model, warm_data, cfg, callbacks=callbacks, backup_dir=stage_dir("ids"), **fit)
+        history = _fit_ranking(model, warm_data, cfg, backup_dir=stage_dir("ids"), **fit,
+                               callbacks=subrun_callbacks(callbacks, "ids") if model.use_content else callbacks)
         history.selection["valid_items"] = "warm" if cold_start else "all"
         if model.use_content:
             model.set_stage("content")
             cold_data = dataclasses.replace(data, valid=data.valid.rows(cold)) if cold_start else data
             content = _fit_ranking(model, cold_data, cfg, backup_dir=stage_dir("content"), start_from_mean=False,
-                                   **fit)
+                                   callbacks=subrun_callbacks(callbacks, "content"), **fit)
             history.selection["content"] = {**content.selection, "valid_items": "cold" if cold_start else "all"}
     finally:
         model.set_stage("served")
