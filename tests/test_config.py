@@ -264,9 +264,15 @@ def test_ranking_dropout_null_follows_the_feedback_and_a_number_is_kept(tmp_path
     ("retrieval.temperature_candidates=[0.15, 0]", r"retrieval\.temperature_candidates\[1\]: must be > 0, got 0"),
     ("retrieval.temperature_candidates=0.15", r"retrieval\.temperature_candidates: expected a list"),
     ("retrieval.temperature_candidates=[hot]", r"retrieval\.temperature_candidates\[0\]: expected float"),
+    ("retrieval.embedding_dim=0", r"retrieval\.embedding_dim: must be > 0, got 0"),
+    ("ranking.hidden_units=[64, 0]", r"ranking\.hidden_units\[1\]: must be > 0, got 0"),
+    ("ranking.mf_factors=-8", r"ranking\.mf_factors: must be > 0, got -8"),
+    ("evaluate.ks=[10, 0]", r"evaluate\.ks\[1\]: must be > 0"),
+    ("ranking.patience=-1", r"ranking\.patience: must be >= 0, got -1"),
 ], ids=["rate above one", "negative rate", "all items cold", "zero temperature", "negative lr", "tolerance",
         "negative decay", "negative logq share", "embedding dropout one", "a zero candidate", "not a list",
-        "not a number"])
+        "not a number", "zero embedding size", "a zero layer", "negative factors", "a zero cutoff",
+        "negative patience"])
 def test_a_number_out_of_its_range_is_refused_naming_the_key(override: str, fragment: str) -> None:
     """Keras would refuse ``Dropout(1.5)`` too, but deep in a build, without the key's name."""
     with pytest.raises(ConfigError, match=fragment):

@@ -73,8 +73,9 @@ class SplitConfig:
 class RetrievalConfig:
     """Two-tower retrieval. Temperature and logQ defaults measured on the demo and MovieLens."""
 
-    embedding_dim: int = setting(128, "Size of the user and item embeddings.")
-    fusion_hidden: list[int] = setting([128], "Hidden layer sizes of the MLP that fuses the item's modalities.")
+    embedding_dim: int = setting(128, "Size of the user and item embeddings.", POSITIVE)
+    fusion_hidden: list[int] = setting([128], "Hidden layer sizes of the MLP that fuses the item's modalities.",
+        POSITIVE)
     fusion_dropout: float = setting(0.0, "Dropout inside the fusion MLP.", SHARE)
     fusion: str = setting("concat", "a key of tfmmrec.fusion.ITEM_TOWER_FUSIONS")
     fusion_balance_weight: float = setting(0.0, "modality-balance regulariser (weighing fusions only); 0 = off")
@@ -108,28 +109,29 @@ class RetrievalConfig:
     embedding_dropout: float = setting(0.0,
         "Dropout on the elements of the user and item id embeddings in training (regularises ids that memorise "
         "their few training interactions). Measured in benchmarks/README.md ('Quality').", SHARE)
-    batch_size: int = setting(1024, "Global batch size; in-batch negatives = batch_size - 1.")
+    batch_size: int = setting(1024, "Global batch size; in-batch negatives = batch_size - 1.", POSITIVE)
     epochs: int = setting(20,
         "Maximum training epochs: after each, the validation split selects (early stopping, best epoch kept); without"
-        " validation rows all are trained and the last kept.")
-    patience: int = setting(3, "Epochs without a better validation objective before stopping; best weights kept.")
+        " validation rows all are trained and the last kept.", POSITIVE)
+    patience: int = setting(3, "Epochs without a better validation objective before stopping; best weights kept.",
+        NON_NEGATIVE)
     validation_metric: str = setting("recall@20",
         "Validation metric that selects the epoch: recall@K, ndcg@K, hitrate@K, mrr@K or map@K (full catalog, "
         "training items excluded).")
     validation_objective: str = setting("all",
         "all | warm | cold | mean: the metric over all validation items, over warm or cold ones only, or the mean of "
         "warm and cold (cold-start splits).")
-    validation_batch_size: int = setting(256, "Validation users scored against the whole catalog per batch.")
+    validation_batch_size: int = setting(256, "Validation users scored against the whole catalog per batch.", POSITIVE)
     mixed_negatives: int = setting(0,
         "Negatives and loss (see tfmmrec.models.retrieval): extra uniformly sampled candidates per batch (mixed "
-        "negatives, logQ of the mixture), and the k hardest negatives only (0 = all).")
+        "negatives, logQ of the mixture), and the k hardest negatives only (0 = all).", NON_NEGATIVE)
     num_hard_negatives: int = setting(0,
         "Keep only the N hardest negatives per query (0 = all in-batch/mixed candidates); measured to hurt on the "
-        "demo (false negatives), see docs/models.md.")
+        "demo (false negatives), see docs/models.md.", NON_NEGATIVE)
     history_length: int = setting(0,
         "Query tower: the user's last `history_length` training items pooled through the item tower ('mean', "
         "'attention' or 'mean+attention'); the users table's categorical columns as features; a share of training "
-        "examples routed to the unknown-user row so it learns the generic user.")
+        "examples routed to the unknown-user row so it learns the generic user.", NON_NEGATIVE)
     history_pooling: str = setting("mean",
         "mean | attention | mean+attention: how the query tower pools the history items.")
     history_sampling: str = setting("before",
@@ -191,24 +193,25 @@ class RankingConfig:
     """DeepFM ranking. ``negatives``: sampled negatives per positive for implicit feedback.
     Training stops early on the validation split's AUC (RMSE for ratings), see ``patience``."""
 
-    field_dim: int = setting(16, "Embedding size of each DeepFM field.")
-    hidden_units: list[int] = setting([64, 32], "Deep part's hidden layer sizes.")
+    field_dim: int = setting(16, "Embedding size of each DeepFM field.", POSITIVE)
+    hidden_units: list[int] = setting([64, 32], "Deep part's hidden layer sizes.", POSITIVE)
     dropout: float | None = setting(None,
         "Dropout of the deep part; null = by feedback (RankingConfig.deep_dropout): 0.5 on ratings, which overfit "
         "within a few epochs, 0.1 otherwise (implicit feedback, whose fresh negatives each epoch regularise, and 0/1 "
         "labels). Measured in benchmarks/README.md ('Quality').", SHARE)
     id_dropout: float = setting(0.3, "Share of training examples whose item id is hidden (cold items).", SHARE)
-    negatives: int = setting(4, "Implicit feedback: sampled negatives per positive.")
+    negatives: int = setting(4, "Implicit feedback: sampled negatives per positive.", POSITIVE)
     learning_rate: float = setting(0.005, "Adam learning rate.", POSITIVE)
-    batch_size: int = setting(1024, "Batch size.")
-    epochs: int = setting(20, "Maximum training epochs (early stopping on validation AUC / RMSE).")
-    patience: int = setting(3, "Epochs without a better validation metric before stopping; best weights kept.")
+    batch_size: int = setting(1024, "Batch size.", POSITIVE)
+    epochs: int = setting(20, "Maximum training epochs (early stopping on validation AUC / RMSE).", POSITIVE)
+    patience: int = setting(3, "Epochs without a better validation metric before stopping; best weights kept.",
+        NON_NEGATIVE)
     model: str | None = setting(None,
         "'dcn' (DCN-v2: cross layers + deep part over ids, content and user fields), 'deepfm' (the same fields), or "
-        "'mf' (a biased matrix factorisation over user and item ids: mf_factors, mf_l2; cold items scored from content, "
-        "mf_content); null = by feedback (RankingConfig.ranker): mf on ratings, where it beat dcn by 0.017-0.024 test "
-        "RMSE on both MovieLens sets, 3 of 3 seeds each, dcn otherwise (implicit feedback). Measured in "
-        "benchmarks/README.md ('Quality').")
+        "'mf' (a biased matrix factorisation over user and item ids: mf_factors, mf_l2; cold items scored from "
+        "content, mf_content); null = by feedback (RankingConfig.ranker): mf on ratings, where it beat dcn by "
+        "0.017-0.024 test RMSE on both MovieLens sets, 3 of 3 seeds each, dcn otherwise (implicit feedback). "
+        "Measured in benchmarks/README.md ('Quality').")
     mf_factors: int = setting(64, "ranking.model = mf: size of the user and item factors.", POSITIVE)
     mf_content: bool = setting(True,
         "ranking.model = mf: an item without training ratings (a cold item) is scored from its content and categorical "
@@ -220,8 +223,9 @@ class RankingConfig:
         "(0: a linear map).", NON_NEGATIVE)
     mf_l2: float = setting(0.05,
         "ranking.model = mf: weight of the per-rating L2 penalty on each example's factors and biases.", NON_NEGATIVE)
-    cross_layers: int = setting(2, "Number of DCN-v2 cross layers (ranking.model = dcn).")
-    cross_projection_dim: int = setting(0, "low-rank cross layers when > 0 (DCN-v2's DCN-Mix-free variant)")
+    cross_layers: int = setting(2, "Number of DCN-v2 cross layers (ranking.model = dcn).", NON_NEGATIVE)
+    cross_projection_dim: int = setting(0, "low-rank cross layers when > 0 (DCN-v2's DCN-Mix-free variant)",
+        NON_NEGATIVE)
     user_features: bool = setting(True,
         "With a users table: its categorical columns and its numeric ones (manifest user_numeric) become DeepFM/DCN "
         "fields, looked up by user inside the model.")
@@ -229,7 +233,7 @@ class RankingConfig:
         "Training items per user (a random sample of at most this many) in a history field: the mean of their "
         "embeddings, crossed with the candidate item (SVD++; the candidate itself left out); 0 = no history field. 200 "
         "lowered test RMSE by 0.003 on ml-latest-small (3 of 3 seeds) and 0.002 on MovieLens-100K (1 of 3) at 2-4x the "
-        "training time (benchmarks/README.md, 'Quality').")
+        "training time (benchmarks/README.md, 'Quality').", NON_NEGATIVE)
 
     def ranker(self, rating: bool) -> str:
         """``model``, or when null its default for the feedback: ``mf`` on ratings, ``dcn`` otherwise.
@@ -259,8 +263,8 @@ class MultitaskConfig:
     ranking_weight: float = setting(1.0,
         "Loss weight of the ranking head (BCE on positives vs sampled items, MSE on ratings).")
     category_weight: float = setting(1.0, "Loss weight of the item-category classifier fed by fused content only.")
-    category_field: int = setting(0, "index into the manifest's categorical columns")
-    ranking_hidden: list[int] = setting([64], "Hidden units of the ranking head's MLP.")
+    category_field: int = setting(0, "index into the manifest's categorical columns", NON_NEGATIVE)
+    ranking_hidden: list[int] = setting([64], "Hidden units of the ranking head's MLP.", POSITIVE)
 
 
 @dataclass
@@ -274,11 +278,11 @@ class PretrainConfig:
 
     enabled: bool = setting(False, "add the aligned joint embedding as one more content modality, 'aligned'")
     only_aligned: bool = setting(False, "give the models the aligned embedding instead of the per-modality ones")
-    dim: int = setting(64, "width of the aligned joint embedding")
-    hidden: int = setting(128, "hidden units of each modality's projection head")
+    dim: int = setting(64, "width of the aligned joint embedding", POSITIVE)
+    hidden: int = setting(128, "hidden units of each modality's projection head", POSITIVE)
     temperature: float = setting(0.1, "InfoNCE softmax temperature", POSITIVE)
-    epochs: int = setting(40, "passes over the catalog")
-    batch_size: int = setting(256, "items per contrastive batch (batch_size - 1 negatives each)")
+    epochs: int = setting(40, "passes over the catalog", POSITIVE)
+    batch_size: int = setting(256, "items per contrastive batch (batch_size - 1 negatives each)", POSITIVE)
     learning_rate: float = setting(0.002, "Adam learning rate of the projection heads", POSITIVE)
     seed: int = setting(0, "initialisation and batch order of the alignment")
 
@@ -302,7 +306,7 @@ class TrainConfig:
         "several GPUs are visible.")
     backup_every_steps: int = setting(200,
         "Fault tolerance: back up training state to RUN_DIR/backup every N steps (and per epoch), so a killed run "
-        "resumes when the same command is rerun; 0 turns backups off.")
+        "resumes when the same command is rerun; 0 turns backups off.", NON_NEGATIVE)
     save_weights: bool = setting(True,
         "Save model weights to RUN_DIR/weights, so `tfmmrec evaluate RUN_DIR` can re-evaluate the run (e.g. with "
         "other evaluate.ks) and `tfmmrec export RUN_DIR` re-export it without retraining.")
@@ -312,14 +316,14 @@ class TrainConfig:
 class EvaluateConfig:
     """The test-split metrics (``tfmmrec.evaluate``)."""
 
-    ks: list[int] = setting([10, 20, 50], "Cutoffs K of Recall@K / NDCG@K in the evaluation.")
+    ks: list[int] = setting([10, 20, 50], "Cutoffs K of Recall@K / NDCG@K in the evaluation.", POSITIVE)
 
 
 @dataclass
 class ExportConfig:
     """The SavedModels of a run (``tfmmrec.export``)."""
 
-    top_k: int = setting(100, "K of the exported retrieval model's top-K answer.")
+    top_k: int = setting(100, "K of the exported retrieval model's top-K answer.", POSITIVE)
     index: str = setting("brute_force",
         "brute_force | scann (approximate; needs the scann extra, not the stock TF Serving).")
 
@@ -333,8 +337,8 @@ class TensorBoardConfig:
     histograms: bool = setting(True, "Per-epoch histograms of user/item embedding norms.")
     projector: bool = setting(True,
         "Item embeddings for the embedding projector, with metadata and a thumbnail sprite.")
-    projector_max_items: int = setting(2000, "At most this many items (the first rows) in the projector.")
-    sprite_size: int = setting(32, "Edge in pixels of each item thumbnail in the projector sprite.")
+    projector_max_items: int = setting(2000, "At most this many items (the first rows) in the projector.", POSITIVE)
+    sprite_size: int = setting(32, "Edge in pixels of each item thumbnail in the projector sprite.", POSITIVE)
     metadata_columns: list[str] = section(list,
         "Item columns shown in the projector; empty = item id, the first text column (title) and the categorical "
         "columns.")
@@ -360,8 +364,9 @@ class TuneConfig:
     variant: str = setting("multimodal", "retrieval only: multimodal | id_only model.")
     algorithm: str = setting("random",
         "grid | random | bayesian (keras-tuner oracles; bayesian needs scipy: pip install keras-tuner[bayesian]).")
-    max_trials: int = setting(8, "Number of trials (configurations); a resumed search counts trials already done.")
-    objective_k: int = setting(20, "K of the validation Recall@K objective.")
+    max_trials: int = setting(8, "Number of trials (configurations); a resumed search counts trials already done.",
+        POSITIVE)
+    objective_k: int = setting(20, "K of the validation Recall@K objective.", POSITIVE)
     epochs: int | None = setting(None, "Epochs per trial; null = the task's configured epochs.")
     directory: str = setting("tune",
         "Tuner state, trials and HParams logs, relative to the output directory; the search resumes from it.")
@@ -377,10 +382,12 @@ class LimitsConfig:
     that item and is counted in the decode report; a serving request over one is refused with an
     error naming the input."""
 
-    max_file_bytes: int = setting(64 * 2**20, "bytes of one media file (64 MiB), checked before it is opened")
-    max_image_pixels: int = setting(40_000_000, "width x height read from the image header, checked before decoding")
+    max_file_bytes: int = setting(64 * 2**20, "bytes of one media file (64 MiB), checked before it is opened", POSITIVE)
+    max_image_pixels: int = setting(40_000_000, "width x height read from the image header, checked before decoding",
+        POSITIVE)
     max_audio_seconds: float = setting(600.0, "length of one audio clip (from its header) before it is decoded")
-    max_text_chars: int = setting(20_000, "characters of one item's text; longer text is refused, not truncated")
+    max_text_chars: int = setting(20_000, "characters of one item's text; longer text is refused, not truncated",
+        POSITIVE)
 
 
 @dataclass

@@ -141,11 +141,13 @@ def test_content_trained_second_scores_cold_items_without_moving_warm_ones(
                                                      "ranking (content stage, cold items)"], said
     for stage in ("ids", "content"):  # each stage's validation curve in its own TensorBoard run
         events = sorted((tmp_path / "True" / stage / "validation").glob("events.out.tfevents.*"))
-        tags = {v.tag for path in events for e in tf.compat.v1.train.summary_iterator(str(path)) for v in e.summary.value}
+        tags = {v.tag for path in events for event in tf.compat.v1.train.summary_iterator(str(path))
+                for v in event.summary.value}
         assert "epoch_rmse" in tags, (stage, tags)
 
 
-def test_the_history_joins_the_user_factor_as_in_svdpp(features: ItemFeatures, interactions: EncodedInteractions) -> None:
+def test_the_history_joins_the_user_factor_as_in_svdpp(features: ItemFeatures,
+                                                       interactions: EncodedInteractions) -> None:
     cfg = RankingConfig(mf_factors=8, history_length=4, mf_content=False)
     model = build_ranking(features, NUM_USERS, cfg, rating=True, data=interactions)
     batch = {"user": tf.constant([1, 2, 3]), "item": tf.constant([1, 2, 3])}

@@ -79,7 +79,8 @@ class MatrixFactorization(DeepFM):
         # Every row starts small and unregularised by Keras: the per-rating penalty is the prior.
         rows = lambda n, d, name: keras.layers.Embedding(  # noqa: E731
             n, d, embeddings_initializer=small() if d > 1 else zeros, name=name)
-        self.user_vec, self.user_bias = rows(num_users + 1, factors, "user_factors"), rows(num_users + 1, 1, "user_bias")
+        self.user_vec = rows(num_users + 1, factors, "user_factors")
+        self.user_bias = rows(num_users + 1, 1, "user_bias")
         self.item_vec, self.item_bias = rows(num_id_slots, factors, "item_factors"), rows(num_id_slots, 1, "item_bias")
         if history_length:
             self.history_vec = rows(num_id_slots, factors, "history_factors")

@@ -55,7 +55,8 @@ from tfmmrec.evaluate.protocol import embed_all, valid_recalls
 from tfmmrec.models.build import retrieval_task_options
 from tfmmrec.models.coldstart import ContentStudent, WarmColdItemTower, blend_embeddings
 from tfmmrec.models.retrieval import TwoTowerRetrieval
-from tfmmrec.train.fit import MIN_COLD_VALID_SHARE, retrieval_optimizer, show_projectors, subrun_callbacks, train_retrieval
+from tfmmrec.train.fit import (MIN_COLD_VALID_SHARE, retrieval_optimizer, show_projectors, subrun_callbacks,
+                               train_retrieval)
 
 BLEND_OBJECTIVES = ("warm_first", "all", "balanced")
 CONTENT_SELECTIONS = ("cold", "cold_pool")
