@@ -105,6 +105,9 @@ def test_a_cold_item_is_scored_from_its_content_and_a_warm_one_from_its_ids_alon
     np.testing.assert_allclose(served[:2], ids[:2], rtol=1e-5)  # warm: the ids-only score
     np.testing.assert_allclose(served[2:], content[2:], rtol=1e-5)  # cold: the content score
     assert np.abs(content[:2] - ids[:2]).min() > 1e-3  # (content scores warm items otherwise)
+    model.compile(optimizer="adam", loss="mse")
+    with pytest.warns(UserWarning, match="trains the id rows only"):  # a plain fit would leave content untrained
+        model.fit(batch, tf.constant([3.0, 4.0, 2.0, 5.0]), epochs=1, verbose=0)
     vecs, firsts, names = model.fields(batch)  # the export's explain sees every field
     assert names == ["user", "item", "categorical_0", "text"]
     clone = MatrixFactorization.from_config(model.get_config())

@@ -23,6 +23,7 @@ It has the rankers' interface (``{"user", "item"}`` model indices in, a score ou
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import tensorflow as tf
@@ -126,6 +127,16 @@ class MatrixFactorization(DeepFM):
         user_numeric = [self.user_numeric_vec, self.user_numeric_bias] if self.num_user_numeric else []
         return (self.cat_vec + self.cat_bias + list(self.dense_vec.values()) + list(self.dense_bias.values())
                 + self.user_cat_vec + self.user_cat_bias + user_numeric)
+
+    def fit(self, *args: Any, **kwargs: Any) -> keras.callbacks.History:
+        """Keras' ``fit``, in the current stage. In ``served`` (the default) with content it trains
+        the id rows only, since every training rating is of a warm item: say so."""
+        if self.use_content and self.stage == "served":
+            warnings.warn("MatrixFactorization.fit in the 'served' stage trains the id rows only: the cold items' "
+                          "content fields train in the 'content' stage. tfmmrec.train.fit.train_ranking runs both "
+                          "stages, as `tfmmrec train` does; with plain Keras calls: set_stage('ids'), compile, fit, "
+                          "set_stage('content'), compile, fit, then set_stage('served').", UserWarning, stacklevel=2)
+        return super().fit(*args, **kwargs)
 
     def train_step(self, data: Any) -> dict[str, Any]:
         """Keras' train step, updating only :meth:`stage_variables` (so the frozen stage's variables
