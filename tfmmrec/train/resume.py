@@ -53,8 +53,12 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                 where = f"epoch {epoch + 1}, " + ("the whole epoch" if epoch_done else f"step {batch + 1}") + " done"
             self._log(f"[train] resumed from backup {self.backup_dir}: {where}")
             if self.model.built and hasattr(self.model.optimizer, "build"):
-                # Create the optimizer's slots now, so the restored values land even if no step runs.
-                self.model.optimizer.build(self.model.trainable_variables)
+                # Create the optimizer's slots now, so the restored values land even if no step runs:
+                # for the variables training updates, in its order (the slots are saved by position),
+                # which for a model trained in stages is the stage's (MatrixFactorization.stage_variables).
+                stage_variables = getattr(self.model, "stage_variables", None)
+                self.model.optimizer.build(stage_variables() if callable(stage_variables)
+                                           else self.model.trainable_variables)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         # The saved batch is the epoch's last step here, so a restore continues with the next epoch.
