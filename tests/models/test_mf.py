@@ -195,3 +195,24 @@ def test_a_run_killed_in_the_content_stage_resumes_there_and_ends_as_an_uninterr
     resumed = [line for line in capsys.readouterr().out.splitlines() if "resumed from backup" in line]
     assert len(resumed) == 2 and "ids: training had finished" in resumed[0], resumed
     assert "content: epoch 2, step 8 done" in resumed[1], resumed  # killed after its 8th step, just backed up
+
+
+@pytest.mark.parametrize("cold_ratings, content_selected_on", [(300, "cold"), (60, "all")])
+def test_on_a_random_split_the_content_stage_is_selected_on_cold_items_when_there_are_enough(
+        features: ItemFeatures, interactions: EncodedInteractions, cold_ratings: int, content_selected_on: str) -> None:
+    """Under 10% of the validation ratings on cold items (not a cold-start split): the ids stage is
+    selected on all of them, the content stage, which serves the cold items alone, on theirs when
+    there are at least 100 (``MIN_COLD_VALID_RATINGS``), else on all."""
+    data = cluster_ratings(interactions)
+    cold = data.valid.item > 30
+    keep = np.flatnonzero(cold)[:cold_ratings]
+    warm = np.tile(np.flatnonzero(~cold), 40)  # the warm pairs, repeated: their share > 90%
+    valid = data.valid.rows(np.isin(np.arange(len(data.valid)), keep))
+    valid = SplitArrays(*(np.concatenate([getattr(valid, k), getattr(data.valid, k)[warm]])
+                          for k in ("user", "item", "target")))
+    data = dataclasses.replace(data, valid=valid)
+    assert data.cold_valid_share() < 0.1
+    cfg = RankingConfig(mf_factors=8, epochs=2, batch_size=256, learning_rate=0.02)
+    model = build_ranking(features, NUM_USERS, cfg, rating=True)
+    selection = train_ranking(model, data, cfg, mode="rating", verbose=0).selection
+    assert selection["valid_items"] == "all" and selection["content"]["valid_items"] == content_selected_on

@@ -221,6 +221,9 @@ def per_example_squared_error(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor
 # A validation split whose interactions are at least this share with cold items is a cold-start
 # split: each part of a warm/cold model is then selected on its own items (tfmmrec.train.coldstart).
 MIN_COLD_VALID_SHARE = 0.1
+# The mf ranker's content stage serves cold items only: it is selected on their validation ratings
+# whenever there are this many, on a random split too (there: items too rare to reach training).
+MIN_COLD_VALID_RATINGS = 100
 
 
 def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, *, mode: str,
@@ -231,9 +234,10 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
     restored (:func:`ranking_selection`); the returned History's ``selection`` records it.
 
     A :class:`MatrixFactorization` trains in stages (``MatrixFactorization.stage``): its id rows,
-    then, with content, its content fields against the frozen id rows. On a cold-start split
-    (``MIN_COLD_VALID_SHARE``) each stage is selected on the validation interactions it will
-    serve: the ids on warm items, the content on cold ones (else both on all); ``selection``
+    then, with content, its content fields against the frozen id rows. Each stage is selected on
+    the validation interactions it will serve: the ids on warm items on a cold-start split
+    (``MIN_COLD_VALID_SHARE``, else on all), the content on cold ones there or wherever there are
+    ``MIN_COLD_VALID_RATINGS`` of them (else on all: too few to select on); ``selection``
     records the content stage's under ``"content"``, and each stage logs to its own TensorBoard
     run (``ids``, ``content``) of ``callbacks``'."""
     fit = dict(mode=mode, seed=seed, verbose=verbose, backup_every_steps=backup_every_steps)
@@ -250,10 +254,11 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
         history.selection["valid_items"] = "warm" if cold_start else "all"
         if model.use_content:
             model.set_stage("content")
-            cold_data = dataclasses.replace(data, valid=data.valid.rows(cold)) if cold_start else data
+            on_cold = bool(cold.any()) and (cold_start or int(cold.sum()) >= MIN_COLD_VALID_RATINGS)
+            cold_data = dataclasses.replace(data, valid=data.valid.rows(cold)) if on_cold else data
             content = _fit_ranking(model, cold_data, cfg, backup_dir=stage_dir("content"), start_from_mean=False,
                                    callbacks=subrun_callbacks(callbacks, "content"), **fit)
-            history.selection["content"] = {**content.selection, "valid_items": "cold" if cold_start else "all"}
+            history.selection["content"] = {**content.selection, "valid_items": "cold" if on_cold else "all"}
     finally:
         model.set_stage("served")
     return history
