@@ -216,3 +216,19 @@ def test_on_a_random_split_the_content_stage_is_selected_on_cold_items_when_ther
     model = build_ranking(features, NUM_USERS, cfg, rating=True)
     selection = train_ranking(model, data, cfg, mode="rating", verbose=0).selection
     assert selection["valid_items"] == "all" and selection["content"]["valid_items"] == content_selected_on
+
+
+def test_a_catalog_without_content_trains_the_ids_alone(interactions: EncodedInteractions) -> None:
+    """``mf_content`` is the default, but a catalog of ids alone has nothing to score cold items
+    from: the content stage is skipped, not run on an empty set of fields."""
+    n = NUM_ITEMS
+    slots = np.concatenate([[0], np.arange(1, 31), np.zeros(10)]).astype(np.int32)
+    ids_only = ItemFeatures({}, {}, slots, np.zeros((n + 1, 0), np.int32), [], np.zeros((n + 1, 0), np.float32))
+    data = cluster_ratings(interactions)
+    cfg = RankingConfig(mf_factors=8, epochs=2, batch_size=256)
+    model = build_ranking(ids_only, NUM_USERS, cfg, rating=True)
+    assert model.use_content and not model.content_layers()
+    history = train_ranking(model, data, cfg, mode="rating", verbose=0)
+    assert "content" not in history.selection and model.stage == "served"
+    cold = model.predict({"user": np.array([1, 2]), "item": np.array([35, 36])}, verbose=0)
+    assert np.all(np.isfinite(cold))

@@ -145,3 +145,33 @@ def test_ranking_compiles_and_trains_under_a_strategy() -> None:
     history = train_ranking(model, data, cfg, mode="implicit", verbose=0)
     assert model.distribute_strategy is strategy
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_the_staged_matrix_factorisation_trains_under_a_strategy() -> None:
+    """``MatrixFactorization.train_step`` (one stage's variables) under a MirroredStrategy: both
+    stages update what they train, inside the strategy's replica context."""
+    import dataclasses
+
+    from tfmmrec.config import RankingConfig
+    from tfmmrec.models.build import build_ranking
+    from tfmmrec.train.fit import train_ranking
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    data, _, _ = job.setup(tf.distribute.get_strategy())
+    rated = lambda s: dataclasses.replace(s, target=(1.0 + (s.user + s.item) % 5).astype(np.float32))  # noqa: E731
+    data = dataclasses.replace(data, train=rated(data.train), valid=rated(data.valid))
+    ids = job.item_features(data)
+    text = np.random.default_rng(0).normal(size=(data.num_items + 1, 6)).astype(np.float32)
+    features = dataclasses.replace(ids, content={"text": text}, masks={"text": np.ones(len(text), np.float32)})
+    cfg = RankingConfig(mf_factors=4, epochs=2, batch_size=512)
+    with strategy.scope():  # variables too: Keras refuses a model with variables from outside
+        model = build_ranking(features, data.num_users, cfg, rating=True)
+        model({"user": tf.constant([1]), "item": tf.constant([1])})
+    before = {v.name: v.numpy().copy() for v in model.trainable_variables}
+    history = train_ranking(model, data, cfg, mode="rating", verbose=0)
+    assert model.distribute_strategy is strategy and model.stage == "served"
+    assert model.use_content and "content" in history.selection
+    moved = {v.name for v in model.trainable_variables if not np.allclose(v.numpy(), before[v.name])}
+    content = {v.name for layer in model.content_layers() for v in layer.trainable_variables}
+    assert "user_factors/embeddings:0" in {n.split("/", 1)[-1] for n in moved}  # the ids stage trained
+    assert moved & content, sorted(moved)  # and so did the content stage

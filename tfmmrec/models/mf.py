@@ -172,9 +172,9 @@ class MatrixFactorization(DeepFM):
         else:
             trained = [True] * len(names)
         self._user_side = tuple(is_user_field(n) for n in names)
-        if training and self.l2:
-            rows = tf.concat([x for x, t in zip(vecs, trained) if t] + [x for x, t in zip(firsts, trained) if t], -1)
-            self.add_loss(self.l2 * tf.reduce_mean(tf.reduce_sum(tf.square(rows), axis=-1)))
+        rows = [x for x, t in zip(vecs, trained) if t] + [x for x, t in zip(firsts, trained) if t]
+        if training and self.l2 and rows:
+            self.add_loss(self.l2 * tf.reduce_mean(tf.reduce_sum(tf.square(tf.concat(rows, -1)), axis=-1)))
         return vecs, firsts, names
 
     def logit(self, vecs: list[tf.Tensor], firsts: list[tf.Tensor], training: bool | None = None) -> tf.Tensor:

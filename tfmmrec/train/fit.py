@@ -252,7 +252,7 @@ def train_ranking(model: DeepFM, data: EncodedInteractions, cfg: RankingConfig, 
         history = _fit_ranking(model, warm_data, cfg, backup_dir=stage_dir("ids"), **fit,
                                callbacks=subrun_callbacks(callbacks, "ids") if model.use_content else callbacks)
         history.selection["valid_items"] = "warm" if cold_start else "all"
-        if model.use_content:
+        if model.content_layers():  # (a catalog without content: nothing to learn cold items from)
             model.set_stage("content")
             on_cold = bool(cold.any()) and (cold_start or int(cold.sum()) >= MIN_COLD_VALID_RATINGS)
             cold_data = dataclasses.replace(data, valid=data.valid.rows(cold)) if on_cold else data
