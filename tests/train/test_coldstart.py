@@ -10,7 +10,7 @@ import pytest
 from tfmmrec.config import ConfigError, RunConfig
 from tfmmrec.evaluate.protocol import cold_pool_metrics, embed_all, valid_recalls
 from tfmmrec.models.coldstart import WarmColdItemTower
-from tfmmrec.train.coldstart import choose_blend, cold_valid_share, train_any_retrieval, train_warm_cold
+from tfmmrec.train.coldstart import choose_blend, train_any_retrieval, train_warm_cold
 from tfmmrec.train.early_stopping import describe_selection
 from tfmmrec.train.prepare import prepare_data, retrieval_model
 
@@ -74,7 +74,7 @@ def trained(prepared):
 
 def test_stages_are_selected_on_validation_and_cold_items_get_content(prepared, trained) -> None:
     prep, cfg = prepared
-    assert cold_valid_share(prep.data) > 0.1  # a cold-start split: warm and cold selected apart
+    assert prep.data.cold_valid_share() > 0.1  # a cold-start split: warm and cold selected apart
     model, selection = trained
     assert isinstance(model.item_tower, WarmColdItemTower)
     content = selection["content"]

@@ -158,19 +158,14 @@ class MatrixFactorization(DeepFM):
         content = [n not in ID_FIELDS for n in names]
         if self.stage == "ids":
             vecs, firsts, names = ([x for x, c in zip(xs, content) if not c] for xs in (vecs, firsts, names))
-            trained = [True] * len(names)
+            content = [False] * len(names)
+        elif self.stage == "content":
+            vecs[1], firsts[1] = tf.zeros_like(vecs[1]), tf.zeros_like(firsts[1])
         elif self.use_content:
-            slot = tf.gather(self.table.id_slot, tf.cast(features["item"], tf.int32))
-            cold = tf.cast(slot == 0, tf.float32)[:, None]
-            if self.stage == "content":
-                vecs[1], firsts[1] = tf.zeros_like(vecs[1]), tf.zeros_like(firsts[1])
-                trained = content
-            else:
-                vecs = [v * cold if c else v for v, c in zip(vecs, content)]
-                firsts = [f * cold if c else f for f, c in zip(firsts, content)]
-                trained = [True] * len(names)
-        else:
-            trained = [True] * len(names)
+            cold = tf.cast(tf.gather(self.table.id_slot, tf.cast(features["item"], tf.int32)) == 0, tf.float32)[:, None]
+            vecs = [v * cold if c else v for v, c in zip(vecs, content)]
+            firsts = [f * cold if c else f for f, c in zip(firsts, content)]
+        trained = content if self.stage == "content" else [True] * len(names)
         self._user_side = tuple(is_user_field(n) for n in names)
         rows = [x for x, t in zip(vecs, trained) if t] + [x for x, t in zip(firsts, trained) if t]
         if training and self.l2 and rows:

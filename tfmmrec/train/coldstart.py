@@ -63,11 +63,6 @@ CONTENT_SELECTIONS = ("cold", "cold_pool")
 WARM_TOWER_CANDIDATES = ("id_content", "id")
 
 
-def cold_valid_share(data: EncodedInteractions) -> float:
-    """Share of the validation interactions (of known users) whose item has no training interaction."""
-    return data.cold_valid_share()
-
-
 def choose_blend(scores: dict[tuple[float, float], dict[str, float]], objective: str = "all",
                  references: dict[str, float] | None = None, warm_tolerance: float = 0.05) -> tuple[float, float]:
     """The ``(c, s)`` of the blend grid to serve (module docstring, stage 3). ``scores`` maps each
@@ -186,7 +181,7 @@ def _train_stages(model: TwoTowerRetrieval, data: EncodedInteractions, cfg: Retr
     tower = model.item_tower
     options = retrieval_task_options(cfg, data)
     fit = dict(seed=seed, verbose=verbose, jit_compile=jit_compile)
-    cold_start = cold_valid_share(data) >= MIN_COLD_VALID_SHARE
+    cold_start = data.cold_valid_share() >= MIN_COLD_VALID_SHARE
     with model.distribute_strategy.scope():
         warm_model = TwoTowerRetrieval(model.query_tower, tower.warm_tower, **options)
     warm_cfg = dataclasses.replace(cfg, validation_objective="warm" if cold_start else cfg.validation_objective)
